@@ -1,0 +1,130 @@
+/*
+ * outbox-relay sink plugin ABI.
+ *
+ * A sink is a shared module that exports one function, RELAY_SINK_ENTRY, returning a pointer to a
+ * static relay_sink_api. The relay loads it with dlopen(RTLD_NOW | RTLD_LOCAL) and refuses it when
+ * abi_version differs from RELAY_SINK_ABI_VERSION or struct_size is smaller than the relay's
+ * sizeof(relay_sink_api): new callbacks are only ever appended, so a larger struct from a newer
+ * plugin is fine.
+ *
+ * Contract, per batch: the relay calls deliver() once with the batch, then flush(). The relay
+ * commits its position past the batch only when flush() returned RELAY_SINK_OK, so flush() must
+ * return OK only once every event handed to deliver() since the last successful flush is durably
+ * accepted by the destination (written and flushed, acknowledged by the broker, ...). Queued is not
+ * accepted. After a failed deliver() or flush(), the relay hands the same events over again later:
+ * sinks see every event at least once, possibly more than once, never out of order within a batch.
+ *
+ * All callbacks run on the relay's single thread; a sink may start threads of its own.
+ */
+#ifndef OUTBOX_RELAY_SINK_H
+#define OUTBOX_RELAY_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RELAY_SINK_ABI_VERSION 1u
+
+/* The symbol every sink exports, and its name for dlsym(). */
+#define RELAY_SINK_ENTRY relay_sink_entry
+#define RELAY_SINK_ENTRY_NAME "relay_sink_entry"
+
+typedef enum relay_sink_status {
+    RELAY_SINK_OK = 0,
+    /* Transient (broker down, disk full, ...): the relay backs off and hands the batch over again.
+     */
+    RELAY_SINK_RETRY = 1,
+    /* Will not get better by retrying (bad options, an event the destination refuses for good):
+     * the relay stops with the message, its position still before the batch. */
+    RELAY_SINK_FATAL = 2,
+} relay_sink_status;
+
+typedef enum relay_sink_log_level {
+    RELAY_SINK_LOG_DEBUG = 0,
+    RELAY_SINK_LOG_INFO = 1,
+    RELAY_SINK_LOG_WARN = 2,
+    RELAY_SINK_LOG_ERROR = 3,
+} relay_sink_log_level;
+
+/* One configured option, from the sink's `options` map. Nested maps are flattened with dots
+ * ("properties.bootstrap.servers"), sequences are joined with commas. Borrowed for init() only. */
+typedef struct relay_sink_option {
+    const char *key;
+    const char *value;
+} relay_sink_option;
+
+/*
+ * One event. Every pointer is borrowed for the duration of the deliver() call only; a sink that
+ * needs the bytes later copies them. Every string is also NUL-terminated at [len].
+ */
+typedef struct relay_sink_event {
+    int64_t id;
+    const char *key; /* the aggregate id, used for partitioning */
+    size_t key_len;
+    const char *type; /* the event kind */
+    size_t type_len;
+    const char *payload; /* JSON text */
+    size_t payload_len;
+    const char *metadata; /* JSON text, or NULL when unmapped or SQL NULL */
+    size_t metadata_len;
+    const char *created_at; /* RFC 3339 in UTC, microseconds: 2026-11-26T04:12:53.123456Z */
+    int64_t version;        /* the aggregate version; meaningful only when has_version */
+    int has_version;
+} relay_sink_event;
+
+typedef struct relay_sink_batch {
+    const relay_sink_event *events; /* in ascending id order */
+    size_t count;
+} relay_sink_batch;
+
+/* Services the relay offers a sink; valid from init() until destroy() returns. */
+typedef struct relay_sink_host {
+    uint32_t abi_version;
+    uint32_t struct_size;
+    void *ctx;
+    /* Logs through the relay's logger (its format, level and stream). Never pass secrets. */
+    void (*log)(void *ctx, relay_sink_log_level level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+} relay_sink_host;
+
+typedef struct relay_sink_api {
+    uint32_t abi_version; /* RELAY_SINK_ABI_VERSION */
+    uint32_t struct_size; /* sizeof(relay_sink_api) */
+    const char *name;
+
+    /* Creates the sink's state from its options. On failure returns RETRY or FATAL and writes a
+     * message into err (NUL-terminated, at most errlen bytes); *state is then ignored. */
+    relay_sink_status (*init)(const relay_sink_host *host, const relay_sink_option *options,
+                              size_t n_options, void **state, char *err, size_t errlen);
+
+    /* Hands a batch over. May only enqueue; durability is flush()'s job. */
+    relay_sink_status (*deliver)(void *state, const relay_sink_batch *batch, char *err,
+                                 size_t errlen);
+
+    /* Waits at most timeout_ms for everything delivered so far to be durably accepted. Returns OK
+     * only when it is; a timeout is RETRY. */
+    relay_sink_status (*flush)(void *state, int timeout_ms, char *err, size_t errlen);
+
+    /* Releases the state. Called once, after the last flush; state may be NULL. */
+    void (*destroy)(void *state);
+} relay_sink_api;
+
+typedef const relay_sink_api *(*relay_sink_entry_fn)(void);
+
+#if defined(__GNUC__)
+#define RELAY_SINK_EXPORT __attribute__((visibility("default")))
+#else
+#define RELAY_SINK_EXPORT
+#endif
+
+/* Each sink defines this (exported even when the module hides its other symbols). */
+RELAY_SINK_EXPORT const relay_sink_api *RELAY_SINK_ENTRY(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

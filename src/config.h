@@ -1,0 +1,74 @@
+/*
+ * The relay's configuration: a YAML file read with libyaml into a plain struct.
+ *
+ * Every error names the place and the key: "FILE:LINE:COLUMN: key.path: what is wrong".
+ */
+#ifndef RELAY_CONFIG_H
+#define RELAY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+typedef struct relay_config_option {
+    char *key;
+    char *value;
+} relay_config_option;
+
+/* Column names of the outbox table. version and metadata may be NULL: not mapped. */
+typedef struct relay_config_columns {
+    char *id;
+    char *created_at;
+    char *key;
+    char *type;
+    char *version;
+    char *payload;
+    char *metadata;
+} relay_config_columns;
+
+typedef struct relay_config {
+    char *path; /* the file it was read from, for messages */
+    char *name; /* checkpoint key: one position per name */
+
+    char *conninfo;      /* libpq conninfo or URI, ${VAR} already expanded */
+    char *password_file; /* NULL when not set; read at connect time, never logged */
+
+    char *table; /* as written: "events" or "schema.events" */
+    relay_config_columns columns;
+    int64_t safety_margin_ms;
+    int64_t poll_interval_ms;
+    int batch_size;
+
+    char *sink_plugin; /* a name looked up in plugin_dir, or a path containing '/' */
+    relay_config_option *sink_options;
+    size_t n_sink_options;
+    int64_t sink_flush_timeout_ms;
+
+    char *plugin_dir; /* NULL: found relative to the executable */
+
+    int64_t retry_initial_ms; /* backoff after a database or sink failure, doubled up to max */
+    int64_t retry_max_ms;
+
+    relay_log_level log_level;
+    relay_log_format log_format;
+} relay_config;
+
+/*
+ * Reads and validates the file at path. On success returns 0 and fills *out, which the caller
+ * releases with relay_config_free(). On failure returns -1 with the message in err; *out is left
+ * zeroed. Environment variables in conninfo (${VAR}) are expanded through getenv().
+ */
+int relay_config_load(const char *path, relay_config *out, char *err, size_t errlen);
+
+/* Same, from a buffer; path is only used in messages. */
+int relay_config_parse(const char *path, const char *text, size_t len, relay_config *out, char *err,
+                       size_t errlen);
+
+void relay_config_free(relay_config *config);
+
+/* Parses "250ms", "1s", "2m", "1h" (and "0s") into milliseconds; returns 0, or -1 with a reason
+ * ("needs a unit", ...) in err. */
+int relay_duration_parse(const char *text, int64_t *ms, char *err, size_t errlen);
+
+#endif

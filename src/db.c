@@ -1,0 +1,143 @@
+#include "db.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Reads the first line of path into out (without the line end). Returns 0, or -1 with err. */
+static int read_password_file(const char *path, char *out, size_t outlen, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "password_file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!fgets(out, (int)outlen, f))
+        out[0] = '\0';
+    fclose(f);
+    out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+PGconn *relay_db_connect(const relay_config *config, char *err, size_t errlen)
+{
+    char password[1024] = "";
+    if (config->password_file &&
+        read_password_file(config->password_file, password, sizeof password, err, errlen) != 0)
+        return NULL;
+
+    char application_name[128];
+    snprintf(application_name, sizeof application_name, "outbox-relay %s",
+             config->name ? config->name : "");
+
+    /* libpq applies keywords in order and the last one wins: defaults first, then the user's
+     * conninfo (expanded from "dbname"), then what must not be overridden. */
+    const char *keys[8];
+    const char *values[8];
+    int n = 0;
+    keys[n] = "connect_timeout", values[n++] = "10";
+    keys[n] = "keepalives_idle", values[n++] = "30";
+    keys[n] = "keepalives_interval", values[n++] = "10";
+    keys[n] = "keepalives_count", values[n++] = "3";
+    keys[n] = "fallback_application_name", values[n++] = application_name;
+    keys[n] = "dbname", values[n++] = config->conninfo;
+    if (config->password_file)
+        keys[n] = "password", values[n++] = password;
+    keys[n] = NULL, values[n] = NULL;
+
+    PGconn *conn = PQconnectdbParams(keys, values, 1);
+    explicit_bzero(password, sizeof password);
+    if (!conn) {
+        snprintf(err, errlen, "cannot connect: out of memory");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        relay_db_error(conn, NULL, "cannot connect", err, errlen);
+        PQfinish(conn);
+        return NULL;
+    }
+    /* Timestamps are rendered as UTC (RFC 3339 "Z"), and a timestamp without time zone column is
+     * compared with now() as UTC, whatever the server's or role's default is. */
+    /* NOTICEs ("relation already exists, skipping") would reach stderr through libpq's default
+     * notice processor, outside the log format. */
+    if (relay_db_exec(conn, "configuring the session",
+                      "SET TIME ZONE 'UTC'; SET client_min_messages = warning", err, errlen) != 0) {
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+int relay_db_quote_ident(PGconn *conn, const char *ident, char *out, size_t outlen, char *err,
+                         size_t errlen)
+{
+    char *quoted = PQescapeIdentifier(conn, ident, strlen(ident));
+    if (!quoted) {
+        relay_db_error(conn, NULL, "quoting an identifier", err, errlen);
+        return -1;
+    }
+    int fits = snprintf(out, outlen, "%s", quoted) < (int)outlen;
+    PQfreemem(quoted);
+    if (!fits) {
+        snprintf(err, errlen, "identifier too long: %.64s", ident);
+        return -1;
+    }
+    return 0;
+}
+
+int relay_db_quote_table(PGconn *conn, const char *table, char *out, size_t outlen, char *err,
+                         size_t errlen)
+{
+    const char *dot = strchr(table, '.');
+    if (!dot)
+        return relay_db_quote_ident(conn, table, out, outlen, err, errlen);
+
+    char schema[256];
+    size_t schema_len = (size_t)(dot - table);
+    if (schema_len == 0 || schema_len >= sizeof schema || dot[1] == '\0' || strchr(dot + 1, '.')) {
+        snprintf(err, errlen, "table %s: expected TABLE or SCHEMA.TABLE", table);
+        return -1;
+    }
+    memcpy(schema, table, schema_len);
+    schema[schema_len] = '\0';
+
+    char quoted_schema[600], quoted_table[600];
+    if (relay_db_quote_ident(conn, schema, quoted_schema, sizeof quoted_schema, err, errlen) != 0 ||
+        relay_db_quote_ident(conn, dot + 1, quoted_table, sizeof quoted_table, err, errlen) != 0)
+        return -1;
+    if (snprintf(out, outlen, "%s.%s", quoted_schema, quoted_table) >= (int)outlen) {
+        snprintf(err, errlen, "table %s: name too long", table);
+        return -1;
+    }
+    return 0;
+}
+
+void relay_db_error(PGconn *conn, const PGresult *res, const char *what, char *err, size_t errlen)
+{
+    const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!msg || !*msg)
+        msg = res ? PQresultErrorMessage(res) : NULL;
+    if (!msg || !*msg)
+        msg = conn ? PQerrorMessage(conn) : "no connection";
+    snprintf(err, errlen, "%s: %s", what, msg);
+    /* libpq ends its messages with a newline, and may spread them over several lines. */
+    for (char *p = err; *p; p++)
+        if (*p == '\n')
+            *p = (p[1] == '\0') ? '\0' : ' ';
+}
+
+int relay_db_exec(PGconn *conn, const char *what, const char *sql, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(conn, sql);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        relay_db_error(conn, res, what, err, errlen);
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+int relay_db_is_missing_object(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state && (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0);
+}

@@ -1,0 +1,38 @@
+/* Connecting to PostgreSQL and the small helpers every command needs. */
+#ifndef RELAY_DB_H
+#define RELAY_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "config.h"
+
+/*
+ * Connects with the configured conninfo, the password from password_file (if set) and defaults
+ * the conninfo may override (connect_timeout, keepalives, application_name). The session runs in
+ * UTC. Returns the connection (the caller PQfinish()es it) or NULL with the reason in err. Neither
+ * the conninfo nor the password ever reaches err: only libpq's own message, which names the host.
+ */
+PGconn *relay_db_connect(const relay_config *config, char *err, size_t errlen);
+
+/* Quotes "schema.table" or "table" as "schema"."table" / "table" with PQescapeIdentifier. Returns
+ * 0, or -1 with the reason in err. */
+int relay_db_quote_table(PGconn *conn, const char *table, char *out, size_t outlen, char *err,
+                         size_t errlen);
+
+/* Quotes one identifier into out. Returns 0, or -1 with the reason in err. */
+int relay_db_quote_ident(PGconn *conn, const char *ident, char *out, size_t outlen, char *err,
+                         size_t errlen);
+
+/* Runs a statement that returns no rows. Returns 0, or -1 with "what: libpq's message" in err. */
+int relay_db_exec(PGconn *conn, const char *what, const char *sql, char *err, size_t errlen);
+
+/* Writes "what: <primary message>" for a failed result (or the connection's error) into err. */
+void relay_db_error(PGconn *conn, const PGresult *res, const char *what, char *err, size_t errlen);
+
+/* True when the error on res is about the table or column being absent (SQLSTATE 42P01, 42703). */
+int relay_db_is_missing_object(const PGresult *res);
+
+#endif

@@ -1,0 +1,101 @@
+#include "log.h"
+
+#include <string.h>
+#include <time.h>
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+relay_logger relay_logger_default(void)
+{
+    return (relay_logger){.level = RELAY_LOG_INFO, .format = RELAY_LOG_TEXT, .out = stderr};
+}
+
+int relay_log_level_parse(const char *name, relay_log_level *out)
+{
+    for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
+        if (strcmp(name, level_names[i]) == 0) {
+            *out = (relay_log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int relay_log_format_parse(const char *name, relay_log_format *out)
+{
+    if (strcmp(name, "text") == 0)
+        *out = RELAY_LOG_TEXT;
+    else if (strcmp(name, "json") == 0)
+        *out = RELAY_LOG_JSON;
+    else
+        return -1;
+    return 0;
+}
+
+/* Escapes msg as the contents of a JSON string into out, truncating rather than failing. */
+static void json_escape(const char *msg, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)msg; *p && o + 7 < outlen; p++) {
+        switch (*p) {
+        case '"':
+            o += (size_t)snprintf(out + o, outlen - o, "\\\"");
+            break;
+        case '\\':
+            o += (size_t)snprintf(out + o, outlen - o, "\\\\");
+            break;
+        case '\n':
+            o += (size_t)snprintf(out + o, outlen - o, "\\n");
+            break;
+        case '\t':
+            o += (size_t)snprintf(out + o, outlen - o, "\\t");
+            break;
+        default:
+            if (*p < 0x20)
+                o += (size_t)snprintf(out + o, outlen - o, "\\u%04x", *p);
+            else
+                out[o++] = (char)*p;
+        }
+    }
+    out[o] = '\0';
+}
+
+void relay_logv(const relay_logger *log, relay_log_level level, const char *fmt, va_list ap)
+{
+    if (level < log->level)
+        return;
+
+    char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* libpq's messages end in a newline; one log record is one line. */
+    size_t len = strlen(msg);
+    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+        msg[--len] = '\0';
+
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    char stamp[40];
+    size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", now.tv_nsec / 1000000);
+
+    /* One fprintf per record: stdio locks the stream, so records never interleave. */
+    if (log->format == RELAY_LOG_JSON) {
+        char escaped[sizeof msg * 2];
+        json_escape(msg, escaped, sizeof escaped);
+        fprintf(log->out, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", stamp,
+                level_names[level], escaped);
+    } else {
+        fprintf(log->out, "%s %-5s %s\n", stamp, level_names[level], msg);
+    }
+    fflush(log->out);
+}
+
+void relay_log(const relay_logger *log, relay_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    relay_logv(log, level, fmt, ap);
+    va_end(ap);
+}

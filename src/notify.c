@@ -1,0 +1,55 @@
+#include "notify.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "relay_build.h"
+
+#if RELAY_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+void relay_notify_ready(void)
+{
+#if RELAY_HAVE_SYSTEMD
+    sd_notify(0, "READY=1");
+#endif
+}
+
+void relay_notify_stopping(void)
+{
+#if RELAY_HAVE_SYSTEMD
+    sd_notify(0, "STOPPING=1");
+#endif
+}
+
+void relay_notify_status(const char *fmt, ...)
+{
+#if RELAY_HAVE_SYSTEMD
+    char status[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(status, sizeof status, fmt, ap);
+    va_end(ap);
+    sd_notifyf(0, "STATUS=%s", status);
+#else
+    (void)fmt;
+#endif
+}
+
+int64_t relay_notify_watchdog_ms(void)
+{
+#if RELAY_HAVE_SYSTEMD
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0)
+        return (int64_t)(usec / 1000);
+#endif
+    return 0;
+}
+
+void relay_notify_watchdog(void)
+{
+#if RELAY_HAVE_SYSTEMD
+    sd_notify(0, "WATCHDOG=1");
+#endif
+}

@@ -1,0 +1,52 @@
+/*
+ * Loading a sink plugin: dlopen(RTLD_NOW | RTLD_LOCAL), the versioned entry handshake, and thin
+ * wrappers that keep the relay's side of the contract in one place.
+ */
+#ifndef RELAY_PLUGIN_H
+#define RELAY_PLUGIN_H
+
+#include <stddef.h>
+
+#include <outbox_relay/sink.h>
+
+#include "config.h"
+#include "log.h"
+
+typedef struct relay_sink {
+    void *handle; /* from dlopen */
+    const relay_sink_api *api;
+    void *state;             /* from api->init, NULL before */
+    relay_sink_host host;    /* handed to the plugin; ctx points at the logger below */
+    const relay_logger *log; /* borrowed; must outlive the sink */
+    char path[4096];         /* the file actually loaded, for messages */
+} relay_sink;
+
+/*
+ * Resolves the plugin file for `plugin` (a name, or a path when it contains '/'): a name is
+ * looked up as plugin_dir/NAME.so when plugin_dir is set, otherwise beside the executable:
+ * EXEDIR/plugins/NAME/NAME.so (the build tree), then EXEDIR/RELAY_PLUGINDIR_FROM_BINDIR/NAME.so
+ * (an install). Returns 0 with the path in out, or -1 with the places tried in err.
+ */
+int relay_plugin_resolve(const char *plugin, const char *plugin_dir, char *out, size_t outlen,
+                         char *err, size_t errlen);
+
+/*
+ * Loads and checks the plugin: refuses a file that cannot be opened, lacks RELAY_SINK_ENTRY_NAME,
+ * returns NULL, declares another ABI version, a struct shorter than ours, or a NULL callback.
+ * Does not call init. Returns 0, or -1 with the reason in err (sink is then zeroed).
+ */
+int relay_sink_load(relay_sink *sink, const char *path, const relay_logger *log, char *err,
+                    size_t errlen);
+
+/* Calls the plugin's init with the configured options. */
+relay_sink_status relay_sink_init(relay_sink *sink, const relay_config_option *options,
+                                  size_t n_options, char *err, size_t errlen);
+
+relay_sink_status relay_sink_deliver(relay_sink *sink, const relay_sink_batch *batch, char *err,
+                                     size_t errlen);
+relay_sink_status relay_sink_flush(relay_sink *sink, int timeout_ms, char *err, size_t errlen);
+
+/* destroy()s the state if any and dlclose()s the module. Safe on a zeroed or failed sink. */
+void relay_sink_unload(relay_sink *sink);
+
+#endif

@@ -1,0 +1,75 @@
+#include "signals.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The only mutable globals of the program: written by the handlers, read by the loop. */
+static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t reload_signal;
+
+static void on_stop(int signo)
+{
+    if (stop_signal)
+        _exit(128 + signo);
+    stop_signal = signo;
+}
+
+static void on_reload(int signo)
+{
+    (void)signo;
+    reload_signal = 1;
+}
+
+int relay_signals_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: a blocking wait should return early so the loop sees the flag. */
+    sa.sa_handler = on_stop;
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+        return -1;
+    sa.sa_handler = on_reload;
+    if (sigaction(SIGHUP, &sa, NULL) != 0)
+        return -1;
+    sa.sa_handler = SIG_IGN;
+    return sigaction(SIGPIPE, &sa, NULL);
+}
+
+bool relay_stop_requested(void)
+{
+    return stop_signal != 0;
+}
+
+bool relay_reload_requested(void)
+{
+    if (!reload_signal)
+        return false;
+    reload_signal = 0;
+    return true;
+}
+
+bool relay_wait(int fd, int64_t timeout_ms)
+{
+    sigset_t block, saved;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &saved);
+    if (stop_signal) {
+        sigprocmask(SIG_SETMASK, &saved, NULL);
+        return true;
+    }
+
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000};
+    /* ppoll installs the saved mask for the duration of the wait only: a pending signal interrupts
+     * it at once, and none can slip in between the check above and the wait. */
+    ppoll(&pfd, fd >= 0 ? 1 : 0, &ts, &saved);
+    sigprocmask(SIG_SETMASK, &saved, NULL);
+    return stop_signal != 0;
+}

@@ -1,0 +1,27 @@
+/*
+ * Signal handling, PgBouncer-style: handlers only set flags; the relay loop looks at them between
+ * steps. A second SIGTERM/SIGINT while stopping exits at once (the operator insists).
+ */
+#ifndef RELAY_SIGNALS_H
+#define RELAY_SIGNALS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Installs handlers for SIGTERM, SIGINT and SIGHUP, and ignores SIGPIPE so that a closed stdout
+ * reaches the sink as EPIPE instead of killing the relay. Returns 0, or -1 with errno set. */
+int relay_signals_install(void);
+
+bool relay_stop_requested(void);
+
+/* True once per SIGHUP received since the last call. */
+bool relay_reload_requested(void);
+
+/*
+ * Waits until fd (when >= 0) is readable, timeout_ms has passed, or a stop was requested, and
+ * returns whether a stop was requested. Race-free: a signal arriving just before the wait still
+ * ends it (signals are blocked between the flag check and an atomic unblock in ppoll).
+ */
+bool relay_wait(int fd, int64_t timeout_ms);
+
+#endif

@@ -1,0 +1,258 @@
+#include "source.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+
+#define FETCH_STATEMENT "relay_fetch"
+
+enum { COL_ID, COL_CREATED_AT, COL_KEY, COL_TYPE, COL_VERSION, COL_PAYLOAD, COL_METADATA, N_COLS };
+
+static const char *const column_roles[N_COLS] = {"id",      "created_at", "key",     "type",
+                                                 "version", "payload",    "metadata"};
+
+static const char *mapped_column(const relay_config *config, int role)
+{
+    const relay_config_columns *c = &config->columns;
+    const char *names[N_COLS] = {c->id,      c->created_at, c->key,     c->type,
+                                 c->version, c->payload,    c->metadata};
+    return names[role];
+}
+
+static int type_is(const char *type, const char *const *accepted)
+{
+    for (; *accepted; accepted++)
+        if (strcmp(type, *accepted) == 0)
+            return 1;
+    return 0;
+}
+
+/* The catalog types (pg_type.typname) each role accepts; NULL: any type, read as text. */
+static const char *const *accepted_types(int role)
+{
+    static const char *const integers[] = {"int2", "int4", "int8", NULL};
+    static const char *const timestamps[] = {"timestamptz", "timestamp", NULL};
+    static const char *const json[] = {"jsonb", "json", NULL};
+    switch (role) {
+    case COL_ID:
+    case COL_VERSION:
+        return integers;
+    case COL_CREATED_AT:
+        return timestamps;
+    case COL_PAYLOAD:
+    case COL_METADATA:
+        return json;
+    default:
+        return NULL;
+    }
+}
+
+int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_info *info,
+                         int *missing, char *err, size_t errlen)
+{
+    memset(info, 0, sizeof *info);
+    *missing = 0;
+    if (relay_db_quote_table(conn, config->table, info->quoted_table, sizeof info->quoted_table,
+                             err, errlen) != 0)
+        return -1;
+
+    const char *params[1] = {info->quoted_table};
+    PGresult *res =
+        PQexecParams(conn,
+                     "SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod),"
+                     "       has_table_privilege(c.oid, 'SELECT')"
+                     "  FROM pg_class c"
+                     "  LEFT JOIN pg_attribute a"
+                     "    ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+                     "  LEFT JOIN pg_type t ON t.oid = a.atttypid"
+                     " WHERE c.oid = to_regclass($1)",
+                     1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        relay_db_error(conn, res, "inspecting the source table", err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    if (PQntuples(res) == 0) {
+        snprintf(err, errlen, "table %s does not exist (or is not visible to this user)",
+                 config->table);
+        *missing = 1;
+        PQclear(res);
+        return -1;
+    }
+    if (strcmp(PQgetvalue(res, 0, 3), "t") != 0) {
+        snprintf(err, errlen, "table %s: permission denied: the relay's user needs SELECT",
+                 config->table);
+        PQclear(res);
+        return -1;
+    }
+
+    for (int role = 0; role < N_COLS; role++) {
+        const char *column = mapped_column(config, role);
+        if (!column)
+            continue;
+        int row = -1;
+        for (int i = 0; i < PQntuples(res) && row < 0; i++)
+            if (strcmp(PQgetvalue(res, i, 0), column) == 0)
+                row = i;
+        if (row < 0) {
+            snprintf(err, errlen, "table %s has no column \"%s\" (source.columns.%s)",
+                     config->table, column, column_roles[role]);
+            *missing = 1;
+            PQclear(res);
+            return -1;
+        }
+        const char *const *accepted = accepted_types(role);
+        if (accepted && !type_is(PQgetvalue(res, row, 1), accepted)) {
+            snprintf(err, errlen, "table %s: column \"%s\" (source.columns.%s) is %s, expected %s",
+                     config->table, column, column_roles[role], PQgetvalue(res, row, 2),
+                     role == COL_CREATED_AT                        ? "a timestamp"
+                     : role == COL_PAYLOAD || role == COL_METADATA ? "json or jsonb"
+                                                                   : "an integer");
+            PQclear(res);
+            return -1;
+        }
+        snprintf(info->column_types[role], sizeof info->column_types[role], "%s",
+                 PQgetvalue(res, row, 2));
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Appends ", <expr>" for a role, quoting the column, or ", NULL" when it is unmapped. */
+static int append_column(PGconn *conn, const relay_config *config, int role, const char *cast,
+                         char *sql, size_t sqllen, char *err, size_t errlen)
+{
+    const char *column = mapped_column(config, role);
+    size_t used = strlen(sql);
+    if (!column)
+        return snprintf(sql + used, sqllen - used, ", NULL") < (int)(sqllen - used) ? 0 : -1;
+
+    char quoted[600];
+    if (relay_db_quote_ident(conn, column, quoted, sizeof quoted, err, errlen) != 0)
+        return -1;
+    int n = snprintf(sql + used, sqllen - used, ", %s%s", quoted, cast);
+    if (n >= (int)(sqllen - used)) {
+        snprintf(err, errlen, "the fetch statement is too long");
+        return -1;
+    }
+    return 0;
+}
+
+int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                         char *err, size_t errlen)
+{
+    char id[600], created_at[600];
+    if (relay_db_quote_ident(conn, config->columns.id, id, sizeof id, err, errlen) != 0 ||
+        relay_db_quote_ident(conn, config->columns.created_at, created_at, sizeof created_at, err,
+                             errlen) != 0)
+        return -1;
+
+    /* Columns 0..5: id, key, type, version, payload, metadata. */
+    char sql[8192];
+    snprintf(sql, sizeof sql, "SELECT %s::bigint", id);
+    if (append_column(conn, config, COL_KEY, "::text", sql, sizeof sql, err, errlen) != 0 ||
+        append_column(conn, config, COL_TYPE, "::text", sql, sizeof sql, err, errlen) != 0 ||
+        append_column(conn, config, COL_VERSION, "::bigint", sql, sizeof sql, err, errlen) != 0 ||
+        append_column(conn, config, COL_PAYLOAD, "::text", sql, sizeof sql, err, errlen) != 0 ||
+        append_column(conn, config, COL_METADATA, "::text", sql, sizeof sql, err, errlen) != 0)
+        return -1;
+
+    /* Column 6: created_at as RFC 3339 (the session runs in UTC, see relay_db_connect).
+     * Column 7: whether the row is older than the margin, on the database's clock. A NULL
+     * created_at can never settle; rather than stall the relay for good it counts as settled. */
+    size_t used = strlen(sql);
+    int n = snprintf(sql + used, sizeof sql - used,
+                     ", to_char(%s, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+                     ", %s IS NULL OR %s <= now() - $2::bigint * interval '1 millisecond'"
+                     " FROM %s WHERE %s > $1 ORDER BY %s LIMIT $3",
+                     created_at, created_at, created_at, info->quoted_table, id, id);
+    if (n >= (int)(sizeof sql - used)) {
+        snprintf(err, errlen, "the fetch statement is too long");
+        return -1;
+    }
+
+    PGresult *res = PQprepare(conn, FETCH_STATEMENT, sql, 3, NULL);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        relay_db_error(conn, res, "preparing the fetch statement", err, errlen);
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+int relay_batch_init(relay_batch *batch, int batch_size, char *err, size_t errlen)
+{
+    memset(batch, 0, sizeof *batch);
+    batch->events = calloc((size_t)batch_size, sizeof *batch->events);
+    if (!batch->events) {
+        snprintf(err, errlen, "out of memory for a batch of %d events", batch_size);
+        return -1;
+    }
+    return 0;
+}
+
+void relay_batch_clear(relay_batch *batch)
+{
+    PQclear(batch->res);
+    batch->res = NULL;
+    batch->count = 0;
+    batch->fetched = 0;
+}
+
+void relay_batch_free(relay_batch *batch)
+{
+    relay_batch_clear(batch);
+    free(batch->events);
+    batch->events = NULL;
+}
+
+int relay_source_fetch(PGconn *conn, const relay_config *config, int64_t position,
+                       relay_batch *batch, char *err, size_t errlen)
+{
+    relay_batch_clear(batch);
+
+    char position_text[24], margin_text[24], limit_text[24];
+    snprintf(position_text, sizeof position_text, "%" PRId64, position);
+    snprintf(margin_text, sizeof margin_text, "%" PRId64, config->safety_margin_ms);
+    snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
+    const char *params[3] = {position_text, margin_text, limit_text};
+
+    PGresult *res = PQexecPrepared(conn, FETCH_STATEMENT, 3, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        relay_db_error(conn, res, "reading events", err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    batch->res = res;
+    batch->fetched = (size_t)PQntuples(res);
+
+    for (size_t i = 0; i < batch->fetched; i++) {
+        int row = (int)i;
+        /* The cut: everything from the first row still inside the margin waits for a later
+         * fetch, or the position could pass a lower id that is visible but not yet settled. */
+        if (PQgetvalue(res, row, 7)[0] != 't')
+            break;
+        relay_sink_event *e = &batch->events[i];
+        e->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+        e->key = PQgetvalue(res, row, 1);
+        e->key_len = (size_t)PQgetlength(res, row, 1);
+        e->type = PQgetvalue(res, row, 2);
+        e->type_len = (size_t)PQgetlength(res, row, 2);
+        e->has_version = !PQgetisnull(res, row, 3);
+        e->version = e->has_version ? strtoll(PQgetvalue(res, row, 3), NULL, 10) : 0;
+        if (PQgetisnull(res, row, 4)) {
+            e->payload = "null";
+            e->payload_len = 4;
+        } else {
+            e->payload = PQgetvalue(res, row, 4);
+            e->payload_len = (size_t)PQgetlength(res, row, 4);
+        }
+        e->metadata = PQgetisnull(res, row, 5) ? NULL : PQgetvalue(res, row, 5);
+        e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, 5) : 0;
+        e->created_at = PQgetvalue(res, row, 6);
+        batch->count = i + 1;
+    }
+    return 0;
+}

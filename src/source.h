@@ -1,0 +1,61 @@
+/*
+ * Reading the outbox table through the safety-margin window.
+ *
+ * Rows become visible in commit order, not id order, so the reader only trusts rows older than
+ * the margin (measured on the database's clock). It reads the next batch_size rows after the
+ * position in id order, each with a flag "older than the margin", and ends the batch at the first
+ * row that is not: the position can then never pass a visible row that is still settling, even
+ * when a higher id carries an older timestamp.
+ */
+#ifndef RELAY_SOURCE_H
+#define RELAY_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+#include <outbox_relay/sink.h>
+
+#include "config.h"
+
+/* What the outbox table looks like, from the catalog. */
+typedef struct relay_source_info {
+    char quoted_table[1024];  /* "schema"."table" */
+    char column_types[7][64]; /* format_type() of id, created_at, key, type, version, payload,
+                                 metadata; "" when unmapped */
+} relay_source_info;
+
+/*
+ * Checks that the table and every mapped column exist and have usable types (an integer id, a
+ * timestamp created_at, JSON payload and metadata, an integer version). Returns 0, or -1 with
+ * the reason in err; *missing is set when the table or a column does not exist (as opposed to a
+ * wrong type or a failed query).
+ */
+int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_info *info,
+                         int *missing, char *err, size_t errlen);
+
+/* One fetched batch. The events point into res: valid until the next fetch or the free. */
+typedef struct relay_batch {
+    PGresult *res;
+    relay_sink_event *events; /* capacity: batch_size */
+    size_t count;             /* rows older than the margin, a contiguous prefix in id order */
+    size_t fetched;           /* rows read, including those still inside the margin */
+} relay_batch;
+
+/* Allocates the event array for batch_size rows. Returns 0, or -1 with err (out of memory). */
+int relay_batch_init(relay_batch *batch, int batch_size, char *err, size_t errlen);
+void relay_batch_clear(relay_batch *batch); /* drops the rows, keeps the array */
+void relay_batch_free(relay_batch *batch);
+
+/*
+ * Prepares the window query on conn (once per connection). Returns 0, or -1 with err.
+ */
+int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                         char *err, size_t errlen);
+
+/* Reads the rows after position into batch. Returns 0, or -1 with err (the connection may be
+ * broken: check PQstatus). */
+int relay_source_fetch(PGconn *conn, const relay_config *config, int64_t position,
+                       relay_batch *batch, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,84 @@
+#include "status.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+
+int relay_status_read(PGconn *conn, const relay_config *config, relay_status_info *out,
+                      int *missing, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    *missing = 0;
+    char table[1024], id[600], created_at[600];
+    if (relay_db_quote_table(conn, config->table, table, sizeof table, err, errlen) != 0 ||
+        relay_db_quote_ident(conn, config->columns.id, id, sizeof id, err, errlen) != 0 ||
+        relay_db_quote_ident(conn, config->columns.created_at, created_at, sizeof created_at, err,
+                             errlen) != 0)
+        return -1;
+
+    /* One scan of the undelivered rows gives both lags; max(id) is an index probe. */
+    char sql[8192];
+    int n = snprintf(
+        sql, sizeof sql,
+        "WITH cp AS (SELECT position, updated_at FROM relay_checkpoints WHERE name = $1),"
+        " lag AS (SELECT count(*) AS n, min(%s) AS oldest FROM %s"
+        "          WHERE %s > coalesce((SELECT position FROM cp), 0))"
+        " SELECT (SELECT position FROM cp),"
+        "        to_char((SELECT updated_at FROM cp), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+        "        coalesce((SELECT max(%s) FROM %s), 0),"
+        "        lag.n,"
+        "        coalesce(extract(epoch FROM now() - lag.oldest), 0)"
+        "   FROM lag",
+        created_at, table, id, id, table);
+    if (n < 0 || (size_t)n >= sizeof sql) {
+        snprintf(err, errlen, "the status statement is too long");
+        return -1;
+    }
+    const char *params[1] = {config->name};
+    PGresult *res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        *missing = relay_db_is_missing_object(res);
+        relay_db_error(conn, res, "reading the status", err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    out->has_checkpoint = !PQgetisnull(res, 0, 0);
+    out->position = out->has_checkpoint ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    snprintf(out->updated_at, sizeof out->updated_at, "%s", PQgetvalue(res, 0, 1));
+    out->max_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    out->lag_rows = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    out->lag_seconds = strtod(PQgetvalue(res, 0, 4), NULL);
+    if (out->lag_seconds < 0) /* a created_at in the future; not a lag */
+        out->lag_seconds = 0;
+    PQclear(res);
+    return 0;
+}
+
+void relay_status_print(FILE *out, const relay_config *config, const relay_status_info *status,
+                        bool json)
+{
+    /* The name is restricted to [A-Za-z0-9_.-] by the config, so it needs no JSON escaping. */
+    if (json) {
+        fprintf(out,
+                "{\"name\":\"%s\",\"position\":%" PRId64 ",\"max_id\":%" PRId64
+                ",\"lag_rows\":%" PRId64 ",\"lag_seconds\":%.3f,\"updated_at\":",
+                config->name, status->position, status->max_id, status->lag_rows,
+                status->lag_seconds);
+        if (status->has_checkpoint)
+            fprintf(out, "\"%s\"}\n", status->updated_at);
+        else
+            fprintf(out, "null}\n");
+        return;
+    }
+    fprintf(out, "name         %s\n", config->name);
+    fprintf(out, "table        %s\n", config->table);
+    if (status->has_checkpoint)
+        fprintf(out, "position     %" PRId64 " (moved %s)\n", status->position, status->updated_at);
+    else
+        fprintf(out, "position     none yet (the relay has not run under this name)\n");
+    fprintf(out, "max id       %" PRId64 "\n", status->max_id);
+    fprintf(out, "lag          %" PRId64 " events, oldest %.3f s\n", status->lag_rows,
+            status->lag_seconds);
+}

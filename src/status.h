@@ -1,0 +1,31 @@
+/* `outbox-relay status`: where the relay stands against its table. */
+#ifndef RELAY_STATUS_H
+#define RELAY_STATUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <libpq-fe.h>
+
+#include "config.h"
+
+typedef struct relay_status_info {
+    bool has_checkpoint; /* false until the relay first ran under this name */
+    int64_t position;
+    int64_t max_id;      /* 0 for an empty table */
+    int64_t lag_rows;    /* events after the position, settled or not */
+    double lag_seconds;  /* age of the oldest event after the position; 0 when none */
+    char updated_at[40]; /* when the position last moved, RFC 3339; "" without checkpoint */
+} relay_status_info;
+
+/* Reads the status. Returns 0, or -1 with err; *missing is set when a table does not exist. */
+int relay_status_read(PGconn *conn, const relay_config *config, relay_status_info *out,
+                      int *missing, char *err, size_t errlen);
+
+/* Prints it as aligned text, or as one JSON object on one line. */
+void relay_status_print(FILE *out, const relay_config *config, const relay_status_info *status,
+                        bool json);
+
+#endif
