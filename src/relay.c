@@ -18,8 +18,15 @@ typedef struct relay_state {
     const relay_config *config;
     const relay_logger *log;
     relay_sink sink;
-    relay_batch batch;
     relay_backoff backoff;
+
+    /* Two batches: the database reads the next (prefetch) while the sink works on the current. */
+    relay_batch batches[2];
+    relay_batch *current;
+    relay_batch *next;
+    bool current_ready; /* current holds a fetched batch not yet delivered */
+    bool prefetching;   /* a fetch into next was sent; its result is not collected yet */
+    bool next_ready;    /* next holds the collected prefetch */
 
     PGconn *conn;     /* NULL while the database is unreachable */
     int64_t position; /* the committed position: every id up to it was acknowledged */
@@ -85,7 +92,21 @@ static void drop_connection(relay_state *s)
 {
     PQfinish(s->conn);
     s->conn = NULL;
-    relay_batch_clear(&s->batch);
+    relay_batch_clear(s->current);
+    relay_batch_clear(s->next);
+    s->current_ready = s->prefetching = s->next_ready = false;
+}
+
+/* Receives the prefetched batch, if one was sent. Returns 0, or -1 with err. */
+static int collect_prefetch(relay_state *s, char *err, size_t errlen)
+{
+    if (!s->prefetching)
+        return 0;
+    s->prefetching = false;
+    if (relay_source_receive_fetch(s->conn, s->next, err, errlen) != 0)
+        return -1;
+    s->next_ready = true;
+    return 0;
 }
 
 /* A database step failed: log it if this starts an outage, drop the connection, back off. */
@@ -168,7 +189,7 @@ static step connect_database(relay_state *s)
  */
 static step deliver_batch(relay_state *s)
 {
-    const relay_sink_batch batch = {.events = s->batch.events, .count = s->batch.count};
+    const relay_sink_batch batch = {.events = s->current->events, .count = s->current->count};
     int timeout_ms = (int)s->config->sink_flush_timeout_ms;
     for (int attempt = 1;; attempt++) {
         char err[1024] = "";
@@ -191,6 +212,10 @@ static step deliver_batch(relay_state *s)
             s->exit_code = RELAY_EXIT_RUNTIME;
             return STEP_FATAL;
         }
+        /* The sink may stay down for long: take the prefetched rows off the server now rather
+         * than keep its statement (and snapshot) open meanwhile. */
+        if (collect_prefetch(s, err, sizeof err) != 0)
+            return database_failed(s, err);
         if (!s->sink_failing) {
             relay_warn(s->log,
                        "sink failed on events %" PRId64 "..%" PRId64
@@ -206,28 +231,49 @@ static step deliver_batch(relay_state *s)
     }
 }
 
-/* One turn: fetch a settled batch, deliver it, commit. */
+/* One turn: fetch a settled batch (unless prefetched), deliver it, commit. */
 static step relay_turn(relay_state *s)
 {
     char err[1024];
-    if (relay_source_fetch(s->conn, s->config, s->position, &s->batch, err, sizeof err) != 0)
+    if (!s->current_ready &&
+        relay_source_fetch(s->conn, s->config, s->position, s->current, err, sizeof err) != 0)
         return database_failed(s, err);
+    s->current_ready = true;
 
-    size_t count = s->batch.count;
-    if (count == 0)
+    size_t count = s->current->count;
+    if (count == 0) {
+        s->current_ready = false;
+        relay_batch_clear(s->current);
         return pause_for(s, s->config->poll_interval_ms) ? STEP_STOP : STEP_OK;
+    }
+    int64_t last = s->current->events[count - 1].id;
+
+    /* A full batch means more is probably waiting: the database reads it while the sink works.
+     * Reading past an unacknowledged batch is safe; only committing past one is not. */
+    if (count == (size_t)s->config->batch_size) {
+        if (relay_source_send_fetch(s->conn, s->config, last, err, sizeof err) != 0)
+            return database_failed(s, err);
+        s->prefetching = true;
+    }
 
     step delivered = deliver_batch(s);
     if (delivered != STEP_OK)
         return delivered;
-
-    int64_t last = s->batch.events[count - 1].id;
+    if (collect_prefetch(s, err, sizeof err) != 0)
+        return database_failed(s, err);
     if (relay_checkpoint_store(s->conn, s->config->name, last, err, sizeof err) != 0)
         return database_failed(s, err);
     s->position = last;
     s->delivered += count;
     relay_debug(s->log, "delivered %zu events, position %" PRId64, count, last);
     report_status(s);
+
+    relay_batch *done = s->current;
+    s->current = s->next;
+    s->next = done;
+    relay_batch_clear(s->next);
+    s->current_ready = s->next_ready;
+    s->next_ready = false;
 
     /* A short batch means the backlog is drained (or the rest is inside the margin): wait for
      * more instead of spinning on the database. */
@@ -268,13 +314,18 @@ int relay_run(const relay_config *config, const relay_logger *log)
         relay_error(log, "installing signal handlers failed");
         return RELAY_EXIT_RUNTIME;
     }
-    if (relay_batch_init(&s.batch, config->batch_size, err, sizeof err) != 0) {
+    s.current = &s.batches[0];
+    s.next = &s.batches[1];
+    if (relay_batch_init(s.current, config->batch_size, err, sizeof err) != 0 ||
+        relay_batch_init(s.next, config->batch_size, err, sizeof err) != 0) {
         relay_error(log, "%s", err);
+        relay_batch_free(s.current);
         return RELAY_EXIT_RUNTIME;
     }
     if (load_sink(&s) != 0) {
         relay_sink_unload(&s.sink);
-        relay_batch_free(&s.batch);
+        relay_batch_free(s.current);
+        relay_batch_free(s.next);
         return RELAY_EXIT_SINK;
     }
 
@@ -301,6 +352,7 @@ int relay_run(const relay_config *config, const relay_logger *log)
                    s.position, s.delivered);
     relay_sink_unload(&s.sink);
     drop_connection(&s);
-    relay_batch_free(&s.batch);
+    relay_batch_free(s.current);
+    relay_batch_free(s.next);
     return s.exit_code;
 }

@@ -208,26 +208,27 @@ void relay_batch_free(relay_batch *batch)
     batch->events = NULL;
 }
 
-int relay_source_fetch(PGconn *conn, const relay_config *config, int64_t position,
-                       relay_batch *batch, char *err, size_t errlen)
+int relay_source_send_fetch(PGconn *conn, const relay_config *config, int64_t position, char *err,
+                            size_t errlen)
 {
-    relay_batch_clear(batch);
-
     char position_text[24], margin_text[24], limit_text[24];
     snprintf(position_text, sizeof position_text, "%" PRId64, position);
     snprintf(margin_text, sizeof margin_text, "%" PRId64, config->safety_margin_ms);
     snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
     const char *params[3] = {position_text, margin_text, limit_text};
 
-    PGresult *res = PQexecPrepared(conn, FETCH_STATEMENT, 3, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        relay_db_error(conn, res, "reading events", err, errlen);
-        PQclear(res);
+    if (!PQsendQueryPrepared(conn, FETCH_STATEMENT, 3, params, NULL, NULL, 0)) {
+        relay_db_error(conn, NULL, "reading events", err, errlen);
         return -1;
     }
+    return 0;
+}
+
+/* Points the events at the rows of res, up to the first row still inside the margin. */
+static void fill_batch(relay_batch *batch, PGresult *res)
+{
     batch->res = res;
     batch->fetched = (size_t)PQntuples(res);
-
     for (size_t i = 0; i < batch->fetched; i++) {
         int row = (int)i;
         /* The cut: everything from the first row still inside the margin waits for a later
@@ -254,5 +255,30 @@ int relay_source_fetch(PGconn *conn, const relay_config *config, int64_t positio
         e->created_at = PQgetvalue(res, row, 6);
         batch->count = i + 1;
     }
+}
+
+int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size_t errlen)
+{
+    relay_batch_clear(batch);
+    /* A query yields its result, then NULL; anything else means the protocol went astray. */
+    PGresult *res = PQgetResult(conn);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        relay_db_error(conn, res, "reading events", err, errlen);
+    for (PGresult *extra; (extra = PQgetResult(conn)) != NULL;)
+        PQclear(extra);
+    if (!ok) {
+        PQclear(res);
+        return -1;
+    }
+    fill_batch(batch, res);
     return 0;
+}
+
+int relay_source_fetch(PGconn *conn, const relay_config *config, int64_t position,
+                       relay_batch *batch, char *err, size_t errlen)
+{
+    if (relay_source_send_fetch(conn, config, position, err, errlen) != 0)
+        return -1;
+    return relay_source_receive_fetch(conn, batch, err, errlen);
 }

@@ -58,4 +58,12 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
 int relay_source_fetch(PGconn *conn, const relay_config *config, int64_t position,
                        relay_batch *batch, char *err, size_t errlen);
 
+/*
+ * The same in two halves, so that the database reads the next batch while the sink works on this
+ * one: send, then receive before sending anything else on conn. Each returns 0, or -1 with err.
+ */
+int relay_source_send_fetch(PGconn *conn, const relay_config *config, int64_t position, char *err,
+                            size_t errlen);
+int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size_t errlen);
+
 #endif
