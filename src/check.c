@@ -67,7 +67,7 @@ static int check_sink(const relay_config *config, const relay_logger *log, FILE 
     int rc = RELAY_EXIT_OK;
     if (relay_sink_init(&sink, config->sink_options, config->n_sink_options, err, sizeof err) !=
         RELAY_SINK_OK) {
-        relay_error(log, "sink %s: init failed: %s", sink.api->name, err);
+        relay_error(log, "sink init failed: %s", err);
         rc = RELAY_EXIT_SINK;
     } else {
         fprintf(out, "sink       %s (%s): initialised\n", sink.api->name, path);

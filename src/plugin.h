@@ -16,7 +16,7 @@ typedef struct relay_sink {
     void *handle; /* from dlopen */
     const relay_sink_api *api;
     void *state;             /* from api->init, NULL before */
-    relay_sink_host host;    /* handed to the plugin; ctx points at the logger below */
+    relay_sink_host host;    /* handed to the plugin; ctx is this struct (for the name) */
     const relay_logger *log; /* borrowed; must outlive the sink */
     char path[4096];         /* the file actually loaded, for messages */
 } relay_sink;

@@ -293,7 +293,7 @@ static int load_sink(relay_state *s)
     }
     if (relay_sink_init(&s->sink, s->config->sink_options, s->config->n_sink_options, err,
                         sizeof err) != RELAY_SINK_OK) {
-        relay_error(s->log, "sink %s: init failed: %s", s->sink.api->name, err);
+        relay_error(s->log, "sink init failed: %s", err);
         return -1;
     }
     relay_info(s->log, "sink %s loaded from %s", s->sink.api->name, path);

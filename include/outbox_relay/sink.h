@@ -57,8 +57,10 @@ typedef struct relay_sink_option {
 } relay_sink_option;
 
 /*
- * One event. Every pointer is borrowed for the duration of the deliver() call only; a sink that
- * needs the bytes later copies them. Every string is also NUL-terminated at [len].
+ * One event. Batches are arrays of these, so the layout is frozen for an ABI version: a new field
+ * means a new RELAY_SINK_ABI_VERSION. Every pointer is borrowed for the duration of the deliver()
+ * call only; a sink that needs the bytes later copies them. Every string is also NUL-terminated at
+ * [len].
  */
 typedef struct relay_sink_event {
     int64_t id;
@@ -108,7 +110,8 @@ typedef struct relay_sink_api {
      * only when it is; a timeout is RETRY. */
     relay_sink_status (*flush)(void *state, int timeout_ms, char *err, size_t errlen);
 
-    /* Releases the state. Called once, after the last flush; state may be NULL. */
+    /* Releases the state. Called once, after the last flush, and only after a successful init()
+     * that set a non-NULL state. */
     void (*destroy)(void *state);
 } relay_sink_api;
 

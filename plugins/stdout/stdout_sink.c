@@ -1,0 +1,279 @@
+/*
+ * The stdout sink: one JSON object per line on file descriptor 1.
+ *
+ * Lines are formatted into a buffer and written with write(2) in large chunks, straight to the
+ * descriptor: no stdio buffer sits between deliver() and the kernel, so an event is accepted
+ * once write(2) took it, and every error is seen where it happens. deliver() reports a failed
+ * write at once (RETRY: the relay hands the batch over again) and flush() reports it as well, so
+ * that no failure since the last flush goes unnoticed whatever the relay does with deliver's.
+ * Lines of a failed batch may already be partly out: at-least-once, never loss.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <outbox_relay/sink.h>
+
+/* Formatting stops to write once this much is pending, so memory stays bounded however large the
+ * batch, while syscalls stay few. */
+#define STDOUT_SINK_CHUNK (256 * 1024)
+
+typedef struct stdout_sink {
+    int fd;
+    char *buf;
+    size_t len;
+    size_t cap;
+    int write_errno; /* the first write error since the last flush, 0 if none */
+} stdout_sink;
+
+static relay_sink_status stdout_sink_init(const relay_sink_host *host,
+                                          const relay_sink_option *options, size_t n_options,
+                                          void **state, char *err, size_t errlen)
+{
+    (void)host;
+    if (n_options > 0) {
+        snprintf(err, errlen, "stdout: unknown option '%s'", options[0].key);
+        return RELAY_SINK_FATAL;
+    }
+    stdout_sink *sink = calloc(1, sizeof *sink);
+    if (sink == NULL) {
+        snprintf(err, errlen, "stdout: out of memory");
+        return RELAY_SINK_FATAL;
+    }
+    sink->fd = STDOUT_FILENO;
+    *state = sink;
+    return RELAY_SINK_OK;
+}
+
+static int stdout_sink_reserve(stdout_sink *sink, size_t more)
+{
+    if (more <= sink->cap - sink->len)
+        return 0;
+    if (more > SIZE_MAX / 2 - sink->len)
+        return -1;
+    size_t cap = sink->cap > 0 ? sink->cap : 4096;
+    while (cap - sink->len < more)
+        cap *= 2;
+    char *buf = realloc(sink->buf, cap);
+    if (buf == NULL)
+        return -1;
+    sink->buf = buf;
+    sink->cap = cap;
+    return 0;
+}
+
+/* Writes out the buffer. Returns 0, or an errno; the buffer is emptied either way, since a retry
+ * formats the batch again. */
+static int stdout_sink_drain(stdout_sink *sink)
+{
+    size_t done = 0;
+    int error = 0;
+    while (done < sink->len) {
+        ssize_t n = write(sink->fd, sink->buf + done, sink->len - done);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* A descriptor inherited in non-blocking mode: wait for room instead of failing. */
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                struct pollfd out = {.fd = sink->fd, .events = POLLOUT};
+                if (poll(&out, 1, -1) >= 0 || errno == EINTR)
+                    continue;
+            }
+            error = errno;
+            break;
+        }
+        done += (size_t)n;
+    }
+    sink->len = 0;
+    if (error != 0 && sink->write_errno == 0)
+        sink->write_errno = error;
+    return error;
+}
+
+/* The worst case of every append below, so the formatters need not check room byte by byte. */
+static size_t stdout_sink_line_bound(const relay_sink_event *e, size_t created_at_len)
+{
+    /* Keys, punctuation and two 20-digit integers stay well below 160 bytes. */
+    return 160 + 6 * (e->key_len + e->type_len + created_at_len) + e->payload_len + e->metadata_len;
+}
+
+static char *put(char *p, const char *s, size_t len)
+{
+    memcpy(p, s, len);
+    return p + len;
+}
+
+#define PUT_LITERAL(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *put_int64(char *p, int64_t value)
+{
+    char digits[20];
+    size_t n = 0;
+    /* Through uint64_t, so that INT64_MIN negates without overflow. */
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    do {
+        digits[n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude > 0);
+    if (value < 0)
+        *p++ = '-';
+    while (n > 0)
+        *p++ = digits[--n];
+    return p;
+}
+
+/* A JSON string per RFC 8259: quote, backslash and control characters escaped. */
+static char *put_json_string(char *p, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    *p++ = '"';
+    size_t run = 0; /* start of the bytes not yet copied */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        p = put(p, s + run, i - run);
+        run = i + 1;
+        *p++ = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            *p++ = (char)c;
+            break;
+        case '\b':
+            *p++ = 'b';
+            break;
+        case '\f':
+            *p++ = 'f';
+            break;
+        case '\n':
+            *p++ = 'n';
+            break;
+        case '\r':
+            *p++ = 'r';
+            break;
+        case '\t':
+            *p++ = 't';
+            break;
+        default:
+            p = PUT_LITERAL(p, "u00");
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xf];
+        }
+    }
+    p = put(p, s + run, len - run);
+    *p++ = '"';
+    return p;
+}
+
+/* JSON text as it came, or null. Valid JSON holds raw CR and LF only as whitespace between tokens
+ * (a json column keeps the author's), so they become spaces: one event stays one line. */
+static char *put_json_text(char *p, const char *json, size_t len)
+{
+    if (json == NULL || len == 0)
+        return PUT_LITERAL(p, "null");
+    char *start = p;
+    p = put(p, json, len);
+    for (char *c = start; c < p; c++) {
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    }
+    return p;
+}
+
+static char *put_event(char *p, const relay_sink_event *e, size_t created_at_len)
+{
+    p = PUT_LITERAL(p, "{\"id\":");
+    p = put_int64(p, e->id);
+    p = PUT_LITERAL(p, ",\"key\":");
+    p = put_json_string(p, e->key, e->key_len);
+    p = PUT_LITERAL(p, ",\"type\":");
+    p = put_json_string(p, e->type, e->type_len);
+    p = PUT_LITERAL(p, ",\"version\":");
+    if (e->has_version)
+        p = put_int64(p, e->version);
+    else
+        p = PUT_LITERAL(p, "null");
+    p = PUT_LITERAL(p, ",\"payload\":");
+    p = put_json_text(p, e->payload, e->payload_len);
+    p = PUT_LITERAL(p, ",\"metadata\":");
+    p = put_json_text(p, e->metadata, e->metadata_len);
+    p = PUT_LITERAL(p, ",\"created_at\":");
+    if (e->created_at != NULL)
+        p = put_json_string(p, e->created_at, created_at_len);
+    else
+        p = PUT_LITERAL(p, "null");
+    p = PUT_LITERAL(p, "}\n");
+    return p;
+}
+
+static relay_sink_status stdout_sink_write_failed(int error, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "stdout: write failed: %s", strerror(error));
+    return RELAY_SINK_RETRY;
+}
+
+static relay_sink_status stdout_sink_deliver(void *state, const relay_sink_batch *batch, char *err,
+                                             size_t errlen)
+{
+    stdout_sink *sink = state;
+    for (size_t i = 0; i < batch->count; i++) {
+        const relay_sink_event *e = &batch->events[i];
+        size_t created_at_len = e->created_at != NULL ? strlen(e->created_at) : 0;
+        if (stdout_sink_reserve(sink, stdout_sink_line_bound(e, created_at_len)) != 0) {
+            sink->len = 0;
+            snprintf(err, errlen, "stdout: out of memory formatting event %lld", (long long)e->id);
+            return RELAY_SINK_RETRY;
+        }
+        char *end = put_event(sink->buf + sink->len, e, created_at_len);
+        sink->len = (size_t)(end - sink->buf);
+        if (sink->len >= STDOUT_SINK_CHUNK) {
+            int error = stdout_sink_drain(sink);
+            if (error != 0)
+                return stdout_sink_write_failed(error, err, errlen);
+        }
+    }
+    int error = stdout_sink_drain(sink);
+    if (error != 0)
+        return stdout_sink_write_failed(error, err, errlen);
+    return RELAY_SINK_OK;
+}
+
+static relay_sink_status stdout_sink_flush(void *state, int timeout_ms, char *err, size_t errlen)
+{
+    (void)timeout_ms; /* deliver() already wrote everything: nothing here can block */
+    stdout_sink *sink = state;
+    int error = sink->write_errno;
+    sink->write_errno = 0;
+    if (error != 0)
+        return stdout_sink_write_failed(error, err, errlen);
+    return RELAY_SINK_OK;
+}
+
+static void stdout_sink_destroy(void *state)
+{
+    stdout_sink *sink = state;
+    if (sink == NULL)
+        return;
+    free(sink->buf);
+    free(sink);
+}
+
+static const relay_sink_api stdout_sink_api = {
+    .abi_version = RELAY_SINK_ABI_VERSION,
+    .struct_size = sizeof(relay_sink_api),
+    .name = "stdout",
+    .init = stdout_sink_init,
+    .deliver = stdout_sink_deliver,
+    .flush = stdout_sink_flush,
+    .destroy = stdout_sink_destroy,
+};
+
+const relay_sink_api *RELAY_SINK_ENTRY(void)
+{
+    return &stdout_sink_api;
+}

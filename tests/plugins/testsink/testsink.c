@@ -1,0 +1,202 @@
+/*
+ * A sink for tests: records accepted events in a file a test can read, and fails on demand.
+ *
+ * Options:
+ *   out                path (required): each successful flush appends "ID KEY TYPE\n" for every
+ *                      event delivered since the last flush, then fsyncs.
+ *   fail_while_exists  path: while it exists, flush fails with RETRY and accepts nothing.
+ *   attempts           path: every flush appends "ok\n" or "fail\n", once its outcome is final.
+ *   init_error         text: init fails FATAL with it.
+ *
+ * A failed flush drops what was pending: the relay hands those events over again, so `out` holds
+ * exactly what flush accepted.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <outbox_relay/sink.h>
+
+typedef struct testsink {
+    const relay_sink_host *host;
+    char *out;
+    char *fail_while_exists; /* NULL when not set */
+    char *attempts;          /* NULL when not set */
+    char *pending;           /* the lines delivered since the last flush, owned */
+    size_t pending_len;
+    size_t pending_cap;
+} testsink;
+
+static void testsink_destroy(void *state)
+{
+    testsink *sink = state;
+    if (sink == NULL)
+        return;
+    free(sink->out);
+    free(sink->fail_while_exists);
+    free(sink->attempts);
+    free(sink->pending);
+    free(sink);
+}
+
+static int testsink_set(char **slot, const char *value)
+{
+    free(*slot);
+    *slot = strdup(value);
+    return *slot != NULL ? 0 : -1;
+}
+
+static relay_sink_status testsink_init(const relay_sink_host *host,
+                                       const relay_sink_option *options, size_t n_options,
+                                       void **state, char *err, size_t errlen)
+{
+    testsink *sink = calloc(1, sizeof *sink);
+    if (sink == NULL) {
+        snprintf(err, errlen, "testsink: out of memory");
+        return RELAY_SINK_FATAL;
+    }
+    sink->host = host;
+    for (size_t i = 0; i < n_options; i++) {
+        const char *key = options[i].key;
+        const char *value = options[i].value;
+        char **slot = NULL;
+        if (strcmp(key, "init_error") == 0) {
+            snprintf(err, errlen, "%s", value);
+            testsink_destroy(sink);
+            return RELAY_SINK_FATAL;
+        } else if (strcmp(key, "out") == 0) {
+            slot = &sink->out;
+        } else if (strcmp(key, "fail_while_exists") == 0) {
+            slot = &sink->fail_while_exists;
+        } else if (strcmp(key, "attempts") == 0) {
+            slot = &sink->attempts;
+        } else {
+            snprintf(err, errlen, "testsink: unknown option '%s'", key);
+            testsink_destroy(sink);
+            return RELAY_SINK_FATAL;
+        }
+        if (testsink_set(slot, value) != 0) {
+            snprintf(err, errlen, "testsink: out of memory");
+            testsink_destroy(sink);
+            return RELAY_SINK_FATAL;
+        }
+    }
+    if (sink->out == NULL) {
+        snprintf(err, errlen, "testsink: option 'out' is required");
+        testsink_destroy(sink);
+        return RELAY_SINK_FATAL;
+    }
+    host->log(host->ctx, RELAY_SINK_LOG_INFO, "writing to %s", sink->out);
+    *state = sink;
+    return RELAY_SINK_OK;
+}
+
+static relay_sink_status testsink_deliver(void *state, const relay_sink_batch *batch, char *err,
+                                          size_t errlen)
+{
+    testsink *sink = state;
+    for (size_t i = 0; i < batch->count; i++) {
+        const relay_sink_event *e = &batch->events[i];
+        /* The event's strings are borrowed: the line is rendered now, into memory we own. */
+        int n = snprintf(NULL, 0, "%lld %.*s %.*s\n", (long long)e->id, (int)e->key_len, e->key,
+                         (int)e->type_len, e->type);
+        if (n < 0) {
+            snprintf(err, errlen, "testsink: cannot format event %lld", (long long)e->id);
+            return RELAY_SINK_FATAL;
+        }
+        size_t need = (size_t)n + 1;
+        if (sink->pending_cap - sink->pending_len < need) {
+            size_t cap = sink->pending_cap > 0 ? sink->pending_cap : 1024;
+            while (cap - sink->pending_len < need)
+                cap *= 2;
+            char *grown = realloc(sink->pending, cap);
+            if (grown == NULL) {
+                snprintf(err, errlen, "testsink: out of memory");
+                return RELAY_SINK_RETRY;
+            }
+            sink->pending = grown;
+            sink->pending_cap = cap;
+        }
+        snprintf(sink->pending + sink->pending_len, need, "%lld %.*s %.*s\n", (long long)e->id,
+                 (int)e->key_len, e->key, (int)e->type_len, e->type);
+        sink->pending_len += (size_t)n;
+    }
+    return RELAY_SINK_OK;
+}
+
+/* Appends text to path and fsyncs it. Returns 0, or -1 with the reason in err. */
+static int testsink_append(const char *path, const char *text, size_t len, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "testsink: %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "testsink: %s: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    if (fsync(fd) != 0) {
+        snprintf(err, errlen, "testsink: %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (close(fd) != 0) {
+        snprintf(err, errlen, "testsink: %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static relay_sink_status testsink_flush(void *state, int timeout_ms, char *err, size_t errlen)
+{
+    (void)timeout_ms;
+    testsink *sink = state;
+    relay_sink_status status = RELAY_SINK_OK;
+    if (sink->fail_while_exists != NULL && access(sink->fail_while_exists, F_OK) == 0) {
+        snprintf(err, errlen, "testsink: failing on purpose");
+        status = RELAY_SINK_RETRY;
+    } else if (testsink_append(sink->out, sink->pending, sink->pending_len, err, errlen) != 0) {
+        status = RELAY_SINK_RETRY;
+    }
+    sink->pending_len = 0;
+
+    /* Recorded last, so that a test seeing "ok" also sees the events in `out`. */
+    if (sink->attempts != NULL) {
+        const char *line = status == RELAY_SINK_OK ? "ok\n" : "fail\n";
+        char attempts_err[512];
+        if (testsink_append(sink->attempts, line, strlen(line), attempts_err,
+                            sizeof attempts_err) != 0) {
+            snprintf(err, errlen, "%s", attempts_err);
+            return RELAY_SINK_FATAL;
+        }
+    }
+    return status;
+}
+
+static const relay_sink_api testsink_api = {
+    .abi_version = RELAY_SINK_ABI_VERSION,
+    .struct_size = sizeof(relay_sink_api),
+    .name = "testsink",
+    .init = testsink_init,
+    .deliver = testsink_deliver,
+    .flush = testsink_flush,
+    .destroy = testsink_destroy,
+};
+
+const relay_sink_api *RELAY_SINK_ENTRY(void)
+{
+    return &testsink_api;
+}
