@@ -1,0 +1,769 @@
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+/* Guards against alias cycles and alias bombs in sink.options: an anchor can refer to itself. */
+#define OPTIONS_MAX_DEPTH 8
+#define OPTIONS_MAX_COUNT 1000
+#define NAME_MAX_LEN 63
+#define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+#define ENV_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+
+#define MS_PER_SECOND INT64_C(1000)
+#define MS_PER_MINUTE (60 * MS_PER_SECOND)
+#define MS_PER_HOUR (60 * MS_PER_MINUTE)
+
+typedef struct parse_ctx {
+    const char *file;
+    yaml_document_t *doc;
+    relay_config *config;
+    char path[512];    /* dotted key path of the value being read, for messages */
+    size_t options_at; /* where option names start in path, inside sink.options */
+    char *err;
+    size_t errlen;
+} parse_ctx;
+
+struct field;
+typedef int (*value_parser)(parse_ctx *ctx, const struct field *f, yaml_node_t *value, void *dest);
+
+enum {
+    F_REQUIRED = 1 << 0,
+    F_NULLABLE = 1 << 1, /* plain ~, null or nothing stores NULL */
+    F_EMPTY_OK = 1 << 2, /* "" is a meaningful value */
+};
+
+/* One key of a mapping: how to read its value and where to store it. */
+typedef struct field {
+    const char *key;
+    value_parser parse;
+    size_t offset; /* of the destination inside relay_config */
+    unsigned flags;
+    const struct field *sub; /* the table of a nested mapping */
+    int64_t min, max;        /* inclusive range of integers and durations (ms) */
+} field;
+
+#define AT(member) offsetof(relay_config, member)
+
+/* Every string member, so that defaults and relay_config_free cannot miss one. */
+static const struct {
+    size_t offset;
+    const char *default_value;
+} string_members[] = {
+    {AT(path), NULL},
+    {AT(name), NULL},
+    {AT(conninfo), NULL},
+    {AT(password_file), NULL},
+    {AT(table), "events"},
+    {AT(columns.id), "id"},
+    {AT(columns.created_at), "created_at"},
+    {AT(columns.key), "aggregate_id"},
+    {AT(columns.type), "kind"},
+    {AT(columns.version), "aggregate_version"},
+    {AT(columns.payload), "body"},
+    {AT(columns.metadata), "metadata"},
+    {AT(sink_plugin), NULL},
+    {AT(plugin_dir), NULL},
+};
+
+static char **string_member(relay_config *c, size_t i)
+{
+    return (char **)((char *)c + string_members[i].offset);
+}
+
+/* ---- messages ---- */
+
+/* "FILE:LINE:COLUMN: key.path: what"; without a key path for errors about the whole document. */
+static int __attribute__((format(printf, 3, 4)))
+fail(parse_ctx *ctx, yaml_mark_t mark, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(ctx->err, ctx->errlen, "%s:%zu:%zu: %s%s%s", ctx->file, mark.line + 1, mark.column + 1,
+             ctx->path, ctx->path[0] ? ": " : "", what);
+    return -1;
+}
+
+static int fail_oom(parse_ctx *ctx, yaml_mark_t mark)
+{
+    return fail(ctx, mark, "out of memory");
+}
+
+/* Returns the length to restore with path_pop. A path too long for the buffer is truncated. */
+static size_t path_push(parse_ctx *ctx, const char *key)
+{
+    size_t old = strlen(ctx->path);
+    snprintf(ctx->path + old, sizeof ctx->path - old, "%s%s", old ? "." : "", key);
+    return old;
+}
+
+static void path_pop(parse_ctx *ctx, size_t old)
+{
+    ctx->path[old] = '\0';
+}
+
+static void format_duration(int64_t ms, char *buf, size_t len)
+{
+    if (ms != 0 && ms % MS_PER_HOUR == 0)
+        snprintf(buf, len, "%" PRId64 "h", ms / MS_PER_HOUR);
+    else if (ms != 0 && ms % MS_PER_MINUTE == 0)
+        snprintf(buf, len, "%" PRId64 "m", ms / MS_PER_MINUTE);
+    else if (ms % MS_PER_SECOND == 0)
+        snprintf(buf, len, "%" PRId64 "s", ms / MS_PER_SECOND);
+    else
+        snprintf(buf, len, "%" PRId64 "ms", ms);
+}
+
+/* Levenshtein distance, for suggesting a known key; b is a known key, always short. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[32];
+    if (lb >= sizeof row / sizeof row[0])
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0]++;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The known key closest to an unknown one, when it is close enough to be a typo. */
+static const char *suggest_key(const field *table, const char *unknown)
+{
+    const char *best = NULL;
+    size_t best_distance = SIZE_MAX;
+    for (const field *f = table; f->key; f++) {
+        size_t d = edit_distance(unknown, f->key);
+        if (d <= (strlen(f->key) >= 5 ? 2u : 1u) && d < best_distance) {
+            best = f->key;
+            best_distance = d;
+        }
+    }
+    return best;
+}
+
+/* ---- scalars ---- */
+
+static yaml_node_t *node_at(parse_ctx *ctx, int index)
+{
+    return yaml_document_get_node(ctx->doc, index);
+}
+
+static const char *scalar_text(const yaml_node_t *node)
+{
+    return (const char *)node->data.scalar.value;
+}
+
+static bool is_plain(const yaml_node_t *node)
+{
+    return node->type == YAML_SCALAR_NODE && node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+static bool is_null(const yaml_node_t *node)
+{
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+    for (size_t i = 0; is_plain(node) && i < sizeof nulls / sizeof nulls[0]; i++)
+        if (strcmp(scalar_text(node), nulls[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A "\0" escape would silently cut the C string short. */
+static bool has_nul(const yaml_node_t *node)
+{
+    return strlen(scalar_text(node)) != node->data.scalar.length;
+}
+
+/* The text of a string value, borrowed from the node. */
+static int string_value(parse_ctx *ctx, const field *f, yaml_node_t *node, const char **text)
+{
+    if (node->type != YAML_SCALAR_NODE || is_null(node))
+        return fail(ctx, node->start_mark, "expected a string");
+    if (has_nul(node))
+        return fail(ctx, node->start_mark, "must not contain a NUL character");
+    if (node->data.scalar.length == 0 && !(f->flags & F_EMPTY_OK))
+        return fail(ctx, node->start_mark, "must not be empty");
+    *text = scalar_text(node);
+    return 0;
+}
+
+/* Replaces *slot, a default or NULL, with a copy of text. */
+static int store_copy(parse_ctx *ctx, yaml_node_t *node, char **slot, const char *text)
+{
+    char *copy = strdup(text);
+    if (!copy)
+        return fail_oom(ctx, node->start_mark);
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+/* Closes a stream from open_memstream; returns its text, or NULL (freed) if a write failed. */
+static char *close_memstream(FILE *s, char **buf)
+{
+    bool failed = ferror(s) != 0;
+    if (fclose(s) != 0 || failed) {
+        free(*buf);
+        *buf = NULL;
+    }
+    return *buf;
+}
+
+/* ---- value parsers ---- */
+
+static int parse_string(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    char **slot = dest;
+    const char *text = NULL;
+    if ((f->flags & F_NULLABLE) && is_null(node)) {
+        free(*slot);
+        *slot = NULL;
+        return 0;
+    }
+    if (string_value(ctx, f, node, &text) < 0)
+        return -1;
+    return store_copy(ctx, node, slot, text);
+}
+
+static int parse_name(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    const char *text = NULL;
+    if (string_value(ctx, f, node, &text) < 0)
+        return -1;
+    size_t len = strlen(text);
+    if (len > NAME_MAX_LEN || strspn(text, NAME_CHARS) != len)
+        return fail(ctx, node->start_mark,
+                    "bad name \"%s\": use 1 to %d letters, digits, '_', '.' or '-'", text,
+                    NAME_MAX_LEN);
+    return store_copy(ctx, node, dest, text);
+}
+
+/* Writes the value of the variable whose name starts at name (just after "${") to s and returns
+ * the text after the closing brace; on failure writes the reason to why. */
+static const char *expand_variable(const char *name, FILE *s, char *why, size_t whylen)
+{
+    const char *end = strchr(name, '}');
+    size_t len = end ? (size_t)(end - name) : 0;
+    char var[256];
+    if (!end) {
+        snprintf(why, whylen, "unterminated ${ (write $$ for a literal $)");
+        return name;
+    }
+    if (len == 0 || len >= sizeof var || strspn(name, ENV_CHARS) != len ||
+        (name[0] >= '0' && name[0] <= '9')) {
+        snprintf(why, whylen, "bad variable name in ${...}");
+        return name;
+    }
+    memcpy(var, name, len);
+    var[len] = '\0';
+    const char *value = getenv(var);
+    if (value)
+        fputs(value, s);
+    else
+        snprintf(why, whylen, "environment variable %.100s is not set", var);
+    return end + 1;
+}
+
+/* Expands ${VAR} and $$; any other '$' stays as written. A reason for failure names the variable,
+ * never the text: the conninfo may hold a password. */
+static int expand_env(const char *text, char **out, char *why, size_t whylen)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *s = open_memstream(&buf, &size);
+    why[0] = '\0';
+    for (const char *p = text; s && *p && !why[0];) {
+        if (p[0] == '$' && p[1] == '$') {
+            fputc('$', s);
+            p += 2;
+        } else if (p[0] == '$' && p[1] == '{') {
+            p = expand_variable(p + 2, s, why, whylen);
+        } else {
+            fputc(*p++, s);
+        }
+    }
+    if ((!s || !close_memstream(s, &buf)) && !why[0])
+        snprintf(why, whylen, "out of memory");
+    if (why[0]) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
+
+static int parse_conninfo(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    char **slot = dest, *expanded, why[160];
+    const char *text = NULL;
+    if (string_value(ctx, f, node, &text) < 0)
+        return -1;
+    if (expand_env(text, &expanded, why, sizeof why) < 0)
+        return fail(ctx, node->start_mark, "%s", why);
+    free(*slot);
+    *slot = expanded;
+    return 0;
+}
+
+static int parse_int(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    const char *text = is_plain(node) ? scalar_text(node) : "";
+    size_t len = strlen(text);
+    /* at most 9 digits cannot overflow; strtol alone would also take signs and blanks */
+    long value =
+        len > 0 && len <= 9 && strspn(text, "0123456789") == len ? strtol(text, NULL, 10) : -1;
+    if (value < f->min || value > f->max)
+        return fail(ctx, node->start_mark, "expected an integer from %" PRId64 " to %" PRId64,
+                    f->min, f->max);
+    *(int *)dest = (int)value;
+    return 0;
+}
+
+static int parse_duration(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    char why[128], limit[32];
+    int64_t ms;
+    if (!is_plain(node) || is_null(node))
+        return fail(ctx, node->start_mark, "expected a duration, e.g. 500ms or 2s");
+    if (relay_duration_parse(scalar_text(node), &ms, why, sizeof why) < 0)
+        return fail(ctx, node->start_mark, "bad duration \"%s\": %s", scalar_text(node), why);
+    if (ms < f->min || ms > f->max) {
+        format_duration(ms < f->min ? f->min : f->max, limit, sizeof limit);
+        if (ms < f->min && f->min == 1)
+            return fail(ctx, node->start_mark, "must be more than 0");
+        return fail(ctx, node->start_mark, "must be at %s %s", ms < f->min ? "least" : "most",
+                    limit);
+    }
+    *(int64_t *)dest = ms;
+    return 0;
+}
+
+static int parse_log_level(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    const char *text = NULL;
+    if (string_value(ctx, f, node, &text) < 0)
+        return -1;
+    if (relay_log_level_parse(text, dest) < 0)
+        return fail(ctx, node->start_mark,
+                    "unknown level \"%s\": expected debug, info, warn or error", text);
+    return 0;
+}
+
+static int parse_log_format(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    const char *text = NULL;
+    if (string_value(ctx, f, node, &text) < 0)
+        return -1;
+    if (relay_log_format_parse(text, dest) < 0)
+        return fail(ctx, node->start_mark, "unknown format \"%s\": expected text or json", text);
+    return 0;
+}
+
+/* ---- sink.options: flattened to "a.b.c" = "text" pairs ---- */
+
+static int write_option_scalar(parse_ctx *ctx, yaml_node_t *node, FILE *s)
+{
+    if (node->type != YAML_SCALAR_NODE)
+        return fail(ctx, node->start_mark, "expected a scalar or a list of scalars");
+    fputs(is_null(node) ? "" : scalar_text(node), s);
+    return 0;
+}
+
+/* A scalar as written (null is ""), or the items of a sequence of scalars joined with ','. */
+static int option_text(parse_ctx *ctx, yaml_node_t *node, char **out)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    int rc = 0;
+    FILE *s = open_memstream(&buf, &size);
+    if (!s)
+        return fail_oom(ctx, node->start_mark);
+    if (node->type != YAML_SEQUENCE_NODE)
+        rc = write_option_scalar(ctx, node, s);
+    for (yaml_node_item_t *it = node->data.sequence.items.start;
+         node->type == YAML_SEQUENCE_NODE && rc == 0 && it < node->data.sequence.items.top; it++) {
+        if (it != node->data.sequence.items.start)
+            fputc(',', s);
+        rc = write_option_scalar(ctx, node_at(ctx, *it), s);
+    }
+    if (!close_memstream(s, &buf) && rc == 0)
+        rc = fail_oom(ctx, node->start_mark);
+    if (rc < 0) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
+
+/* Adds the option named by the key path below sink.options. */
+static int add_option(parse_ctx *ctx, yaml_node_t *key_node, yaml_node_t *value)
+{
+    relay_config *c = ctx->config;
+    const char *name = ctx->path + ctx->options_at;
+    if (strlen(ctx->path) + 1 >= sizeof ctx->path)
+        return fail(ctx, key_node->start_mark, "option name is too long");
+    for (size_t i = 0; i < c->n_sink_options; i++)
+        if (strcmp(c->sink_options[i].key, name) == 0)
+            return fail(ctx, key_node->start_mark, "duplicate key");
+    if (c->n_sink_options >= OPTIONS_MAX_COUNT)
+        return fail(ctx, key_node->start_mark, "more than %d options", OPTIONS_MAX_COUNT);
+
+    relay_config_option option = {strdup(name), NULL};
+    if (!option.key)
+        return fail_oom(ctx, key_node->start_mark);
+    relay_config_option *grown =
+        realloc(c->sink_options, (c->n_sink_options + 1) * sizeof *c->sink_options);
+    if (grown)
+        c->sink_options = grown;
+    if (!grown || option_text(ctx, value, &option.value) < 0) {
+        free(option.key);
+        return grown ? -1 : fail_oom(ctx, key_node->start_mark);
+    }
+    c->sink_options[c->n_sink_options++] = option;
+    return 0;
+}
+
+static int flatten_options(parse_ctx *ctx, yaml_node_t *map, int depth)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *key = node_at(ctx, p->key), *value = node_at(ctx, p->value);
+        if (key->type != YAML_SCALAR_NODE)
+            return fail(ctx, key->start_mark, "expected a scalar key");
+        size_t old = path_push(ctx, scalar_text(key));
+        int rc;
+        if (value->type != YAML_MAPPING_NODE)
+            rc = add_option(ctx, key, value);
+        else if (depth >= OPTIONS_MAX_DEPTH)
+            rc = fail(ctx, value->start_mark, "nested too deeply");
+        else
+            rc = flatten_options(ctx, value, depth + 1);
+        if (rc < 0)
+            return -1;
+        path_pop(ctx, old);
+    }
+    return 0;
+}
+
+static int parse_options(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    (void)f;
+    (void)dest;
+    if (node->type != YAML_MAPPING_NODE)
+        return fail(ctx, node->start_mark, "expected a mapping");
+    ctx->options_at = strlen(ctx->path) + 1;
+    return flatten_options(ctx, node, 1);
+}
+
+/* ---- mappings ---- */
+
+static const field *find_field(const field *table, const yaml_node_t *key)
+{
+    for (const field *f = table; f->key; f++)
+        if (strlen(f->key) == key->data.scalar.length && strcmp(f->key, scalar_text(key)) == 0)
+            return f;
+    return NULL;
+}
+
+static int walk_mapping(parse_ctx *ctx, yaml_node_t *map, const field *table)
+{
+    uint64_t seen = 0; /* bit i: table[i] was given; tables are far shorter than 64 */
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *key = node_at(ctx, p->key), *value = node_at(ctx, p->value);
+        if (key->type != YAML_SCALAR_NODE)
+            return fail(ctx, key->start_mark, "expected a scalar key");
+        const field *f = find_field(table, key);
+        size_t old = path_push(ctx, scalar_text(key));
+        if (!f) {
+            const char *hint = suggest_key(table, scalar_text(key));
+            return hint ? fail(ctx, key->start_mark, "unknown key (did you mean '%s'?)", hint)
+                        : fail(ctx, key->start_mark, "unknown key");
+        }
+        uint64_t bit = UINT64_C(1) << (f - table);
+        if (seen & bit)
+            return fail(ctx, key->start_mark, "duplicate key");
+        seen |= bit;
+        if (f->parse(ctx, f, value, (char *)ctx->config + f->offset) < 0)
+            return -1;
+        path_pop(ctx, old);
+    }
+    for (const field *f = table; f->key; f++) {
+        if ((f->flags & F_REQUIRED) && !(seen & (UINT64_C(1) << (f - table)))) {
+            path_push(ctx, f->key);
+            return fail(ctx, map->start_mark, "required key is missing");
+        }
+    }
+    return 0;
+}
+
+static int parse_mapping(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    (void)dest;
+    if (node->type != YAML_MAPPING_NODE)
+        return fail(ctx, node->start_mark, "expected a mapping");
+    return walk_mapping(ctx, node, f->sub);
+}
+
+/* retry.max may only be compared with retry.initial once both are read. */
+static int parse_retry(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    const relay_config *c = ctx->config;
+    if (parse_mapping(ctx, f, node, dest) < 0)
+        return -1;
+    if (c->retry_max_ms >= c->retry_initial_ms)
+        return 0;
+    /* Point at max when it was written; else at this mapping, which raised initial above it. */
+    yaml_mark_t mark = node->start_mark;
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++)
+        if (strcmp(scalar_text(node_at(ctx, p->key)), "max") == 0)
+            mark = node_at(ctx, p->value)->start_mark;
+    char initial[32];
+    format_duration(c->retry_initial_ms, initial, sizeof initial);
+    path_push(ctx, "max");
+    return fail(ctx, mark, "must be at least retry.initial (%s)", initial);
+}
+
+static const field columns_fields[] = {
+    {"id", parse_string, AT(columns.id), 0, NULL, 0, 0},
+    {"created_at", parse_string, AT(columns.created_at), 0, NULL, 0, 0},
+    {"key", parse_string, AT(columns.key), 0, NULL, 0, 0},
+    {"type", parse_string, AT(columns.type), 0, NULL, 0, 0},
+    {"version", parse_string, AT(columns.version), F_NULLABLE, NULL, 0, 0},
+    {"payload", parse_string, AT(columns.payload), 0, NULL, 0, 0},
+    {"metadata", parse_string, AT(columns.metadata), F_NULLABLE, NULL, 0, 0},
+    {NULL, NULL, 0, 0, NULL, 0, 0},
+};
+
+static const field database_fields[] = {
+    {"conninfo", parse_conninfo, AT(conninfo), F_REQUIRED | F_EMPTY_OK, NULL, 0, 0},
+    {"password_file", parse_string, AT(password_file), F_NULLABLE, NULL, 0, 0},
+    {NULL, NULL, 0, 0, NULL, 0, 0},
+};
+
+static const field source_fields[] = {
+    {"table", parse_string, AT(table), 0, NULL, 0, 0},
+    {"columns", parse_mapping, 0, 0, columns_fields, 0, 0},
+    {"safety_margin", parse_duration, AT(safety_margin_ms), 0, NULL, 0, INT64_MAX},
+    {"batch_size", parse_int, AT(batch_size), 0, NULL, 1, 100000},
+    {"poll_interval", parse_duration, AT(poll_interval_ms), 0, NULL, 1, INT64_MAX},
+    {NULL, NULL, 0, 0, NULL, 0, 0},
+};
+
+static const field sink_fields[] = {
+    {"plugin", parse_string, AT(sink_plugin), F_REQUIRED, NULL, 0, 0},
+    {"flush_timeout", parse_duration, AT(sink_flush_timeout_ms), 0, NULL, 1, MS_PER_HOUR},
+    {"options", parse_options, 0, 0, NULL, 0, 0},
+    {NULL, NULL, 0, 0, NULL, 0, 0},
+};
+
+static const field retry_fields[] = {
+    {"initial", parse_duration, AT(retry_initial_ms), 0, NULL, 1, INT64_MAX},
+    {"max", parse_duration, AT(retry_max_ms), 0, NULL, 0, INT64_MAX},
+    {NULL, NULL, 0, 0, NULL, 0, 0},
+};
+
+static const field log_fields[] = {
+    {"level", parse_log_level, AT(log_level), 0, NULL, 0, 0},
+    {"format", parse_log_format, AT(log_format), 0, NULL, 0, 0},
+    {NULL, NULL, 0, 0, NULL, 0, 0},
+};
+
+static const field root_fields[] = {
+    {"name", parse_name, AT(name), F_REQUIRED, NULL, 0, 0},
+    {"database", parse_mapping, 0, F_REQUIRED, database_fields, 0, 0},
+    {"source", parse_mapping, 0, 0, source_fields, 0, 0},
+    {"sink", parse_mapping, 0, F_REQUIRED, sink_fields, 0, 0},
+    {"plugin_dir", parse_string, AT(plugin_dir), F_NULLABLE, NULL, 0, 0},
+    {"retry", parse_retry, 0, 0, retry_fields, 0, 0},
+    {"log", parse_mapping, 0, 0, log_fields, 0, 0},
+    {NULL, NULL, 0, 0, NULL, 0, 0},
+};
+
+static int set_defaults(relay_config *c)
+{
+    for (size_t i = 0; i < sizeof string_members / sizeof string_members[0]; i++) {
+        const char *value = string_members[i].default_value;
+        if (value && !(*string_member(c, i) = strdup(value)))
+            return -1;
+    }
+    c->safety_margin_ms = MS_PER_SECOND;
+    c->batch_size = 1000;
+    c->poll_interval_ms = 200;
+    c->sink_flush_timeout_ms = 30 * MS_PER_SECOND;
+    c->retry_initial_ms = 100;
+    c->retry_max_ms = 30 * MS_PER_SECOND;
+    c->log_level = RELAY_LOG_INFO;
+    c->log_format = RELAY_LOG_TEXT;
+    return 0;
+}
+
+/* ---- documents ---- */
+
+/* The reader, which checks the encoding, only knows a byte offset. */
+static yaml_mark_t mark_of_offset(const char *text, size_t offset)
+{
+    yaml_mark_t mark = {offset, 0, 0};
+    const char *line_start = text;
+    for (const char *p = text; p < text + offset; p++) {
+        if (*p == '\n') {
+            mark.line++;
+            line_start = p + 1;
+        }
+    }
+    mark.column = (size_t)(text + offset - line_start);
+    return mark;
+}
+
+static int fail_syntax(parse_ctx *ctx, const yaml_parser_t *parser, const char *text)
+{
+    yaml_mark_t mark = parser->problem_mark;
+    if (parser->error == YAML_MEMORY_ERROR)
+        return fail_oom(ctx, mark);
+    if (parser->error == YAML_READER_ERROR)
+        mark = mark_of_offset(text, parser->problem_offset);
+    const char *problem = parser->problem ? parser->problem : "unknown problem";
+    if (parser->context)
+        return fail(ctx, mark, "syntax error: %s (%s at %zu:%zu)", problem, parser->context,
+                    parser->context_mark.line + 1, parser->context_mark.column + 1);
+    return fail(ctx, mark, "syntax error: %s", problem);
+}
+
+/* Loads the one document of the stream into ctx->doc; a second document is an error. */
+static int load_document(parse_ctx *ctx, yaml_parser_t *parser, const char *text)
+{
+    yaml_document_t extra;
+    int rc;
+    if (!yaml_parser_load(parser, ctx->doc))
+        return fail_syntax(ctx, parser, text);
+    if (!yaml_parser_load(parser, &extra)) { /* which leaves nothing in extra to delete */
+        rc = fail_syntax(ctx, parser, text);
+    } else {
+        yaml_node_t *second = yaml_document_get_root_node(&extra);
+        rc = second ? fail(ctx, second->start_mark, "expected a single YAML document") : 0;
+        yaml_document_delete(&extra);
+    }
+    if (rc < 0)
+        yaml_document_delete(ctx->doc);
+    return rc;
+}
+
+static int parse_document(parse_ctx *ctx)
+{
+    yaml_node_t *root = yaml_document_get_root_node(ctx->doc);
+    if (!root)
+        return fail(ctx, (yaml_mark_t){0, 0, 0}, "the file is empty, expected a mapping");
+    if (root->type != YAML_MAPPING_NODE)
+        return fail(ctx, root->start_mark, "expected a mapping at the top level");
+    return walk_mapping(ctx, root, root_fields);
+}
+
+int relay_config_parse(const char *path, const char *text, size_t len, relay_config *out, char *err,
+                       size_t errlen)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    parse_ctx ctx = {.file = path, .doc = &doc, .config = out, .err = err, .errlen = errlen};
+    memset(out, 0, sizeof *out);
+    if (!yaml_parser_initialize(&parser))
+        return fail_oom(&ctx, (yaml_mark_t){0, 0, 0});
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int rc = load_document(&ctx, &parser, text);
+    yaml_parser_delete(&parser);
+    if (rc < 0)
+        return -1;
+    if (!(out->path = strdup(path)) || set_defaults(out) < 0)
+        rc = fail_oom(&ctx, (yaml_mark_t){0, 0, 0});
+    else
+        rc = parse_document(&ctx);
+    yaml_document_delete(&doc);
+    if (rc < 0)
+        relay_config_free(out);
+    return rc;
+}
+
+int relay_config_load(const char *path, relay_config *out, char *err, size_t errlen)
+{
+    char *text = NULL, chunk[8192];
+    size_t len = 0, n;
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "r");
+    FILE *s = f ? open_memstream(&text, &len) : NULL;
+    while (s && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, s);
+    int error = !s || ferror(f) ? errno : 0;
+    if (f)
+        fclose(f);
+    if (s && !close_memstream(s, &text) && !error)
+        error = ENOMEM;
+    int rc = -1;
+    if (error)
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(error));
+    else
+        rc = relay_config_parse(path, text, len, out, err, errlen);
+    free(text);
+    return rc;
+}
+
+void relay_config_free(relay_config *c)
+{
+    for (size_t i = 0; i < sizeof string_members / sizeof string_members[0]; i++)
+        free(*string_member(c, i));
+    for (size_t i = 0; i < c->n_sink_options; i++) {
+        free(c->sink_options[i].key);
+        free(c->sink_options[i].value);
+    }
+    free(c->sink_options);
+    memset(c, 0, sizeof *c);
+}
+
+int relay_duration_parse(const char *text, int64_t *ms, char *err, size_t errlen)
+{
+    static const struct {
+        const char *name;
+        int64_t ms;
+    } units[] = {{"ms", 1}, {"s", MS_PER_SECOND}, {"m", MS_PER_MINUTE}, {"h", MS_PER_HOUR}};
+    const char *why = "unit must be ms, s, m or h";
+    char *unit = NULL;
+    errno = 0;
+    /* strtoll alone would also take signs and blanks */
+    long long value = text[0] >= '0' && text[0] <= '9' ? strtoll(text, &unit, 10) : -1;
+    if (value < 0)
+        why = "must be a whole number and a unit, e.g. 500ms or 2s";
+    else if (*unit == '\0')
+        why = "needs a unit, e.g. 500ms or 2s";
+    else if (*unit == '.')
+        why = "must be a whole number, e.g. 1500ms rather than 1.5s";
+    for (size_t i = 0; value >= 0 && i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(unit, units[i].name) != 0)
+            continue;
+        if (errno != ERANGE && value <= INT64_MAX / units[i].ms) {
+            *ms = (int64_t)value * units[i].ms;
+            return 0;
+        }
+        why = "too large";
+    }
+    snprintf(err, errlen, "%s", why);
+    return -1;
+}

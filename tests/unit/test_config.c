@@ -1,0 +1,517 @@
+#include <criterion/criterion.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+/* Criterion 2.4.1 ignores LeakSanitizer's verdict at the end of a test's process, so tests ask
+ * for a leak check themselves, at points where nothing the config code allocated may be alive. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_LSAN 1
+#endif
+#endif
+#ifdef HAVE_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+static void assert_no_leaks(void)
+{
+#ifdef HAVE_LSAN
+    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked, see the report above");
+#endif
+}
+
+/* The smallest valid file; cases that add keys start on line 6. */
+#define MINIMAL "name: orders\ndatabase:\n  conninfo: dbname=app\nsink:\n  plugin: stdout\n"
+
+static int parse(const char *text, relay_config *config, char *err, size_t errlen)
+{
+    return relay_config_parse("t.yaml", text, strlen(text), config, err, errlen);
+}
+
+static bool is_zeroed(const relay_config *config)
+{
+    static const relay_config zero;
+    return memcmp(config, &zero, sizeof zero) == 0;
+}
+
+static void assert_error(const char *text, const char *expected)
+{
+    relay_config config;
+    char err[512] = "";
+    memset(&config, 0xab, sizeof config); /* a failed parse must zero it, whatever it held */
+    cr_assert_eq(parse(text, &config, err, sizeof err), -1, "parsed:\n%s", text);
+    cr_assert_str_eq(err, expected);
+    cr_assert(is_zeroed(&config), "config not zeroed after a failure");
+    assert_no_leaks();
+}
+
+static void parse_ok(const char *text, relay_config *config)
+{
+    char err[512] = "";
+    cr_assert_eq(parse(text, config, err, sizeof err), 0, "unexpected error: %s", err);
+}
+
+static void free_config(relay_config *config)
+{
+    relay_config_free(config);
+    cr_assert(is_zeroed(config), "config not zeroed by relay_config_free");
+    assert_no_leaks();
+}
+
+static const char *option(const relay_config *config, const char *key)
+{
+    for (size_t i = 0; i < config->n_sink_options; i++)
+        if (strcmp(config->sink_options[i].key, key) == 0)
+            return config->sink_options[i].value;
+    return NULL;
+}
+
+Test(config, full_file_sets_every_field)
+{
+    const char *text = "name: orders-1.v2_x\n"
+                       "database:\n"
+                       "  conninfo: \"host=/run/postgresql dbname=app user=relay\"\n"
+                       "  password_file: /run/secrets/pg\n"
+                       "source:\n"
+                       "  table: app.outbox\n"
+                       "  columns:\n"
+                       "    id: event_id\n"
+                       "    created_at: ts\n"
+                       "    key: agg\n"
+                       "    type: event_type\n"
+                       "    version: ver\n"
+                       "    payload: data\n"
+                       "    metadata: meta\n"
+                       "  safety_margin: 250ms\n"
+                       "  batch_size: 500\n"
+                       "  poll_interval: 2s\n"
+                       "sink:\n"
+                       "  plugin: /opt/plugins/kafka.so\n"
+                       "  flush_timeout: 1m\n"
+                       "  options:\n"
+                       "    topic: orders\n"
+                       "plugin_dir: /opt/plugins\n"
+                       "retry: {initial: 50ms, max: 1h}\n"
+                       "log: {level: debug, format: json}\n";
+    relay_config c;
+    parse_ok(text, &c);
+    cr_assert_str_eq(c.path, "t.yaml");
+    cr_assert_str_eq(c.name, "orders-1.v2_x");
+    cr_assert_str_eq(c.conninfo, "host=/run/postgresql dbname=app user=relay");
+    cr_assert_str_eq(c.password_file, "/run/secrets/pg");
+    cr_assert_str_eq(c.table, "app.outbox");
+    cr_assert_str_eq(c.columns.id, "event_id");
+    cr_assert_str_eq(c.columns.created_at, "ts");
+    cr_assert_str_eq(c.columns.key, "agg");
+    cr_assert_str_eq(c.columns.type, "event_type");
+    cr_assert_str_eq(c.columns.version, "ver");
+    cr_assert_str_eq(c.columns.payload, "data");
+    cr_assert_str_eq(c.columns.metadata, "meta");
+    cr_assert_eq(c.safety_margin_ms, 250);
+    cr_assert_eq(c.batch_size, 500);
+    cr_assert_eq(c.poll_interval_ms, 2000);
+    cr_assert_str_eq(c.sink_plugin, "/opt/plugins/kafka.so");
+    cr_assert_eq(c.sink_flush_timeout_ms, 60000);
+    cr_assert_eq(c.n_sink_options, 1);
+    cr_assert_str_eq(c.sink_options[0].key, "topic");
+    cr_assert_str_eq(c.sink_options[0].value, "orders");
+    cr_assert_str_eq(c.plugin_dir, "/opt/plugins");
+    cr_assert_eq(c.retry_initial_ms, 50);
+    cr_assert_eq(c.retry_max_ms, 3600000);
+    cr_assert_eq(c.log_level, RELAY_LOG_DEBUG);
+    cr_assert_eq(c.log_format, RELAY_LOG_JSON);
+    free_config(&c);
+}
+
+Test(config, minimal_file_gets_defaults)
+{
+    relay_config c;
+    parse_ok(MINIMAL, &c);
+    cr_assert_str_eq(c.name, "orders");
+    cr_assert_str_eq(c.conninfo, "dbname=app");
+    cr_assert_null(c.password_file);
+    cr_assert_str_eq(c.table, "events");
+    cr_assert_str_eq(c.columns.id, "id");
+    cr_assert_str_eq(c.columns.created_at, "created_at");
+    cr_assert_str_eq(c.columns.key, "aggregate_id");
+    cr_assert_str_eq(c.columns.type, "kind");
+    cr_assert_str_eq(c.columns.version, "aggregate_version");
+    cr_assert_str_eq(c.columns.payload, "body");
+    cr_assert_str_eq(c.columns.metadata, "metadata");
+    cr_assert_eq(c.safety_margin_ms, 1000);
+    cr_assert_eq(c.batch_size, 1000);
+    cr_assert_eq(c.poll_interval_ms, 200);
+    cr_assert_str_eq(c.sink_plugin, "stdout");
+    cr_assert_eq(c.n_sink_options, 0);
+    cr_assert_null(c.sink_options);
+    cr_assert_eq(c.sink_flush_timeout_ms, 30000);
+    cr_assert_null(c.plugin_dir);
+    cr_assert_eq(c.retry_initial_ms, 100);
+    cr_assert_eq(c.retry_max_ms, 30000);
+    cr_assert_eq(c.log_level, RELAY_LOG_INFO);
+    cr_assert_eq(c.log_format, RELAY_LOG_TEXT);
+    free_config(&c);
+}
+
+Test(config, null_unmaps_optional_columns_and_keys)
+{
+    relay_config c;
+    parse_ok(MINIMAL "source:\n  columns:\n    version: ~\n    metadata:\n"
+                     "plugin_dir: null\n",
+             &c);
+    cr_assert_null(c.columns.version);
+    cr_assert_null(c.columns.metadata);
+    cr_assert_null(c.plugin_dir);
+    free_config(&c);
+}
+
+Test(config, quoted_scalar_is_a_string)
+{
+    relay_config c;
+    parse_ok(MINIMAL "source:\n  columns:\n    version: \"~\"\n", &c);
+    cr_assert_str_eq(c.columns.version, "~");
+    free_config(&c);
+    assert_error(MINIMAL "source:\n  batch_size: \"5\"\n",
+                 "t.yaml:7:15: source.batch_size: expected an integer from 1 to 100000");
+    assert_error(MINIMAL "source:\n  safety_margin: '1s'\n",
+                 "t.yaml:7:18: source.safety_margin: expected a duration, e.g. 500ms or 2s");
+}
+
+Test(config, unknown_keys)
+{
+    assert_error(MINIMAL "colour: red\n", "t.yaml:6:1: colour: unknown key");
+    assert_error(MINIMAL "sourc:\n  table: x\n",
+                 "t.yaml:6:1: sourc: unknown key (did you mean 'source'?)");
+    assert_error(MINIMAL "source:\n  table: x\n  colums:\n    id: i\n",
+                 "t.yaml:8:3: source.colums: unknown key (did you mean 'columns'?)");
+    assert_error(MINIMAL "source:\n  columns:\n    payloda: p\n",
+                 "t.yaml:8:5: source.columns.payloda: unknown key (did you mean 'payload'?)");
+    assert_error(MINIMAL "log: {level: info, colour: red}\n",
+                 "t.yaml:6:20: log.colour: unknown key");
+}
+
+Test(config, wrong_types)
+{
+    assert_error("name: a\ndatabase:\n  conninfo: x\nsink: stdout\n",
+                 "t.yaml:4:7: sink: expected a mapping");
+    assert_error(MINIMAL "source:\n  table: [a, b]\n",
+                 "t.yaml:7:10: source.table: expected a string");
+    assert_error(MINIMAL "source:\n  table:\n", "t.yaml:7:9: source.table: expected a string");
+    assert_error(MINIMAL "source:\n  table: \"\"\n",
+                 "t.yaml:7:10: source.table: must not be empty");
+    assert_error(MINIMAL "source:\n  columns: id\n",
+                 "t.yaml:7:12: source.columns: expected a mapping");
+    assert_error(MINIMAL "source:\n  poll_interval: {a: 1}\n",
+                 "t.yaml:7:18: source.poll_interval: expected a duration, e.g. 500ms or 2s");
+    assert_error(MINIMAL "sink_options:\n  - a\n", "t.yaml:6:1: sink_options: unknown key");
+    assert_error(MINIMAL "[a]: 1\n", "t.yaml:6:1: expected a scalar key");
+}
+
+Test(config, bad_durations)
+{
+    assert_error(
+        MINIMAL "source:\n  safety_margin: 1x\n",
+        "t.yaml:7:18: source.safety_margin: bad duration \"1x\": unit must be ms, s, m or h");
+    assert_error(MINIMAL "source:\n  poll_interval: 200\n",
+                 "t.yaml:7:18: source.poll_interval: bad duration \"200\": needs a unit, e.g. "
+                 "500ms or 2s");
+    assert_error(MINIMAL "retry:\n  initial: -1s\n",
+                 "t.yaml:7:12: retry.initial: bad duration \"-1s\": must be a whole number and a "
+                 "unit, e.g. 500ms or 2s");
+}
+
+Test(config, durations_out_of_range)
+{
+    assert_error(MINIMAL "source:\n  poll_interval: 0ms\n",
+                 "t.yaml:7:18: source.poll_interval: must be more than 0");
+    assert_error(MINIMAL "  flush_timeout: 0s\n",
+                 "t.yaml:6:18: sink.flush_timeout: must be more than 0");
+    assert_error(MINIMAL "  flush_timeout: 61m\n",
+                 "t.yaml:6:18: sink.flush_timeout: must be at most 1h");
+    assert_error(MINIMAL "retry: {initial: 0s}\n",
+                 "t.yaml:6:18: retry.initial: must be more than 0");
+    assert_error(MINIMAL "retry: {initial: 2s, max: 1s}\n",
+                 "t.yaml:6:27: retry.max: must be at least retry.initial (2s)");
+    /* max left at its default 30s, below the initial written here */
+    assert_error(MINIMAL "retry:\n  initial: 1m\n",
+                 "t.yaml:7:3: retry.max: must be at least retry.initial (1m)");
+
+    relay_config c;
+    parse_ok(MINIMAL
+             "  flush_timeout: 1h\nsource: {safety_margin: 0s}\nretry: {initial: 1s, max: 1s}\n",
+             &c);
+    cr_assert_eq(c.sink_flush_timeout_ms, 3600000);
+    cr_assert_eq(c.safety_margin_ms, 0);
+    cr_assert_eq(c.retry_max_ms, 1000);
+    free_config(&c);
+}
+
+Test(config, integers_out_of_range)
+{
+    assert_error(MINIMAL "source:\n  batch_size: 100001\n",
+                 "t.yaml:7:15: source.batch_size: expected an integer from 1 to 100000");
+    assert_error(MINIMAL "source:\n  batch_size: 0\n",
+                 "t.yaml:7:15: source.batch_size: expected an integer from 1 to 100000");
+    assert_error(MINIMAL "source:\n  batch_size: -5\n",
+                 "t.yaml:7:15: source.batch_size: expected an integer from 1 to 100000");
+    assert_error(MINIMAL "source:\n  batch_size: 99999999999999999999999\n",
+                 "t.yaml:7:15: source.batch_size: expected an integer from 1 to 100000");
+    assert_error(MINIMAL "source:\n  batch_size: 10k\n",
+                 "t.yaml:7:15: source.batch_size: expected an integer from 1 to 100000");
+
+    relay_config c;
+    parse_ok(MINIMAL "source:\n  batch_size: 100000\n", &c);
+    cr_assert_eq(c.batch_size, 100000);
+    free_config(&c);
+}
+
+Test(config, missing_required_keys)
+{
+    assert_error("name: a\nsink:\n  plugin: x\n", "t.yaml:1:1: database: required key is missing");
+    assert_error("database: {conninfo: x}\nsink: {plugin: x}\n",
+                 "t.yaml:1:1: name: required key is missing");
+    assert_error("name: a\ndatabase: {conninfo: x}\n", "t.yaml:1:1: sink: required key is missing");
+    assert_error("name: a\ndatabase:\n  password_file: /x\nsink: {plugin: x}\n",
+                 "t.yaml:3:3: database.conninfo: required key is missing");
+    assert_error("name: a\ndatabase: {conninfo: x}\nsink: {}\n",
+                 "t.yaml:3:7: sink.plugin: required key is missing");
+}
+
+Test(config, duplicate_keys)
+{
+    assert_error(MINIMAL "name: other\n", "t.yaml:6:1: name: duplicate key");
+    assert_error(MINIMAL "source:\n  batch_size: 1\n  batch_size: 2\n",
+                 "t.yaml:8:3: source.batch_size: duplicate key");
+    assert_error(MINIMAL "  options:\n    a: 1\n    a: 2\n",
+                 "t.yaml:8:5: sink.options.a: duplicate key");
+    /* the same option written flat and nested */
+    assert_error(MINIMAL "  options:\n    a.b: 1\n    a:\n      b: 2\n",
+                 "t.yaml:9:7: sink.options.a.b: duplicate key");
+}
+
+Test(config, yaml_syntax_errors)
+{
+    assert_error("name: a\n  b: c\n",
+                 "t.yaml:2:4: syntax error: mapping values are not allowed in this context");
+    assert_error("name: [a, b\n", "t.yaml:2:1: syntax error: did not find expected ',' or ']' "
+                                  "(while parsing a flow sequence at 1:7)");
+    assert_error("name: *missing\n", "t.yaml:1:7: syntax error: found undefined alias");
+    assert_error("name: \"a\xff\"\n", "t.yaml:1:9: syntax error: invalid leading UTF-8 octet");
+}
+
+Test(config, documents_that_are_not_a_mapping)
+{
+    assert_error("", "t.yaml:1:1: the file is empty, expected a mapping");
+    assert_error("# only a comment\n", "t.yaml:1:1: the file is empty, expected a mapping");
+    assert_error("\n\nhello\n", "t.yaml:3:1: expected a mapping at the top level");
+    assert_error("- name: a\n", "t.yaml:1:1: expected a mapping at the top level");
+    assert_error(MINIMAL "---\nname: b\n", "t.yaml:7:1: expected a single YAML document");
+}
+
+Test(config, names)
+{
+    assert_error("name: \"my orders\"\ndatabase: {conninfo: x}\nsink: {plugin: x}\n",
+                 "t.yaml:1:7: name: bad name \"my orders\": use 1 to 63 letters, digits, '_', '.' "
+                 "or '-'");
+    assert_error(
+        "name: a/b\ndatabase: {conninfo: x}\nsink: {plugin: x}\n",
+        "t.yaml:1:7: name: bad name \"a/b\": use 1 to 63 letters, digits, '_', '.' or '-'");
+    assert_error("name: ''\ndatabase: {conninfo: x}\nsink: {plugin: x}\n",
+                 "t.yaml:1:7: name: must not be empty");
+
+    char text[256], name[65];
+    memset(name, 'n', 63);
+    name[63] = '\0';
+    snprintf(text, sizeof text, "name: %s\ndatabase: {conninfo: x}\nsink: {plugin: x}\n", name);
+    relay_config c;
+    parse_ok(text, &c);
+    cr_assert_str_eq(c.name, name);
+    free_config(&c);
+
+    strcat(name, "n");
+    snprintf(text, sizeof text, "name: %s\ndatabase: {conninfo: x}\nsink: {plugin: x}\n", name);
+    char expected[256];
+    snprintf(expected, sizeof expected,
+             "t.yaml:1:7: name: bad name \"%s\": use 1 to 63 letters, digits, '_', '.' or '-'",
+             name);
+    assert_error(text, expected);
+}
+
+Test(config, conninfo_expands_environment)
+{
+    cr_assert_eq(setenv("RELAY_TEST_USER", "alice", 1), 0);
+    cr_assert_eq(setenv("RELAY_TEST_EMPTY", "", 1), 0);
+    relay_config c;
+    parse_ok(
+        "name: a\n"
+        "database:\n"
+        "  conninfo: \"user=${RELAY_TEST_USER} password=pa$$word$x port=${RELAY_TEST_EMPTY}$5\"\n"
+        "sink: {plugin: x}\n",
+        &c);
+    cr_assert_str_eq(c.conninfo, "user=alice password=pa$word$x port=$5");
+    free_config(&c);
+}
+
+Test(config, conninfo_errors_name_the_variable_only)
+{
+    unsetenv("RELAY_TEST_UNSET");
+    assert_error(
+        "name: a\n"
+        "database:\n"
+        "  conninfo: \"password=hunter2 user=${RELAY_TEST_UNSET}\"\n"
+        "sink: {plugin: x}\n",
+        "t.yaml:3:13: database.conninfo: environment variable RELAY_TEST_UNSET is not set");
+    assert_error("name: a\ndatabase:\n  conninfo: password=hunter2${X\nsink: {plugin: x}\n",
+                 "t.yaml:3:13: database.conninfo: unterminated ${ (write $$ for a literal $)");
+    assert_error("name: a\ndatabase:\n  conninfo: password=${hunter 2}\nsink: {plugin: x}\n",
+                 "t.yaml:3:13: database.conninfo: bad variable name in ${...}");
+}
+
+Test(config, options_are_flattened_in_document_order)
+{
+    relay_config c;
+    parse_ok(MINIMAL "  options:\n"
+                     "    topic: orders\n"
+                     "    properties:\n"
+                     "      bootstrap.servers: a:9092\n"
+                     "      acks:\n"
+                     "        mode: all\n"
+                     "    brokers: [a, b, 3]\n"
+                     "    none: []\n"
+                     "    empty:\n"
+                     "    quoted: \"~\"\n"
+                     "    number: 010\n",
+             &c);
+    const char *expected[][2] = {
+        {"topic", "orders"},
+        {"properties.bootstrap.servers", "a:9092"},
+        {"properties.acks.mode", "all"},
+        {"brokers", "a,b,3"},
+        {"none", ""},
+        {"empty", ""},
+        {"quoted", "~"},
+        {"number", "010"},
+    };
+    size_t n = sizeof expected / sizeof expected[0];
+    cr_assert_eq(c.n_sink_options, n);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_str_eq(c.sink_options[i].key, expected[i][0]);
+        cr_assert_str_eq(c.sink_options[i].value, expected[i][1]);
+    }
+    cr_assert_str_eq(option(&c, "brokers"), "a,b,3");
+    free_config(&c);
+}
+
+Test(config, options_errors)
+{
+    assert_error(MINIMAL "  options: [a]\n", "t.yaml:6:12: sink.options: expected a mapping");
+    assert_error(MINIMAL "  options:\n    hosts:\n      - {a: 1}\n",
+                 "t.yaml:8:9: sink.options.hosts: expected a scalar or a list of scalars");
+    /* an anchor referring to itself must not recurse forever */
+    assert_error(MINIMAL "  options: &o {x: *o}\n",
+                 "t.yaml:6:12: sink.options.x.x.x.x.x.x.x.x: nested too deeply");
+}
+
+Test(config, log_settings)
+{
+    assert_error(MINIMAL "log: {level: verbose}\n",
+                 "t.yaml:6:14: log.level: unknown level \"verbose\": expected debug, info, warn or "
+                 "error");
+    assert_error(MINIMAL "log: {format: xml}\n",
+                 "t.yaml:6:15: log.format: unknown format \"xml\": expected text or json");
+    relay_config c;
+    parse_ok(MINIMAL "log: {level: warn}\n", &c);
+    cr_assert_eq(c.log_level, RELAY_LOG_WARN);
+    cr_assert_eq(c.log_format, RELAY_LOG_TEXT);
+    free_config(&c);
+}
+
+Test(config, duration_table)
+{
+    static const struct {
+        const char *text;
+        int64_t ms;
+    } good[] = {{"250ms", 250}, {"1s", 1000}, {"2m", 120000}, {"1h", 3600000}, {"0s", 0}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int64_t ms = -1;
+        char err[128] = "";
+        cr_assert_eq(relay_duration_parse(good[i].text, &ms, err, sizeof err), 0, "%s: %s",
+                     good[i].text, err);
+        cr_assert_eq(ms, good[i].ms, "%s", good[i].text);
+    }
+
+    static const struct {
+        const char *text;
+        const char *why;
+    } bad[] = {
+        {"1", "needs a unit, e.g. 500ms or 2s"},
+        {"1.5s", "must be a whole number, e.g. 1500ms rather than 1.5s"},
+        {"-1s", "must be a whole number and a unit, e.g. 500ms or 2s"},
+        {"1x", "unit must be ms, s, m or h"},
+        {"", "must be a whole number and a unit, e.g. 500ms or 2s"},
+        {"1 s", "unit must be ms, s, m or h"},
+        {"s", "must be a whole number and a unit, e.g. 500ms or 2s"},
+        {"9223372036854775807ms", NULL},
+        {"9223372036854775808ms", "too large"},
+        {"9223372036854776s", "too large"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t ms = -1;
+        char err[128] = "";
+        int rc = relay_duration_parse(bad[i].text, &ms, err, sizeof err);
+        if (!bad[i].why) {
+            cr_assert_eq(rc, 0, "%s: %s", bad[i].text, err);
+            cr_assert_eq(ms, INT64_MAX);
+            continue;
+        }
+        cr_assert_eq(rc, -1, "\"%s\" was accepted", bad[i].text);
+        cr_assert_str_eq(err, bad[i].why, "for \"%s\"", bad[i].text);
+    }
+}
+
+Test(config, free_is_safe_on_a_zeroed_struct)
+{
+    relay_config c;
+    memset(&c, 0, sizeof c);
+    free_config(&c);
+    free_config(&c);
+}
+
+Test(config, load_reads_a_file)
+{
+    char path[] = "/tmp/relay-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    cr_assert_not_null(f);
+    fputs(MINIMAL "source:\n  batch_size: 7\n", f);
+    cr_assert_eq(fclose(f), 0);
+
+    relay_config c;
+    char err[512] = "";
+    int rc = relay_config_load(path, &c, err, sizeof err);
+    unlink(path);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_str_eq(c.path, path);
+    cr_assert_eq(c.batch_size, 7);
+    free_config(&c);
+}
+
+Test(config, load_reports_unreadable_files)
+{
+    relay_config c;
+    char err[512] = "";
+    cr_assert_eq(relay_config_load("/nonexistent/relay.yaml", &c, err, sizeof err), -1);
+    cr_assert_str_eq(err, "/nonexistent/relay.yaml: cannot read: No such file or directory");
+    cr_assert(is_zeroed(&c));
+    cr_assert_eq(relay_config_load("/tmp", &c, err, sizeof err), -1);
+    cr_assert_str_eq(err, "/tmp: cannot read: Is a directory");
+}
