@@ -173,7 +173,8 @@ static step connect_database(relay_state *s)
     }
 
     if (s->db_failing)
-        relay_info(s->log, "database available again after %d attempts", s->attempts);
+        relay_info(s->log, "database available again after %d failed attempt%s", s->attempts,
+                   s->attempts == 1 ? "" : "s");
     relay_info(s->log, "reading %s from position %" PRId64 " (margin %" PRId64 "ms, batch %d)",
                info.quoted_table, s->position, s->config->safety_margin_ms, s->config->batch_size);
     s->db_failing = false;
