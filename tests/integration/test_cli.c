@@ -1,0 +1,322 @@
+/*
+ * The command-line contract: commands, exit codes, and what they print.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* strcasestr */
+#endif
+#include <inttypes.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "../harness/harness.h"
+
+#define LONG_AGO "now() - interval '1 hour'"
+/* Relays lock their name database-wide: each test names its relay after its own schema. */
+#define RELAY_NAME scope.schema
+#define SECRET "Zebra-Secret-4711-xyzzy"
+
+/* Criterion can only hand fixtures over through file scope; each test runs in its own process. */
+static th_scope scope;
+
+static void setup(void)
+{
+    th_scope_new(&scope);
+}
+
+static void teardown(void)
+{
+    th_scope_free(&scope);
+}
+
+TestSuite(cli, .init = setup, .fini = teardown, .timeout = 120);
+
+static void migrate(const char *config)
+{
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "migrate", "-c", config);
+    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
+    free(out);
+    free(err);
+}
+
+/* A config with the scope's database, the given plugin and extra source lines. */
+static void write_config(char path[TH_PATH_MAX], const char *plugin, const char *source_extra)
+{
+    th_write_config(&scope, path,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: %s\n"
+                    "source:\n"
+                    "  table: events\n"
+                    "%s"
+                    "sink:\n"
+                    "  plugin: %s\n",
+                    RELAY_NAME, scope.conninfo_yaml, source_extra, plugin);
+}
+
+Test(cli, migrate_twice)
+{
+    char config[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "1s", 100);
+
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "migrate", "-c", config);
+    cr_assert_eq(code, 0, "first migrate exited %d: %s", code, err);
+    cr_assert(strstr(out, "001_events.sql") && strstr(out, "002_snapshots.sql") &&
+                  strstr(out, "003_checkpoints.sql"),
+              "first migrate does not list what it applied:\n%s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_migrations"), 3);
+
+    code = th_run_cli(&out, &err, "migrate", "-c", config);
+    cr_assert_eq(code, 0, "second migrate exited %d: %s", code, err);
+    cr_assert_null(strstr(out, ".sql"), "second migrate applied something:\n%s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_migrations"), 3);
+
+    /* In the first schema of search_path, i.e. the scope's own. */
+    cr_assert_eq(th_query_int64(scope.conn,
+                                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+                                " AND tablename IN ('events', 'snapshots', 'relay_checkpoints',"
+                                " 'relay_migrations')"),
+                 4);
+}
+
+Test(cli, check_good_config)
+{
+    char config[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "1s", 100);
+    migrate(config);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 0, "check exited %d: %s", code, err);
+    cr_assert(strstr(out, "events") && strstr(out, "stdout"),
+              "the summary names neither table nor sink:\n%s", out);
+    free(out);
+    free(err);
+}
+
+Test(cli, check_missing_column)
+{
+    char config[TH_PATH_MAX];
+    write_config(config, "stdout", "  columns:\n    type: nope\n");
+    migrate(config);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 4, "check exited %d, expected 4: %s", code, err);
+    cr_assert_not_null(strstr(err, "nope"), "stderr does not name the column:\n%s", err);
+    free(out);
+    free(err);
+}
+
+Test(cli, check_unreachable_database)
+{
+    char config[TH_PATH_MAX];
+    th_write_config(&scope, config,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: \"host=/nonexistent-relay-socket-dir dbname=postgres\"\n"
+                    "sink:\n"
+                    "  plugin: stdout\n",
+                    RELAY_NAME);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 4, "check exited %d, expected 4: %s", code, err);
+    cr_assert_neq(err[0], '\0', "no reason on stderr");
+    free(out);
+    free(err);
+}
+
+/* Runs check with the plugin at the path in env_name; returns its stderr (caller frees). */
+static char *check_with_plugin(const char *env_name, int expected_code)
+{
+    char config[TH_PATH_MAX];
+    write_config(config, th_env(env_name), "");
+    migrate(config);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, expected_code, "check with %s exited %d, expected %d: %s", env_name, code,
+                 expected_code, err);
+    free(out);
+    return err;
+}
+
+Test(cli, abi_version_mismatch)
+{
+    char *err = check_with_plugin("RELAY_BADABI_VERSION", 5);
+    /* Both versions, so that the operator knows which side is behind. */
+    regex_t relay_version;
+    cr_assert_eq(regcomp(&relay_version, "(^|[^0-9])1([^0-9]|$)", REG_EXTENDED | REG_NOSUB), 0);
+    int has_relay_version = regexec(&relay_version, err, 0, NULL, 0) == 0;
+    regfree(&relay_version);
+    cr_assert(strcasestr(err, "abi") && strstr(err, "999") && has_relay_version,
+              "stderr does not give both ABI versions:\n%s", err);
+    free(err);
+}
+
+Test(cli, abi_struct_too_short)
+{
+    char *err = check_with_plugin("RELAY_BADABI_SHORT", 5);
+    cr_assert_neq(err[0], '\0', "no reason on stderr");
+    free(err);
+}
+
+Test(cli, abi_no_entry_symbol)
+{
+    char *err = check_with_plugin("RELAY_BADABI_NOSYM", 5);
+    cr_assert_not_null(strstr(err, "relay_sink_entry"), "stderr does not name the symbol:\n%s",
+                       err);
+    free(err);
+}
+
+Test(cli, config_unknown_key)
+{
+    char config[TH_PATH_MAX];
+    write_config(config, "stdout", "  frobnicate: 12\n");
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 3, "check exited %d, expected 3: %s", code, err);
+    /* Line 6 of the file, indented by two: see write_config. */
+    char expected[TH_PATH_MAX + 64];
+    snprintf(expected, sizeof expected, "%s:6:3: source.frobnicate: unknown key", config);
+    cr_assert_not_null(strstr(err, expected), "stderr lacks \"%s\":\n%s", expected, err);
+    free(out);
+    free(err);
+}
+
+/* The integer value of "key": in a one-line JSON object, or the test fails. */
+static int64_t json_int(const char *json, const char *key)
+{
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    const char *at = strstr(json, pattern);
+    cr_assert_not_null(at, "no %s in %s", key, json);
+    int64_t value;
+    cr_assert_eq(sscanf(at + strlen(pattern), " %" SCNd64, &value), 1, "%s is not an integer in %s",
+                 key, json);
+    return value;
+}
+
+Test(cli, status_json)
+{
+    char config[TH_PATH_MAX], relay_out[TH_PATH_MAX], relay_err[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "1s", 100);
+    th_path(&scope, "relay.out", relay_out);
+    th_path(&scope, "relay.err", relay_err);
+    migrate(config);
+    th_insert_events(scope.conn, 5, LONG_AGO);
+    pid_t pid = th_relay_start(&scope, config, relay_out, relay_err);
+    th_wait_position(&scope, RELAY_NAME, 5);
+    th_relay_signal(pid, SIGTERM);
+    cr_assert_eq(th_relay_wait(&scope, pid, TH_DEADLINE_MS), 0);
+    th_insert_events(scope.conn, 3, LONG_AGO);
+
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "status", "-c", config, "--json");
+    cr_assert_eq(code, 0, "status exited %d: %s", code, err);
+    cr_assert_eq(strchr(out, '\n'), out + strlen(out) - 1, "not one line:\n%s", out);
+    char name_field[96];
+    snprintf(name_field, sizeof name_field, "\"name\":\"%s\"", RELAY_NAME);
+    cr_assert_not_null(strstr(out, name_field), "%s", out);
+    cr_assert_eq(json_int(out, "position"), 5);
+    cr_assert_eq(json_int(out, "max_id"), 8);
+    cr_assert_eq(json_int(out, "lag_rows"), 3);
+    cr_assert_not_null(strstr(out, "\"lag_seconds\":"), "%s", out);
+    cr_assert_null(strstr(out, "\"updated_at\":null"), "the relay committed, yet:\n%s", out);
+    free(out);
+    free(err);
+}
+
+Test(cli, version)
+{
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "--version");
+    cr_assert_eq(code, 0, "--version exited %d: %s", code, err);
+    regex_t version;
+    cr_assert_eq(regcomp(&version, "[0-9]+\\.[0-9]+", REG_EXTENDED | REG_NOSUB), 0);
+    int match = regexec(&version, out, 0, NULL, 0);
+    regfree(&version);
+    cr_assert_eq(match, 0, "no version in:\n%s", out);
+    free(out);
+    free(err);
+}
+
+Test(cli, unknown_command)
+{
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "frobnicate", "-c", "/nonexistent.yaml");
+    cr_assert_eq(code, 2, "an unknown command exited %d: %s", code, err);
+    free(out);
+    free(err);
+}
+
+static void assert_no_secret(const char *text, const char *where)
+{
+    cr_assert_null(strstr(text, SECRET), "the password appears in %s:\n%s", where, text);
+}
+
+static bool relay_is_up(void *arg)
+{
+    (void)arg;
+    return th_checkpoint_exists(&scope, RELAY_NAME);
+}
+
+Test(cli, password_never_logged)
+{
+    char secret_file[TH_PATH_MAX], unreachable[TH_PATH_MAX], reachable[TH_PATH_MAX];
+    th_path(&scope, "password", secret_file);
+    th_write_file(secret_file, "%s\n", SECRET);
+
+    /* The failure path, where a careless message would quote the connection parameters. */
+    th_write_config(&scope, unreachable,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: \"host=/nonexistent-relay-socket-dir dbname=postgres user=x\"\n"
+                    "  password_file: %s\n"
+                    "sink:\n"
+                    "  plugin: stdout\n",
+                    RELAY_NAME, secret_file);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", unreachable, "--log-level", "debug");
+    cr_assert_eq(code, 4, "check exited %d, expected 4: %s", code, err);
+    assert_no_secret(out, "stdout of check");
+    assert_no_secret(err, "stderr of check");
+    free(out);
+    free(err);
+
+    /* The success path (the test server trusts, so the password is sent but not needed), where a
+     * summary or a debug log could print the conninfo. */
+    th_write_config(&scope, reachable,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: %s\n"
+                    "  password_file: %s\n"
+                    "sink:\n"
+                    "  plugin: stdout\n",
+                    RELAY_NAME, scope.conninfo_yaml, secret_file);
+    migrate(reachable);
+    code = th_run_cli(&out, &err, "check", "-c", reachable, "--log-level", "debug");
+    cr_assert_eq(code, 0, "check exited %d: %s", code, err);
+    assert_no_secret(out, "stdout of check");
+    assert_no_secret(err, "stderr of check");
+    free(out);
+    free(err);
+
+    char relay_out[TH_PATH_MAX], relay_err[TH_PATH_MAX];
+    th_path(&scope, "relay.out", relay_out);
+    th_path(&scope, "relay.err", relay_err);
+    pid_t pid = th_relay_start(&scope, reachable, relay_out, relay_err);
+    th_wait_until(&scope, TH_DEADLINE_MS, relay_is_up, NULL, "the relay to load its checkpoint");
+    th_relay_signal(pid, SIGTERM);
+    cr_assert_eq(th_relay_wait(&scope, pid, TH_DEADLINE_MS), 0);
+    char *log = th_read_file(relay_err, NULL);
+    assert_no_secret(log, "the relay's log");
+    free(log);
+}

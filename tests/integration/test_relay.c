@@ -1,0 +1,544 @@
+/*
+ * The relay's delivery guarantees, end to end: the real binary, a real PostgreSQL, real signals.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "../harness/harness.h"
+
+/* Created outside any safety margin, so that the relay may deliver at once. */
+#define LONG_AGO "now() - interval '1 hour'"
+/* Relays lock their name database-wide: each test names its relay after its own schema. */
+#define RELAY_NAME scope.schema
+
+/* Criterion can only hand fixtures over through file scope; each test runs in its own process. */
+static th_scope scope;
+
+static void setup(void)
+{
+    th_scope_new(&scope);
+}
+
+static void teardown(void)
+{
+    th_scope_free(&scope);
+}
+
+TestSuite(relay, .timeout = 180);
+
+static void migrate(const char *config)
+{
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "migrate", "-c", config);
+    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
+    free(out);
+    free(err);
+}
+
+static void stop_relay(pid_t pid)
+{
+    th_relay_signal(pid, SIGTERM);
+    int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
+    cr_assert_eq(code, 0, "relay exited %d after SIGTERM", code);
+}
+
+/* arg: the relay's output file. */
+static bool nothing_delivered(void *arg)
+{
+    int64_t *ids;
+    size_t n = th_read_stdout_ids(arg, &ids);
+    free(ids);
+    return n == 0 && th_position(&scope, RELAY_NAME) == 0;
+}
+
+static bool relay_is_up(void *arg)
+{
+    (void)arg;
+    return th_checkpoint_exists(&scope, RELAY_NAME);
+}
+
+/* Asserts that ids holds exactly first..last in order. */
+static void assert_ids_range(const int64_t *ids, size_t n, int64_t first, int64_t last,
+                             const char *what)
+{
+    cr_assert_eq((int64_t)n, last - first + 1, "%s: %zu ids, expected %" PRId64 "..%" PRId64, what,
+                 n, first, last);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(ids[i], first + (int64_t)i,
+                     "%s: line %zu has id %" PRId64 ", expected %" PRId64, what, i + 1, ids[i],
+                     first + (int64_t)i);
+}
+
+Test(relay, delivered_in_order_intact, .init = setup, .fini = teardown)
+{
+    const int64_t n_events = 500;
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "1s", 64);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+
+    th_insert_events(scope.conn, 250, LONG_AGO);
+    /* The awkward ones, in the middle of ordinary traffic: escapes in key and type, a payload
+     * with quotes, backslashes, non-ASCII and a control character, NULL metadata, the extreme
+     * versions, created_at on a leap day, at a whole second and in another time zone. */
+    th_exec(scope.conn,
+            "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind, body, "
+            "metadata, created_at) VALUES "
+            "('quote\"back\\slash', 'order', 2147483647, 'say \"hi\"', "
+            " '{\"text\": \"say \\\"hi\\\" \\\\ naïve ☃ 😀 \\u0001\", \"n\": [1, 2.50, null, "
+            "true]}', NULL, '2024-02-29 23:59:59.000001+00'), "
+            "('ünïcode-key', 'order', -2147483648, 'renamed', '\"just a string\"', "
+            " '{\"trace\": {\"span\": \"a\\\\b\"}}', '2021-01-01 00:00:00+05:30'), "
+            "('empty', 'order', 0, 'emptied', '{}', '[]', now() - interval '2 days')");
+    th_insert_events(scope.conn, 247, LONG_AGO);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT max(id) FROM events"), n_events);
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, n_events);
+    stop_relay(pid);
+
+    /* The expected lines, from PostgreSQL's own renderings of each value. */
+    PGresult *res = PQexec(
+        scope.conn,
+        "SELECT '{\"id\":' || id || ',\"key\":' || to_json(aggregate_id)::text"
+        " || ',\"type\":' || to_json(kind)::text || ',\"version\":' || aggregate_version"
+        " || ',\"payload\":' || body::text || ',\"metadata\":' || coalesce(metadata::text, 'null')"
+        " || ',\"created_at\":\"'"
+        " || to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || '\"}'"
+        " FROM events ORDER BY id");
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(scope.conn));
+    cr_assert_eq(PQntuples(res), n_events);
+
+    char **lines;
+    size_t n_lines = th_read_lines(out, &lines);
+    int64_t *ids;
+    size_t n_ids = th_read_stdout_ids(out, &ids);
+    assert_ids_range(ids, n_ids, 1, n_events, "output");
+    for (size_t i = 0; i < n_lines; i++) {
+        const char *expected = PQgetvalue(res, (int)i, 0);
+        cr_assert_str_eq(lines[i], expected, "line %zu:\n  got      %s\n  expected %s", i + 1,
+                         lines[i], expected);
+    }
+    free(ids);
+    th_free_lines(lines, n_lines);
+    PQclear(res);
+}
+
+Test(relay, out_of_order_commit, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "2s", 64);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_until(&scope, TH_DEADLINE_MS, relay_is_up, NULL, "the relay to load its checkpoint");
+
+    /* A takes id 1 but commits late; B takes id 2 and commits at once. */
+    PGconn *a = th_scope_connect(&scope);
+    PGconn *b = th_scope_connect(&scope);
+    th_exec(a, "BEGIN");
+    cr_assert_eq(th_query_int64(a, "INSERT INTO events (aggregate_id, aggregate_type, "
+                                   "aggregate_version, kind, body) VALUES "
+                                   "('a', 'order', 1, 'created', '{}') RETURNING id"),
+                 1);
+    cr_assert_eq(th_query_int64(b, "INSERT INTO events (aggregate_id, aggregate_type, "
+                                   "aggregate_version, kind, body) VALUES "
+                                   "('b', 'order', 1, 'created', '{}') RETURNING id"),
+                 2);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM events WHERE id = 2"), 1);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM events WHERE id = 1"), 0);
+
+    /* This is the moment a relay without a margin delivers 2 and moves past 1 for good. */
+    th_hold_for(&scope, 500, nothing_delivered, out, "nothing delivered while id 1 is in flight");
+
+    if (!th_query_int64(a, "SELECT (clock_timestamp() - created_at < interval '1900 ms')::int "
+                           "FROM events WHERE id = 1"))
+        cr_skip_test("machine too slow: id 1 left the safety margin before its commit");
+    th_exec(a, "COMMIT");
+
+    th_wait_position(&scope, RELAY_NAME, 2);
+    int64_t *ids;
+    size_t n = th_read_stdout_ids(out, &ids);
+    assert_ids_range(ids, n, 1, 2, "output");
+    free(ids);
+    cr_assert_eq(th_position(&scope, RELAY_NAME), 2);
+    stop_relay(pid);
+}
+
+Test(relay, cut_at_first_row_inside_margin, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "3s", 64);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    /* id 1 is fresh, id 2 old: the batch must stop before id 1, so id 2 waits too. */
+    th_exec(scope.conn, "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, "
+                        "kind, body, created_at) VALUES "
+                        "('fresh', 'order', 1, 'created', '{}', clock_timestamp())");
+    th_exec(scope.conn, "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, "
+                        "kind, body, created_at) VALUES "
+                        "('old', 'order', 1, 'created', '{}', " LONG_AGO ")");
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_until(&scope, TH_DEADLINE_MS, relay_is_up, NULL, "the relay to load its checkpoint");
+
+    /* Watch for as long as id 1 is surely inside the margin, by the database's clock (the one
+     * the relay judges by), keeping half a second away from the edge. */
+    int64_t remaining_ms = th_query_int64(
+        scope.conn, "SELECT (extract(epoch FROM created_at + interval '3 s' - clock_timestamp())"
+                    " * 1000)::bigint FROM events WHERE id = 1");
+    if (remaining_ms > 1000)
+        th_hold_for(&scope, (int)(remaining_ms - 500), nothing_delivered, out,
+                    "nothing delivered while id 1 is inside the margin");
+    else
+        cr_log_info("machine too slow: %" PRId64 " ms left in the margin, not watched",
+                    remaining_ms);
+
+    th_wait_position(&scope, RELAY_NAME, 2);
+    int64_t *ids;
+    size_t n = th_read_stdout_ids(out, &ids);
+    assert_ids_range(ids, n, 1, 2, "output");
+    free(ids);
+    stop_relay(pid);
+}
+
+typedef struct position_window {
+    int64_t above;
+} position_window;
+
+static bool position_moved(void *arg)
+{
+    position_window *w = arg;
+    return th_position(&scope, RELAY_NAME) > w->above;
+}
+
+Test(relay, kill9_restart, .init = setup, .fini = teardown)
+{
+    const int64_t n_events = 20000;
+    char config[TH_PATH_MAX], out1[TH_PATH_MAX], out2[TH_PATH_MAX], err1[TH_PATH_MAX],
+        err2[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "1s", 100);
+    th_path(&scope, "relay1.out", out1);
+    th_path(&scope, "relay1.err", err1);
+    th_path(&scope, "relay2.out", out2);
+    th_path(&scope, "relay2.err", err2);
+    migrate(config);
+    th_insert_events(scope.conn, (int)n_events, LONG_AGO);
+
+    pid_t first = th_relay_start(&scope, config, out1, err1);
+    position_window started = {0};
+    th_wait_until(&scope, TH_DEADLINE_MS, position_moved, &started, "a first committed batch");
+    th_relay_signal(first, SIGKILL);
+    cr_assert_eq(th_relay_wait(&scope, first, TH_DEADLINE_MS), 128 + SIGKILL);
+    /* Its backend may still be running a COMMIT it received before the kill. */
+    th_wait_relay_sessions_gone(&scope);
+    int64_t at_kill = th_position(&scope, RELAY_NAME);
+    if (at_kill == n_events)
+        cr_log_info("the relay finished before the kill; the restart is not exercised");
+
+    pid_t second = th_relay_start(&scope, config, out2, err2);
+    th_wait_position(&scope, RELAY_NAME, n_events);
+    stop_relay(second);
+
+    int64_t *ids1, *ids2;
+    size_t n1 = th_read_stdout_ids(out1, &ids1);
+    size_t n2 = th_read_stdout_ids(out2, &ids2);
+    /* What the first run committed, it had written, in order. */
+    cr_assert_geq((int64_t)n1, at_kill, "first run committed %" PRId64 " but wrote %zu", at_kill,
+                  n1);
+    for (size_t i = 0; i < n1; i++)
+        cr_assert_eq(ids1[i], (int64_t)i + 1, "first run, line %zu: id %" PRId64, i + 1, ids1[i]);
+    /* The second resumes right after the committed position, not from the start. */
+    if (at_kill < n_events) {
+        assert_ids_range(ids2, n2, at_kill + 1, n_events, "second run");
+        cr_assert_gt(ids2[0], 1, "the second run started over from id 1");
+    }
+    /* Nothing lost. */
+    unsigned char *seen = calloc((size_t)n_events + 1, 1);
+    cr_assert_not_null(seen);
+    for (size_t i = 0; i < n1; i++)
+        seen[ids1[i]] = 1;
+    for (size_t i = 0; i < n2; i++) {
+        cr_assert(ids2[i] >= 1 && ids2[i] <= n_events);
+        seen[ids2[i]] = 1;
+    }
+    for (int64_t id = 1; id <= n_events; id++)
+        cr_assert(seen[id], "id %" PRId64 " was never delivered", id);
+    free(seen);
+    free(ids1);
+    free(ids2);
+}
+
+typedef struct line_goal {
+    const char *path;
+    size_t at_least;
+} line_goal;
+
+static bool file_has_lines(void *arg)
+{
+    line_goal *goal = arg;
+    char **lines;
+    size_t n = th_read_lines(goal->path, &lines);
+    th_free_lines(lines, n);
+    return n >= goal->at_least;
+}
+
+static bool failed_thrice_or_moved(void *arg)
+{
+    return file_has_lines(arg) || th_position(&scope, RELAY_NAME) > 0;
+}
+
+Test(relay, failing_sink_holds_position, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX], sink_out[TH_PATH_MAX], attempts[TH_PATH_MAX], fail[TH_PATH_MAX],
+        out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_path(&scope, "sink.out", sink_out);
+    th_path(&scope, "sink.attempts", attempts);
+    th_path(&scope, "sink.fail", fail);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_write_file(fail, "failing\n");
+    th_write_config(&scope, config,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: %s\n"
+                    "source:\n"
+                    "  safety_margin: 0s\n"
+                    "  poll_interval: 50ms\n"
+                    "sink:\n"
+                    "  plugin: %s\n"
+                    "  options:\n"
+                    "    out: %s\n"
+                    "    attempts: %s\n"
+                    "    fail_while_exists: %s\n"
+                    "retry:\n"
+                    "  initial: 50ms\n"
+                    "  max: 200ms\n",
+                    RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), sink_out, attempts,
+                    fail);
+    migrate(config);
+    th_insert_events(scope.conn, 10, LONG_AGO);
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    /* Stop waiting early too when the position moves: that is the failure to report. */
+    line_goal three_attempts = {attempts, 3};
+    th_wait_until(&scope, TH_DEADLINE_MS, failed_thrice_or_moved, &three_attempts,
+                  "three failed flushes");
+    cr_assert_eq(th_position(&scope, RELAY_NAME), 0, "position moved past a failed flush");
+    size_t out_len;
+    free(th_read_file(sink_out, &out_len));
+    cr_assert_eq(out_len, 0, "the sink accepted events while failing");
+
+    cr_assert_eq(unlink(fail), 0);
+    th_wait_position(&scope, RELAY_NAME, 10);
+    stop_relay(pid);
+
+    int64_t *ids;
+    size_t n = th_read_testsink_ids(sink_out, &ids);
+    /* At least once, in order: the first appearances are 1..10. */
+    int64_t next = 1;
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(ids[i] >= 1 && ids[i] <= next, "line %zu: id %" PRId64 " before %" PRId64, i + 1,
+                  ids[i], next);
+        if (ids[i] == next)
+            next++;
+    }
+    cr_assert_eq(next, 11, "ids 1..10 not all delivered (up to %" PRId64 ")", next - 1);
+    free(ids);
+}
+
+/* ---- PostgreSQL restart: a cluster of the test's own ---------------------------------------- */
+
+static char pg_dir[TH_PATH_MAX]; /* empty until the cluster directory exists */
+
+/* Runs scripts/pg-tmp COMMAND on the test's cluster; returns its exit code. */
+static int pg_tmp(const char *command, char **out, char **err)
+{
+    char script[TH_PATH_MAX];
+    snprintf(script, sizeof script, "%s/scripts/pg-tmp", th_env("RELAY_SOURCE_DIR"));
+    return th_run_program((const char *const[]){script, command, pg_dir, NULL}, out, err);
+}
+
+static void pg_tmp_ok(const char *command, char **out)
+{
+    char *err;
+    int code = pg_tmp(command, out, &err);
+    cr_assert_eq(code, 0, "pg-tmp %s %s exited %d: %s", command, pg_dir, code, err);
+    free(err);
+}
+
+/* Called from the test body, not from .init: Criterion runs .fini after a failure in the body,
+ * not after one in .init, and a started server must always be stopped. */
+static void start_own_cluster(void)
+{
+    char dir[] = "/tmp/relay-pg-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
+    snprintf(pg_dir, sizeof pg_dir, "%s", dir);
+    /* The server runs as postgres, which must be able to enter it. */
+    cr_assert_eq(chmod(pg_dir, 0755), 0);
+    char *conninfo;
+    pg_tmp_ok("start", &conninfo);
+    conninfo[strcspn(conninfo, "\n")] = '\0';
+    th_scope_new_at(&scope, conninfo);
+    free(conninfo);
+}
+
+/* Runs after a failure too: whatever happened, the server stops and its files go. */
+static void teardown_own_cluster(void)
+{
+    th_scope_free(&scope);
+    if (!pg_dir[0])
+        return;
+    char *err = NULL;
+    if (getenv("RELAY_SOURCE_DIR") && pg_tmp("stop", NULL, &err) != 0)
+        fprintf(stderr, "pg-tmp stop %s failed: %s\n", pg_dir, err);
+    free(err);
+    th_run_program((const char *const[]){"rm", "-rf", pg_dir, NULL}, NULL, NULL);
+    pg_dir[0] = '\0';
+}
+
+static bool own_session_back(void *arg)
+{
+    (void)arg;
+    PGresult *res = PQexec(scope.conn, "SELECT 1");
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    PQclear(res);
+    if (!ok)
+        PQreset(scope.conn);
+    return ok;
+}
+
+static bool all_ids_delivered(void *arg)
+{
+    const line_goal *goal = arg;
+    int64_t *ids;
+    size_t n = th_read_stdout_ids(goal->path, &ids);
+    size_t next = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] == (int64_t)next)
+            next++;
+    }
+    free(ids);
+    return next > goal->at_least;
+}
+
+Test(relay, postgres_restart, .fini = teardown_own_cluster)
+{
+    start_own_cluster();
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "0s", 64);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    th_insert_events(scope.conn, 10, LONG_AGO);
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 10);
+
+    pg_tmp_ok("restart", NULL);
+    th_wait_until(&scope, TH_DEADLINE_MS, own_session_back, NULL,
+                  "the test's own session to reconnect");
+    th_insert_events(scope.conn, 10, LONG_AGO);
+    th_wait_position(&scope, RELAY_NAME, 20);
+
+    /* At least once across the outage, in order: the first appearances are 1..20. */
+    line_goal all = {out, 20};
+    th_wait_until(&scope, TH_DEADLINE_MS, all_ids_delivered, &all, "ids 1..20 in the output");
+    int64_t *ids;
+    size_t n = th_read_stdout_ids(out, &ids);
+    int64_t highest = 0;
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(ids[i] <= highest + 1, "line %zu: id %" PRId64 " skips ahead of %" PRId64, i + 1,
+                  ids[i], highest);
+        if (ids[i] > highest)
+            highest = ids[i];
+    }
+    free(ids);
+    stop_relay(pid);
+}
+
+typedef struct pipe_reader {
+    int fd;
+} pipe_reader;
+
+static bool pipe_has_data(void *arg)
+{
+    pipe_reader *r = arg;
+    int available = 0;
+    return ioctl(r->fd, FIONREAD, &available) == 0 && available > 0;
+}
+
+/* Copies the pipe into path until every writer closed it, within TH_DEADLINE_MS. */
+static void drain_pipe(int fd, const char *path)
+{
+    FILE *out = fopen(path, "w");
+    cr_assert_not_null(out, "cannot write %s", path);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    char buf[65536];
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) > 0) {
+            ssize_t n = read(fd, buf, sizeof buf);
+            if (n == 0)
+                break;
+            if (n > 0)
+                fwrite(buf, 1, (size_t)n, out);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        cr_assert_lt((now.tv_sec - start.tv_sec) * 1000, TH_DEADLINE_MS,
+                     "the relay's stdout stayed open after SIGTERM");
+    }
+    fclose(out);
+}
+
+Test(relay, sigterm_finishes_batch, .init = setup, .fini = teardown)
+{
+    /* The relay writes into a pipe nobody reads yet: once the first bytes are there, it is
+     * blocked inside deliver() with a batch far larger than the pipe holds. That is when the
+     * signal comes. */
+    const int64_t n_events = 5000;
+    char config[TH_PATH_MAX], fifo[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "1s", (int)n_events);
+    th_path(&scope, "relay.fifo", fifo);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    th_insert_events(scope.conn, (int)n_events, LONG_AGO);
+
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    /* Opened first, without blocking, so that the relay's open for writing finds a reader. */
+    pipe_reader reader = {open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+    cr_assert_geq(reader.fd, 0);
+    pid_t pid = th_relay_start(&scope, config, fifo, err);
+    th_wait_until(&scope, TH_DEADLINE_MS, pipe_has_data, &reader, "the first delivered bytes");
+    cr_assert_eq(th_position(&scope, RELAY_NAME), 0);
+    th_relay_signal(pid, SIGTERM);
+    drain_pipe(reader.fd, out);
+    close(reader.fd);
+    int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
+    cr_assert_eq(code, 0, "relay exited %d after SIGTERM", code);
+
+    /* It finished the batch in hand and committed exactly what it wrote. */
+    int64_t position = th_position(&scope, RELAY_NAME);
+    int64_t *ids;
+    size_t n = th_read_stdout_ids(out, &ids);
+    assert_ids_range(ids, n, 1, position, "output");
+    cr_assert_eq(position, n_events, "stopped at %" PRId64 " with the batch 1..%" PRId64 " in hand",
+                 position, n_events);
+    free(ids);
+}
