@@ -20,9 +20,11 @@ int relay_checkpoint_try_lock(PGconn *conn, const char *name, int *acquired, cha
                               size_t errlen)
 {
     const char *params[1] = {name};
-    PGresult *res = PQexecParams(
-        conn, "SELECT pg_try_advisory_lock(hashtextextended('outbox-relay:' || $1, 0))", 1, NULL,
-        params, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn,
+                     "SELECT pg_try_advisory_lock(hashtextextended('outbox-relay:' || $1,"
+                     " coalesce(to_regclass('relay_checkpoints')::oid::bigint, 0)))",
+                     1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         relay_db_error(conn, res, "taking the relay lock", err, errlen);
         PQclear(res);

@@ -13,7 +13,8 @@
 /*
  * Takes the session-level advisory lock for this name, so that two relays configured with the same
  * name cannot both advance it: the second one stands by until the first stops or loses its
- * connection. Sets *acquired. Returns 0, or -1 with err.
+ * connection. The key is the name and the checkpoint table's oid: relays whose search_path leads to
+ * different relay_checkpoints tables are independent. Sets *acquired. Returns 0, or -1 with err.
  */
 int relay_checkpoint_try_lock(PGconn *conn, const char *name, int *acquired, char *err,
                               size_t errlen);
