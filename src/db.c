@@ -56,12 +56,14 @@ PGconn *relay_db_connect(const relay_config *config, char *err, size_t errlen)
         PQfinish(conn);
         return NULL;
     }
-    /* Timestamps are rendered as UTC (RFC 3339 "Z"), and a timestamp without time zone column is
-     * compared with now() as UTC, whatever the server's or role's default is. */
+    /* Timestamps come as ISO text in UTC (rendered as RFC 3339 by the client), and a timestamp
+     * without time zone column is compared with now() as UTC, whatever the server's or the role's
+     * defaults are. */
     /* NOTICEs ("relation already exists, skipping") would reach stderr through libpq's default
      * notice processor, outside the log format. */
     if (relay_db_exec(conn, "configuring the session",
-                      "SET TIME ZONE 'UTC'; SET client_min_messages = warning", err, errlen) != 0) {
+                      "SET TIME ZONE 'UTC'; SET DateStyle = ISO; SET client_min_messages = warning",
+                      err, errlen) != 0) {
         PQfinish(conn);
         return NULL;
     }

@@ -160,12 +160,12 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
         append_column(conn, config, COL_METADATA, "::text", sql, sizeof sql, err, errlen) != 0)
         return -1;
 
-    /* Column 6: created_at as RFC 3339 (the session runs in UTC, see relay_db_connect).
+    /* Column 6: created_at, in ISO style and UTC (see relay_db_connect), for fill_batch to render.
      * Column 7: whether the row is older than the margin, on the database's clock. A NULL
      * created_at can never settle; rather than stall the relay for good it counts as settled. */
     size_t used = strlen(sql);
     int n = snprintf(sql + used, sizeof sql - used,
-                     ", to_char(%s, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+                     ", %s"
                      ", %s IS NULL OR %s <= now() - $2::bigint * interval '1 millisecond'"
                      " FROM %s WHERE %s > $1 ORDER BY %s LIMIT $3",
                      created_at, created_at, created_at, info->quoted_table, id, id);
@@ -186,7 +186,9 @@ int relay_batch_init(relay_batch *batch, int batch_size, char *err, size_t errle
 {
     memset(batch, 0, sizeof *batch);
     batch->events = calloc((size_t)batch_size, sizeof *batch->events);
-    if (!batch->events) {
+    batch->created_at = calloc((size_t)batch_size, sizeof *batch->created_at);
+    if (!batch->events || !batch->created_at) {
+        relay_batch_free(batch);
         snprintf(err, errlen, "out of memory for a batch of %d events", batch_size);
         return -1;
     }
@@ -205,7 +207,9 @@ void relay_batch_free(relay_batch *batch)
 {
     relay_batch_clear(batch);
     free(batch->events);
+    free(batch->created_at);
     batch->events = NULL;
+    batch->created_at = NULL;
 }
 
 int relay_source_send_fetch(PGconn *conn, const relay_config *config, int64_t position, char *err,
@@ -252,7 +256,10 @@ static void fill_batch(relay_batch *batch, PGresult *res)
         }
         e->metadata = PQgetisnull(res, row, 5) ? NULL : PQgetvalue(res, row, 5);
         e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, 5) : 0;
-        e->created_at = PQgetvalue(res, row, 6);
+        const char *created_at = PQgetvalue(res, row, 6);
+        e->created_at = relay_timestamp_rfc3339(created_at, batch->created_at[i]) == 0
+                            ? batch->created_at[i]
+                            : created_at;
         batch->count = i + 1;
     }
 }

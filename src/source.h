@@ -17,6 +17,7 @@
 #include <outbox_relay/sink.h>
 
 #include "config.h"
+#include "timestamp.h"
 
 /* What the outbox table looks like, from the catalog. */
 typedef struct relay_source_info {
@@ -37,9 +38,10 @@ int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_
 /* One fetched batch. The events point into res: valid until the next fetch or the free. */
 typedef struct relay_batch {
     PGresult *res;
-    relay_sink_event *events; /* capacity: batch_size */
-    size_t count;             /* rows older than the margin, a contiguous prefix in id order */
-    size_t fetched;           /* rows read, including those still inside the margin */
+    relay_sink_event *events;               /* capacity: batch_size */
+    char (*created_at)[RELAY_RFC3339_SIZE]; /* the events' created_at, rendered; capacity too */
+    size_t count;   /* rows older than the margin, a contiguous prefix in id order */
+    size_t fetched; /* rows read, including those still inside the margin */
 } relay_batch;
 
 /* Allocates the event array for batch_size rows. Returns 0, or -1 with err (out of memory). */
