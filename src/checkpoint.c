@@ -82,3 +82,35 @@ int relay_checkpoint_store(PGconn *conn, const char *name, int64_t position, cha
     PQclear(res);
     return ok ? 0 : -1;
 }
+
+int relay_checkpoint_store_dead_letters(PGconn *conn, const char *name, int64_t position,
+                                        const relay_sink_rejection *rejected, size_t n_rejected,
+                                        char *err, size_t errlen)
+{
+    if (relay_db_exec(conn, "recording dead letters", "BEGIN", err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < n_rejected; i++) {
+        char id_text[24];
+        snprintf(id_text, sizeof id_text, "%" PRId64, rejected[i].event_id);
+        const char *params[3] = {name, id_text, rejected[i].reason};
+        PGresult *res = PQexecParams(conn,
+                                     "INSERT INTO relay_dead_letters (relay_name, event_id, reason)"
+                                     " VALUES ($1, $2, $3)",
+                                     3, NULL, params, NULL, NULL, 0);
+        int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        if (!ok)
+            relay_db_error(conn, res, "recording a dead letter", err, errlen);
+        PQclear(res);
+        if (!ok)
+            goto rollback;
+    }
+    if (relay_checkpoint_store(conn, name, position, err, errlen) != 0 ||
+        relay_db_exec(conn, "recording dead letters", "COMMIT", err, errlen) != 0)
+        goto rollback;
+    return 0;
+
+rollback:;
+    char ignored[256];
+    relay_db_exec(conn, "rollback", "ROLLBACK", ignored, sizeof ignored);
+    return -1;
+}

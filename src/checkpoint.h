@@ -10,6 +10,8 @@
 
 #include <libpq-fe.h>
 
+#include "plugin.h"
+
 /*
  * Takes the session-level advisory lock for this name, so that two relays configured with the same
  * name cannot both advance it: the second one stands by until the first stops or loses its
@@ -33,6 +35,15 @@ int relay_checkpoint_load(PGconn *conn, const char *name, int64_t *position, int
  */
 int relay_checkpoint_store(PGconn *conn, const char *name, int64_t position, char *err,
                            size_t errlen);
+
+/*
+ * Records events the sink refused for good in relay_dead_letters and moves the position, in one
+ * transaction: an event is either recorded or still ahead of the position. Returns 0, or -1 with
+ * err (then neither happened).
+ */
+int relay_checkpoint_store_dead_letters(PGconn *conn, const char *name, int64_t position,
+                                        const relay_sink_rejection *rejected, size_t n_rejected,
+                                        char *err, size_t errlen);
 
 /* Session settings for the relay's connection. Returns 0, or -1 with err. */
 int relay_checkpoint_session_setup(PGconn *conn, char *err, size_t errlen);

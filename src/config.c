@@ -378,6 +378,21 @@ static int parse_log_format(parse_ctx *ctx, const field *f, yaml_node_t *node, v
     return 0;
 }
 
+static int parse_on_reject(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    const char *text = NULL;
+    if (string_value(ctx, f, node, &text) < 0)
+        return -1;
+    if (strcmp(text, "stop") == 0)
+        *(relay_on_reject *)dest = RELAY_ON_REJECT_STOP;
+    else if (strcmp(text, "dead_letter") == 0)
+        *(relay_on_reject *)dest = RELAY_ON_REJECT_DEAD_LETTER;
+    else
+        return fail(ctx, node->start_mark, "unknown policy \"%s\": expected stop or dead_letter",
+                    text);
+    return 0;
+}
+
 /* ---- sink.options: flattened to "a.b.c" = "text" pairs ---- */
 
 static int write_option_scalar(parse_ctx *ctx, yaml_node_t *node, FILE *s)
@@ -574,6 +589,7 @@ static const field source_fields[] = {
 static const field sink_fields[] = {
     {"plugin", parse_string, AT(sink_plugin), F_REQUIRED, NULL, 0, 0},
     {"flush_timeout", parse_duration, AT(sink_flush_timeout_ms), 0, NULL, 1, MS_PER_HOUR},
+    {"on_reject", parse_on_reject, AT(sink_on_reject), 0, NULL, 0, 0},
     {"options", parse_options, 0, 0, NULL, 0, 0},
     {NULL, NULL, 0, 0, NULL, 0, 0},
 };

@@ -27,6 +27,12 @@ typedef struct relay_config_columns {
     char *metadata;
 } relay_config_columns;
 
+/* What to do with an event the sink's destination refuses for good (see relay_sink_host.reject). */
+typedef enum relay_on_reject {
+    RELAY_ON_REJECT_STOP = 0,        /* stop, the position just before the event */
+    RELAY_ON_REJECT_DEAD_LETTER = 1, /* record it in relay_dead_letters and go on */
+} relay_on_reject;
+
 typedef struct relay_config {
     char *path; /* the file it was read from, for messages */
     char *name; /* checkpoint key: one position per name */
@@ -44,6 +50,7 @@ typedef struct relay_config {
     relay_config_option *sink_options;
     size_t n_sink_options;
     int64_t sink_flush_timeout_ms;
+    relay_on_reject sink_on_reject;
 
     char *plugin_dir; /* NULL: found relative to the executable */
 

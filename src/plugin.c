@@ -137,6 +137,25 @@ relay_sink_host_log(void *ctx, relay_sink_log_level level, const char *fmt, ...)
     relay_log(sink->log, mapped, "sink %s: %s", sink->api->name, msg);
 }
 
+static void relay_sink_host_reject(void *ctx, int64_t event_id, const char *reason)
+{
+    relay_sink *sink = ctx;
+    if (sink->n_rejections == sink->rejections_cap) {
+        size_t cap = sink->rejections_cap ? sink->rejections_cap * 2 : 16;
+        relay_sink_rejection *grown = realloc(sink->rejections, cap * sizeof *grown);
+        if (grown == NULL) {
+            /* The relay then fails the hand-over rather than let the event pass unrecorded. */
+            sink->rejections_lost = 1;
+            return;
+        }
+        sink->rejections = grown;
+        sink->rejections_cap = cap;
+    }
+    relay_sink_rejection *r = &sink->rejections[sink->n_rejections++];
+    r->event_id = event_id;
+    snprintf(r->reason, sizeof r->reason, "%s", reason ? reason : "(no reason given)");
+}
+
 /* Checks the entry's answer; the first two fields are fixed across ABI versions, so they are
  * safe to read before anything else. */
 static int check_api(const relay_sink_api *api, const char *path, char *err, size_t errlen)
@@ -218,6 +237,7 @@ int relay_sink_load(relay_sink *sink, const char *path, const relay_logger *log,
         .struct_size = sizeof(relay_sink_host),
         .ctx = sink,
         .log = relay_sink_host_log,
+        .reject = relay_sink_host_reject,
     };
     return 0;
 }
@@ -290,6 +310,8 @@ relay_sink_status relay_sink_deliver(relay_sink *sink, const relay_sink_batch *b
         return RELAY_SINK_FATAL;
     if (errlen > 0)
         err[0] = '\0';
+    sink->n_rejections = 0;
+    sink->rejections_lost = 0;
     relay_sink_status status = sink->api->deliver(sink->state, batch, err, errlen);
     return relay_sink_checked(sink, "deliver", status, err, errlen);
 }
@@ -311,5 +333,6 @@ void relay_sink_unload(relay_sink *sink)
         sink->api->destroy(sink->state);
     if (sink->handle != NULL)
         dlclose(sink->handle);
+    free(sink->rejections);
     memset(sink, 0, sizeof *sink);
 }

@@ -12,6 +12,12 @@
 #include "config.h"
 #include "log.h"
 
+/* An event the destination refused for good, as the sink reported it through host.reject. */
+typedef struct relay_sink_rejection {
+    int64_t event_id;
+    char reason[256];
+} relay_sink_rejection;
+
 typedef struct relay_sink {
     void *handle; /* from dlopen */
     const relay_sink_api *api;
@@ -19,6 +25,13 @@ typedef struct relay_sink {
     relay_sink_host host;    /* handed to the plugin; ctx is this struct (for the name) */
     const relay_logger *log; /* borrowed; must outlive the sink */
     char path[4096];         /* the file actually loaded, for messages */
+
+    /* Rejections reported during the current hand-over (deliver + flush), in report order.
+     * Cleared by relay_sink_deliver. rejections_lost: one could not be stored (out of memory). */
+    relay_sink_rejection *rejections;
+    size_t n_rejections;
+    size_t rejections_cap;
+    int rejections_lost;
 } relay_sink;
 
 /*
@@ -42,6 +55,7 @@ int relay_sink_load(relay_sink *sink, const char *path, const relay_logger *log,
 relay_sink_status relay_sink_init(relay_sink *sink, const relay_config_option *options,
                                   size_t n_options, char *err, size_t errlen);
 
+/* Starts a hand-over: forgets the previous one's rejections, then calls the plugin's deliver. */
 relay_sink_status relay_sink_deliver(relay_sink *sink, const relay_sink_batch *batch, char *err,
                                      size_t errlen);
 relay_sink_status relay_sink_flush(relay_sink *sink, int timeout_ms, char *err, size_t errlen);

@@ -197,6 +197,10 @@ static step deliver_batch(relay_state *s)
         relay_sink_status st = relay_sink_deliver(&s->sink, &batch, err, sizeof err);
         if (st == RELAY_SINK_OK)
             st = relay_sink_flush(&s->sink, timeout_ms, err, sizeof err);
+        if (st == RELAY_SINK_OK && s->sink.rejections_lost) {
+            snprintf(err, sizeof err, "out of memory recording an event the sink refused");
+            st = RELAY_SINK_RETRY;
+        }
 
         if (st == RELAY_SINK_OK) {
             if (s->sink_failing)
@@ -232,6 +236,45 @@ static step deliver_batch(relay_state *s)
     }
 }
 
+/*
+ * The sink acknowledged the batch except for events its destination refuses for good. Stop with
+ * the position just before the first of them, or record them and commit the batch, as configured.
+ */
+static step handle_rejections(relay_state *s, int64_t last)
+{
+    char err[1024];
+    const relay_sink_rejection *r = s->sink.rejections;
+    size_t n = s->sink.n_rejections;
+    if (s->config->sink_on_reject == RELAY_ON_REJECT_STOP) {
+        int64_t first = r[0].event_id;
+        for (size_t i = 1; i < n; i++)
+            first = r[i].event_id < first ? r[i].event_id : first;
+        /* Everything before the refused event was acknowledged: keep it, so that a restart after
+         * the operator's fix does not repeat the whole batch. */
+        if (first - 1 > s->position &&
+            relay_checkpoint_store(s->conn, s->config->name, first - 1, err, sizeof err) == 0)
+            s->position = first - 1;
+        for (size_t i = 0; i < n; i++)
+            relay_error(s->log, "event %" PRId64 " refused by the sink for good: %s", r[i].event_id,
+                        r[i].reason);
+        relay_error(s->log,
+                    "stopping at position %" PRId64 " (sink.on_reject: stop); fix the event or set "
+                    "sink.on_reject: dead_letter to record such events and go on",
+                    s->position);
+        s->exit_code = RELAY_EXIT_RUNTIME;
+        return STEP_FATAL;
+    }
+    if (relay_checkpoint_store_dead_letters(s->conn, s->config->name, last, r, n, err,
+                                            sizeof err) != 0)
+        return database_failed(s, err);
+    for (size_t i = 0; i < n; i++)
+        relay_warn(s->log,
+                   "event %" PRId64 " refused by the sink for good: %s; recorded in "
+                   "relay_dead_letters",
+                   r[i].event_id, r[i].reason);
+    return STEP_OK;
+}
+
 /* One turn: fetch a settled batch (unless prefetched), deliver it, commit. */
 static step relay_turn(relay_state *s)
 {
@@ -262,8 +305,13 @@ static step relay_turn(relay_state *s)
         return delivered;
     if (collect_prefetch(s, err, sizeof err) != 0)
         return database_failed(s, err);
-    if (relay_checkpoint_store(s->conn, s->config->name, last, err, sizeof err) != 0)
+    if (s->sink.n_rejections > 0) {
+        step handled = handle_rejections(s, last);
+        if (handled != STEP_OK)
+            return handled;
+    } else if (relay_checkpoint_store(s->conn, s->config->name, last, err, sizeof err) != 0) {
         return database_failed(s, err);
+    }
     s->position = last;
     s->delivered += count;
     relay_debug(s->log, "delivered %zu events, position %" PRId64, count, last);

@@ -75,7 +75,12 @@ typedef struct relay_sink_event {
     const char *created_at; /* RFC 3339 in UTC, microseconds: 2026-11-26T04:12:53.123456Z */
     int64_t version;        /* the aggregate version; meaningful only when has_version */
     int has_version;
+    uint32_t flags; /* RELAY_SINK_EVENT_* */
 } relay_sink_event;
+
+/* The event is delivered after events with higher ids: its transaction committed late (it filled a
+ * gap the relay was watching). Sinks should pass this on (a header, a field). */
+#define RELAY_SINK_EVENT_LATE 0x1u
 
 typedef struct relay_sink_batch {
     const relay_sink_event *events; /* in ascending id order */
@@ -90,6 +95,14 @@ typedef struct relay_sink_host {
     /* Logs through the relay's logger (its format, level and stream). Never pass secrets. */
     void (*log)(void *ctx, relay_sink_log_level level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
+    /*
+     * Reports that the destination refuses an event for good (too large, invalid), from deliver()
+     * or flush(). The event then counts as handled: flush() returns OK once every other event is
+     * accepted, and the relay applies its policy (sink.on_reject): stop with the event named, the
+     * position just before it, or record it in relay_dead_letters with the position and go on.
+     * Never use it for a failure that retrying could cure: that is RELAY_SINK_RETRY.
+     */
+    void (*reject)(void *ctx, int64_t event_id, const char *reason);
 } relay_sink_host;
 
 typedef struct relay_sink_api {
