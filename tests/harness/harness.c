@@ -453,6 +453,8 @@ int th_run_program(const char *const argv[], char **out, char **err)
     posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&actions, fileno(out_file), STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&actions, fileno(err_file), STDERR_FILENO);
+    /* See th_relay_start: the program may start a server that outlives it. */
+    posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
     pid_t pid;
     int rc = posix_spawnp(&pid, argv[0], &actions, NULL, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&actions);
@@ -506,6 +508,10 @@ pid_t th_relay_start(th_scope *s, const char *config, const char *stdout_path,
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_path,
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    /* Nothing else of the test process: a test may run servers in-process (librdkafka's mock
+     * cluster), and a relay holding copies of their sockets would keep connections alive that
+     * the server closed. */
+    posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
     pid_t pid;
     int rc = posix_spawn(&pid, argv[0], &actions, NULL, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&actions);

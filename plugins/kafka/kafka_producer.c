@@ -1,0 +1,248 @@
+#include "kafka_producer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+void kafka_producer_scrub(const kafka_producer *p, char *text, size_t size)
+{
+    for (size_t i = 0; i < p->n_secrets; i++)
+        kafka_redact(text, size, p->secrets[i]);
+}
+
+static relay_sink_log_level kafka_producer_level(int syslog_level)
+{
+    if (syslog_level <= LOG_ERR)
+        return RELAY_SINK_LOG_ERROR;
+    if (syslog_level == LOG_WARNING)
+        return RELAY_SINK_LOG_WARN;
+    if (syslog_level <= LOG_INFO)
+        return RELAY_SINK_LOG_INFO;
+    return RELAY_SINK_LOG_DEBUG;
+}
+
+/* With log.queue set, this runs inside rd_kafka_poll on the relay's thread, never on one of
+ * librdkafka's: the relay's log is only promised to its own thread. */
+static void kafka_producer_log_cb(const rd_kafka_t *rk, int level, const char *facility,
+                                  const char *message)
+{
+    const kafka_producer *p = rd_kafka_opaque(rk);
+    if (p == NULL)
+        return;
+    /* A broker's failure is also raised through the error callback, which logs each problem once
+     * when it starts; librdkafka's own line for it repeats per broker and per reconnect. */
+    relay_sink_log_level mapped =
+        strcmp(facility, "FAIL") == 0 ? RELAY_SINK_LOG_DEBUG : kafka_producer_level(level);
+    char text[1024];
+    snprintf(text, sizeof text, "%s", message);
+    kafka_producer_scrub(p, text, sizeof text);
+    p->host->log(p->host->ctx, mapped, "librdkafka %s: %s", facility, text);
+}
+
+static void kafka_producer_error_cb(rd_kafka_t *rk, int error, const char *reason, void *opaque)
+{
+    (void)rk;
+    kafka_producer *p = opaque;
+    char text[1024];
+    snprintf(text, sizeof text, "%s", reason);
+    kafka_producer_scrub(p, text, sizeof text);
+    const char *name = rd_kafka_err2name((rd_kafka_resp_err_t)error);
+
+    /* A fatal error is logged where it is dealt with: when the producer is replaced. */
+    if (error == RD_KAFKA_RESP_ERR__FATAL) {
+        p->host->log(p->host->ctx, RELAY_SINK_LOG_DEBUG, "%s: %s", name, text);
+        return;
+    }
+    if (error == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        if (!p->brokers_down)
+            p->host->log(p->host->ctx, RELAY_SINK_LOG_WARN,
+                         "all brokers are down (%s); messages wait in librdkafka's queue "
+                         "and the position does not move until they are acknowledged",
+                         text);
+        p->brokers_down = 1;
+        return;
+    }
+    relay_sink_log_level level =
+        error != p->last_error ? RELAY_SINK_LOG_WARN : RELAY_SINK_LOG_DEBUG;
+    p->host->log(p->host->ctx, level, "%s: %s", name, text);
+    p->last_error = error;
+}
+
+static void kafka_producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    (void)rk;
+    kafka_producer *p = opaque;
+    p->on_delivery(p->ctx, msg);
+}
+
+static int kafka_producer_set(kafka_producer *p, rd_kafka_conf_t *conf, const char *name,
+                              const char *value, char *err, size_t errlen)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
+        return 0;
+    kafka_producer_scrub(p, errstr, sizeof errstr);
+    snprintf(err, errlen, "properties.%s: %s", name, errstr);
+    return -1;
+}
+
+static int kafka_producer_keep_secret(kafka_producer *p, const char *value, char *err,
+                                      size_t errlen)
+{
+    char **grown = realloc(p->secrets, (p->n_secrets + 1) * sizeof *grown);
+    if (grown == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->secrets = grown;
+    p->secrets[p->n_secrets] = strdup(value);
+    if (p->secrets[p->n_secrets] == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->n_secrets++;
+    return 0;
+}
+
+/* Without a broker to start from, every message would wait until it timed out: say so now. */
+static int kafka_producer_check_brokers(rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+    char value[512];
+    size_t size = sizeof value;
+    if (rd_kafka_conf_get(conf, "bootstrap.servers", value, &size) == RD_KAFKA_CONF_OK &&
+        value[0] != '\0')
+        return 0;
+    size = sizeof value;
+    if (rd_kafka_conf_get(conf, "test.mock.num.brokers", value, &size) == RD_KAFKA_CONF_OK &&
+        strcmp(value, "0") != 0 && value[0] != '\0')
+        return 0;
+    snprintf(err, errlen,
+             "properties.bootstrap.servers is required (or properties.test.mock.num.brokers for "
+             "librdkafka's in-process mock cluster)");
+    return -1;
+}
+
+static int kafka_producer_start(kafka_producer *p, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *copy = rd_kafka_conf_dup(p->conf);
+    char errstr[512];
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, copy, errstr, sizeof errstr);
+    if (p->rk == NULL) {
+        rd_kafka_conf_destroy(copy); /* rd_kafka_new takes it only when it succeeds */
+        kafka_producer_scrub(p, errstr, sizeof errstr);
+        snprintf(err, errlen, "cannot create the producer: %s", errstr);
+        return -1;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_set_log_queue(p->rk, NULL);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "cannot route librdkafka's log: %s", rd_kafka_err2str(e));
+        rd_kafka_destroy(p->rk);
+        p->rk = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int kafka_producer_init(kafka_producer *p, const relay_sink_host *host,
+                        const kafka_property *properties, size_t n_properties,
+                        kafka_delivery_fn *on_delivery, void *ctx, char *err, size_t errlen)
+{
+    *p = (kafka_producer){.host = host, .on_delivery = on_delivery, .ctx = ctx};
+    for (size_t i = 0; i < n_properties; i++) {
+        if (kafka_property_is_sensitive(properties[i].name) &&
+            kafka_producer_keep_secret(p, properties[i].value, err, errlen) != 0)
+            return -1;
+    }
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    p->conf = conf;
+    /* Ours first, so that the operator's properties override them. */
+    if (kafka_producer_set(p, conf, "enable.idempotence", "true", err, errlen) != 0 ||
+        kafka_producer_set(p, conf, "acks", "all", err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < n_properties; i++) {
+        if (kafka_producer_set(p, conf, properties[i].name, properties[i].value, err, errlen) != 0)
+            return -1;
+    }
+    /* Not overridable: logs must come out on the relay's thread (see the log callback). */
+    if (kafka_producer_set(p, conf, "log.queue", "true", err, errlen) != 0)
+        return -1;
+    if (kafka_producer_check_brokers(conf, err, errlen) != 0)
+        return -1;
+    rd_kafka_conf_set_opaque(conf, p);
+    rd_kafka_conf_set_dr_msg_cb(conf, kafka_producer_dr_cb);
+    rd_kafka_conf_set_error_cb(conf, kafka_producer_error_cb);
+    rd_kafka_conf_set_log_cb(conf, kafka_producer_log_cb);
+    return kafka_producer_start(p, err, errlen);
+}
+
+int kafka_producer_failed(kafka_producer *p, char *err, size_t errlen)
+{
+    if (p->rk == NULL) {
+        snprintf(err, errlen, "no producer");
+        return 1;
+    }
+    char reason[512];
+    rd_kafka_resp_err_t e = rd_kafka_fatal_error(p->rk, reason, sizeof reason);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    kafka_producer_scrub(p, reason, sizeof reason);
+    snprintf(err, errlen, "%s: %s", rd_kafka_err2name(e), reason);
+    return 1;
+}
+
+/* Destroys the producer without waiting for anything still queued or in flight. */
+static void kafka_producer_discard(kafka_producer *p)
+{
+    if (p->rk == NULL)
+        return;
+    /* Without the purge, rd_kafka_destroy would wait for in-flight requests to complete. */
+    rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_destroy(p->rk);
+    p->rk = NULL;
+}
+
+int kafka_producer_recreate(kafka_producer *p, char *err, size_t errlen)
+{
+    kafka_producer_discard(p);
+    p->brokers_down = 0;
+    p->last_error = 0;
+    return kafka_producer_start(p, err, errlen);
+}
+
+void kafka_producer_delivered(kafka_producer *p)
+{
+    if (p->brokers_down)
+        p->host->log(p->host->ctx, RELAY_SINK_LOG_INFO,
+                     "brokers are reachable again, deliveries are acknowledged");
+    p->brokers_down = 0;
+    p->last_error = 0;
+}
+
+void kafka_producer_close(kafka_producer *p, int timeout_ms)
+{
+    if (p->rk == NULL)
+        return;
+    rd_kafka_flush(p->rk, timeout_ms);
+    int left = rd_kafka_outq_len(p->rk);
+    if (left > 0)
+        p->host->log(p->host->ctx, RELAY_SINK_LOG_WARN,
+                     "%d messages or events still unacknowledged after %d ms at shutdown; "
+                     "dropping them (the position did not move past them: they are sent again)",
+                     left, timeout_ms);
+    kafka_producer_discard(p);
+}
+
+void kafka_producer_free(kafka_producer *p)
+{
+    kafka_producer_discard(p);
+    if (p->conf != NULL)
+        rd_kafka_conf_destroy(p->conf);
+    for (size_t i = 0; i < p->n_secrets; i++) {
+        explicit_bzero(p->secrets[i], strlen(p->secrets[i]));
+        free(p->secrets[i]);
+    }
+    free(p->secrets);
+    *p = (kafka_producer){0};
+}

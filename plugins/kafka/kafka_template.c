@@ -1,0 +1,263 @@
+/*
+ * Templates are compiled into parts once, so that the per-event work is a few memcpy calls into a
+ * buffer that stops growing after the first events.
+ */
+#include "kafka_template.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KAFKA_TOPIC_NAME_MAX 249
+
+static const struct {
+    const char *name;
+    kafka_template_var var;
+} kafka_template_vars[] = {
+    {"id", KAFKA_VAR_ID},
+    {"key", KAFKA_VAR_KEY},
+    {"type", KAFKA_VAR_TYPE},
+    {"version", KAFKA_VAR_VERSION},
+};
+
+static int kafka_template_lookup(const char *name, size_t len, kafka_template_var *var)
+{
+    for (size_t i = 0; i < sizeof kafka_template_vars / sizeof kafka_template_vars[0]; i++) {
+        if (strlen(kafka_template_vars[i].name) == len &&
+            memcmp(kafka_template_vars[i].name, name, len) == 0) {
+            *var = kafka_template_vars[i].var;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Appends a part, merging a literal into the literal before it so that rendering copies once. */
+static void kafka_template_add(kafka_template *t, kafka_template_var var, size_t offset, size_t len)
+{
+    if (var == KAFKA_VAR_NONE && len == 0)
+        return;
+    kafka_template_part *last = t->n_parts > 0 ? &t->parts[t->n_parts - 1] : NULL;
+    if (var == KAFKA_VAR_NONE && last != NULL && last->var == KAFKA_VAR_NONE &&
+        last->offset + last->len == offset) {
+        last->len += len;
+        return;
+    }
+    t->parts[t->n_parts++] = (kafka_template_part){.var = var, .offset = offset, .len = len};
+}
+
+int kafka_template_compile(const char *text, kafka_template *out, char *err, size_t errlen)
+{
+    size_t text_len = strlen(text);
+    kafka_template t = {0};
+    /* Literals only ever shrink ($$ becomes $), and there is at most a part per input byte. */
+    t.literals = malloc(text_len + 1);
+    t.parts = malloc((text_len + 1) * sizeof *t.parts);
+    if (t.literals == NULL || t.parts == NULL) {
+        kafka_template_free(&t);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    size_t lit_len = 0;
+    size_t i = 0;
+    while (i < text_len) {
+        const char *dollar = memchr(text + i, '$', text_len - i);
+        size_t run = dollar != NULL ? (size_t)(dollar - (text + i)) : text_len - i;
+        memcpy(t.literals + lit_len, text + i, run);
+        kafka_template_add(&t, KAFKA_VAR_NONE, lit_len, run);
+        lit_len += run;
+        i += run;
+        if (i == text_len)
+            break;
+
+        /* text[i] is a '$' */
+        if (text[i + 1] == '$') {
+            t.literals[lit_len] = '$';
+            kafka_template_add(&t, KAFKA_VAR_NONE, lit_len, 1);
+            lit_len++;
+            i += 2;
+            continue;
+        }
+        if (text[i + 1] != '{') {
+            snprintf(err, errlen,
+                     "'$' at offset %zu in \"%s\" must start ${NAME} or be doubled ($$)", i, text);
+            kafka_template_free(&t);
+            return -1;
+        }
+        const char *close = strchr(text + i + 2, '}');
+        if (close == NULL) {
+            snprintf(err, errlen, "unterminated '${' at offset %zu in \"%s\"", i, text);
+            kafka_template_free(&t);
+            return -1;
+        }
+        const char *name = text + i + 2;
+        size_t name_len = (size_t)(close - name);
+        kafka_template_var var;
+        if (kafka_template_lookup(name, name_len, &var) != 0) {
+            snprintf(err, errlen,
+                     "unknown variable '${%.*s}' in \"%s\" (known: ${id}, ${key}, ${type}, "
+                     "${version})",
+                     (int)name_len, name, text);
+            kafka_template_free(&t);
+            return -1;
+        }
+        kafka_template_add(&t, var, 0, 0);
+        i = (size_t)(close - text) + 1;
+    }
+    t.literals[lit_len] = '\0';
+    *out = t;
+    return 0;
+}
+
+int kafka_template_is_constant(const kafka_template *t)
+{
+    for (size_t i = 0; i < t->n_parts; i++) {
+        if (t->parts[i].var != KAFKA_VAR_NONE)
+            return 0;
+    }
+    return 1;
+}
+
+static int kafka_buffer_reserve(kafka_buffer *buf, size_t more)
+{
+    if (more <= buf->cap - buf->len)
+        return 0;
+    if (more > SIZE_MAX / 2 - buf->len)
+        return -1;
+    size_t cap = buf->cap > 0 ? buf->cap : 256;
+    while (cap - buf->len < more)
+        cap *= 2;
+    char *data = realloc(buf->data, cap);
+    if (data == NULL)
+        return -1;
+    buf->data = data;
+    buf->cap = cap;
+    return 0;
+}
+
+/* The text of one part for an event; digits is scratch room for numbers. */
+static void kafka_template_part_text(const kafka_template *t, const kafka_template_part *p,
+                                     const relay_sink_event *e, char *digits, const char **text,
+                                     size_t *len)
+{
+    switch (p->var) {
+    case KAFKA_VAR_NONE:
+        *text = t->literals + p->offset;
+        *len = p->len;
+        return;
+    case KAFKA_VAR_ID:
+        *len = kafka_format_int64(digits, e->id);
+        *text = digits;
+        return;
+    case KAFKA_VAR_KEY:
+        *text = e->key != NULL ? e->key : "";
+        *len = e->key != NULL ? e->key_len : 0;
+        return;
+    case KAFKA_VAR_TYPE:
+        *text = e->type != NULL ? e->type : "";
+        *len = e->type != NULL ? e->type_len : 0;
+        return;
+    case KAFKA_VAR_VERSION:
+        *len = e->has_version ? kafka_format_int64(digits, e->version) : 0;
+        *text = digits;
+        digits[*len] = '\0';
+        return;
+    }
+    *text = "";
+    *len = 0;
+}
+
+int kafka_template_render(const kafka_template *t, const relay_sink_event *e, kafka_buffer *buf,
+                          const char **text, size_t *len)
+{
+    /* A lone literal or string variable is already NUL-terminated where it lies. */
+    if (t->n_parts == 0) {
+        *text = "";
+        *len = 0;
+        return 0;
+    }
+    if (t->n_parts == 1 && t->parts[0].var != KAFKA_VAR_ID &&
+        t->parts[0].var != KAFKA_VAR_VERSION) {
+        char unused[21];
+        kafka_template_part_text(t, &t->parts[0], e, unused, text, len);
+        return 0;
+    }
+
+    buf->len = 0;
+    for (size_t i = 0; i < t->n_parts; i++) {
+        char digits[21];
+        const char *part;
+        size_t part_len;
+        kafka_template_part_text(t, &t->parts[i], e, digits, &part, &part_len);
+        if (kafka_buffer_reserve(buf, part_len + 1) != 0)
+            return -1;
+        memcpy(buf->data + buf->len, part, part_len);
+        buf->len += part_len;
+    }
+    if (kafka_buffer_reserve(buf, 1) != 0)
+        return -1;
+    buf->data[buf->len] = '\0';
+    *text = buf->data;
+    *len = buf->len;
+    return 0;
+}
+
+void kafka_template_free(kafka_template *t)
+{
+    free(t->literals);
+    free(t->parts);
+    *t = (kafka_template){0};
+}
+
+void kafka_buffer_free(kafka_buffer *buf)
+{
+    free(buf->data);
+    *buf = (kafka_buffer){0};
+}
+
+size_t kafka_format_int64(char *out, int64_t value)
+{
+    char digits[20];
+    size_t n = 0;
+    /* Through uint64_t, so that INT64_MIN negates without overflow. */
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    do {
+        digits[n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude > 0);
+    size_t len = 0;
+    if (value < 0)
+        out[len++] = '-';
+    while (n > 0)
+        out[len++] = digits[--n];
+    out[len] = '\0';
+    return len;
+}
+
+int kafka_topic_name_check(const char *name, size_t len, char *err, size_t errlen)
+{
+    if (len == 0) {
+        snprintf(err, errlen, "the topic name is empty");
+        return -1;
+    }
+    if (len > KAFKA_TOPIC_NAME_MAX) {
+        snprintf(err, errlen, "the topic name is %zu characters long, Kafka allows at most %d", len,
+                 KAFKA_TOPIC_NAME_MAX);
+        return -1;
+    }
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) {
+        snprintf(err, errlen, "'%.*s' is not a valid topic name", (int)len, name);
+        return -1;
+    }
+    size_t legal =
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+    if (legal < len) {
+        snprintf(err, errlen,
+                 "topic name '%.*s' has a character Kafka does not allow at offset %zu "
+                 "(allowed: letters, digits, '.', '_', '-')",
+                 (int)len, name, legal);
+        return -1;
+    }
+    return 0;
+}

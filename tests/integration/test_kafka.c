@@ -1,0 +1,850 @@
+/*
+ * The Kafka sink end to end: the real relay binary with the kafka plugin, a real PostgreSQL, and
+ * librdkafka's mock cluster running inside this test process, speaking the Kafka protocol over
+ * TCP. The test injects the faults (brokers down, produce errors) and reads the topics back with a
+ * consumer of its own, so every assertion is about what actually reached "Kafka".
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "../harness/harness.h"
+
+/* Created outside any safety margin, so that the relay may deliver at once. */
+#define LONG_AGO "now() - interval '1 hour'"
+/* Relays lock their name database-wide: each test names its relay after its own schema. */
+#define RELAY_NAME scope.schema
+
+/* The protocol's ApiKey of ProduceRequest; librdkafka's constant for it is in a private header. */
+#define KAFKA_API_PRODUCE 0
+#define BROKERS 3
+
+/* One message as the test's consumer received it, every field copied out of librdkafka. */
+typedef struct kt_header {
+    char *name;
+    char *value; /* NUL-terminated copy; NULL for a null header */
+} kt_header;
+
+typedef struct kt_message {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+    char *key; /* NUL-terminated copies; NULL when the message has none */
+    char *value;
+    kt_header *headers;
+    size_t n_headers;
+    int64_t id; /* from the "id" header; -1 when there is none or it is not a number */
+} kt_message;
+
+/* A mock cluster and a consumer reading every partition of its topics from the beginning. */
+typedef struct kt_cluster {
+    rd_kafka_t *owner; /* the handle the mock cluster lives in */
+    rd_kafka_mock_cluster_t *mock;
+    rd_kafka_t *consumer;
+    kt_message *messages; /* in arrival order, so in offset order within a partition */
+    size_t n_messages, cap_messages;
+    unsigned *id_seen; /* id_seen[id]: how many messages carried that id */
+    size_t id_cap;
+} kt_cluster;
+
+/* Criterion can only hand fixtures over through file scope; each test runs in its own process. */
+static th_scope scope;
+static kt_cluster kafka;
+
+/* ---- the mock cluster and the consumer --------------------------------------------------- */
+
+static void kt_set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+    char err[512];
+    if (rd_kafka_conf_set(conf, name, value, err, sizeof err) != RD_KAFKA_CONF_OK)
+        cr_assert_fail("librdkafka property %s=%s: %s", name, value, err);
+}
+
+/* Brokers going down is what several tests do on purpose: the consumer's complaints about it are
+ * noise. A real problem shows as messages missing, which the tests check. */
+static void kt_ignore_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)err;
+    (void)reason;
+    (void)opaque;
+}
+
+static rd_kafka_t *kt_new_client(rd_kafka_type_t type, rd_kafka_conf_t *conf)
+{
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof err);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        cr_assert_fail("rd_kafka_new: %s", err);
+    }
+    return rk;
+}
+
+/* Starts a cluster of BROKERS brokers with the given topics, each of `partitions` partitions
+ * replicated on every broker, and a consumer assigned to all of them from the beginning. */
+static void kt_cluster_start(kt_cluster *k, const char *const *topics, size_t n_topics,
+                             int partitions)
+{
+    memset(k, 0, sizeof *k);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* It has no brokers of its own, and says so at notice level. */
+    kt_set(conf, "log_level", "4");
+    k->owner = kt_new_client(RD_KAFKA_PRODUCER, conf);
+    k->mock = rd_kafka_mock_cluster_new(k->owner, BROKERS);
+    cr_assert_not_null(k->mock, "cannot create the mock cluster");
+    for (size_t i = 0; i < n_topics; i++) {
+        rd_kafka_resp_err_t err =
+            rd_kafka_mock_topic_create(k->mock, topics[i], partitions, BROKERS);
+        cr_assert_eq(err, RD_KAFKA_RESP_ERR_NO_ERROR, "cannot create topic %s: %s", topics[i],
+                     rd_kafka_err2str(err));
+    }
+
+    conf = rd_kafka_conf_new();
+    kt_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(k->mock));
+    /* A group only because librdkafka's consumer API wants one; nothing is ever committed, and
+     * assign() (not subscribe()) never joins it. */
+    char group[64];
+    snprintf(group, sizeof group, "test-kafka-%ld", (long)getpid());
+    kt_set(conf, "group.id", group);
+    kt_set(conf, "enable.auto.commit", "false");
+    kt_set(conf, "enable.auto.offset.store", "false");
+    /* Reconnect soon after a broker comes back, so tests of outages do not wait for backoff. */
+    kt_set(conf, "reconnect.backoff.max.ms", "200");
+    kt_set(conf, "log_level", "2");
+    rd_kafka_conf_set_error_cb(conf, kt_ignore_error);
+    k->consumer = kt_new_client(RD_KAFKA_CONSUMER, conf);
+
+    rd_kafka_topic_partition_list_t *assignment =
+        rd_kafka_topic_partition_list_new((int)n_topics * partitions);
+    for (size_t i = 0; i < n_topics; i++) {
+        for (int p = 0; p < partitions; p++)
+            rd_kafka_topic_partition_list_add(assignment, topics[i], p)->offset =
+                RD_KAFKA_OFFSET_BEGINNING;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_assign(k->consumer, assignment);
+    rd_kafka_topic_partition_list_destroy(assignment);
+    cr_assert_eq(err, RD_KAFKA_RESP_ERR_NO_ERROR, "assign: %s", rd_kafka_err2str(err));
+}
+
+static void kt_message_free(kt_message *m)
+{
+    free(m->topic);
+    free(m->key);
+    free(m->value);
+    for (size_t i = 0; i < m->n_headers; i++) {
+        free(m->headers[i].name);
+        free(m->headers[i].value);
+    }
+    free(m->headers);
+}
+
+/* Safe on a zeroed cluster and when called twice. */
+static void kt_cluster_free(kt_cluster *k)
+{
+    if (k->consumer) {
+        rd_kafka_consumer_close(k->consumer);
+        rd_kafka_destroy(k->consumer);
+    }
+    if (k->mock)
+        rd_kafka_mock_cluster_destroy(k->mock);
+    if (k->owner)
+        rd_kafka_destroy(k->owner);
+    /* librdkafka's threads end asynchronously; leak checkers must not find them half-way. */
+    if (k->consumer || k->owner)
+        rd_kafka_wait_destroyed(10000);
+    for (size_t i = 0; i < k->n_messages; i++)
+        kt_message_free(&k->messages[i]);
+    free(k->messages);
+    free(k->id_seen);
+    memset(k, 0, sizeof *k);
+}
+
+static void *kt_xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n);
+    if (!p)
+        cr_assert_fail("out of memory");
+    return p;
+}
+
+static char *kt_copy(const void *bytes, size_t len)
+{
+    if (!bytes)
+        return NULL;
+    char *out = kt_xrealloc(NULL, len + 1);
+    memcpy(out, bytes, len);
+    out[len] = '\0';
+    return out;
+}
+
+static const kt_header *kt_find_header(const kt_message *m, const char *name, size_t *count)
+{
+    const kt_header *first = NULL;
+    *count = 0;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        if (strcmp(m->headers[i].name, name) == 0) {
+            first = first ? first : &m->headers[i];
+            (*count)++;
+        }
+    }
+    return first;
+}
+
+static int64_t kt_parse_id(const kt_message *m)
+{
+    size_t count;
+    const kt_header *h = kt_find_header(m, "id", &count);
+    if (!h || !h->value || !*h->value)
+        return -1;
+    char *end;
+    long long id = strtoll(h->value, &end, 10);
+    return *end == '\0' && id > 0 ? (int64_t)id : -1;
+}
+
+static void kt_count_id(kt_cluster *k, int64_t id)
+{
+    if (id < 0)
+        return;
+    if ((size_t)id >= k->id_cap) {
+        size_t cap = k->id_cap ? k->id_cap : 1024;
+        while (cap <= (size_t)id)
+            cap *= 2;
+        k->id_seen = kt_xrealloc(k->id_seen, cap * sizeof *k->id_seen);
+        memset(k->id_seen + k->id_cap, 0, (cap - k->id_cap) * sizeof *k->id_seen);
+        k->id_cap = cap;
+    }
+    k->id_seen[id]++;
+}
+
+static void kt_store(kt_cluster *k, const rd_kafka_message_t *rkm)
+{
+    if (k->n_messages == k->cap_messages) {
+        k->cap_messages = k->cap_messages ? k->cap_messages * 2 : 256;
+        k->messages = kt_xrealloc(k->messages, k->cap_messages * sizeof *k->messages);
+    }
+    kt_message *m = &k->messages[k->n_messages++];
+    memset(m, 0, sizeof *m);
+    m->topic = strdup(rd_kafka_topic_name(rkm->rkt));
+    m->partition = rkm->partition;
+    m->offset = rkm->offset;
+    m->key = kt_copy(rkm->key, rkm->key_len);
+    m->value = kt_copy(rkm->payload, rkm->len);
+    rd_kafka_headers_t *headers = NULL;
+    if (rd_kafka_message_headers(rkm, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        size_t n = rd_kafka_header_cnt(headers);
+        m->headers = kt_xrealloc(NULL, (n ? n : 1) * sizeof *m->headers);
+        const char *name;
+        const void *value;
+        size_t size;
+        while (rd_kafka_header_get_all(headers, m->n_headers, &name, &value, &size) ==
+               RD_KAFKA_RESP_ERR_NO_ERROR) {
+            m->headers[m->n_headers].name = strdup(name);
+            m->headers[m->n_headers].value = kt_copy(value, size);
+            m->n_headers++;
+        }
+    }
+    m->id = kt_parse_id(m);
+    kt_count_id(k, m->id);
+}
+
+/* Takes in whatever the consumer has received by now, without waiting. */
+static void kt_collect(kt_cluster *k)
+{
+    rd_kafka_message_t *rkm;
+    while ((rkm = rd_kafka_consumer_poll(k->consumer, 0)) != NULL) {
+        /* Error events (a broker down, a partition at its end) carry no message. */
+        if (!rkm->err)
+            kt_store(k, rkm);
+        rd_kafka_message_destroy(rkm);
+    }
+}
+
+static unsigned kt_times_seen(const kt_cluster *k, int64_t id)
+{
+    return id >= 0 && (size_t)id < k->id_cap ? k->id_seen[id] : 0;
+}
+
+static int64_t kt_highest_id(const kt_cluster *k)
+{
+    for (size_t id = k->id_cap; id-- > 0;) {
+        if (k->id_seen[id])
+            return (int64_t)id;
+    }
+    return 0;
+}
+
+typedef struct kt_ids_goal {
+    kt_cluster *kafka;
+    int64_t first, last;
+} kt_ids_goal;
+
+static bool kt_has_ids(void *arg)
+{
+    kt_ids_goal *goal = arg;
+    kt_collect(goal->kafka);
+    for (int64_t id = goal->first; id <= goal->last; id++) {
+        if (!kt_times_seen(goal->kafka, id))
+            return false;
+    }
+    return true;
+}
+
+/* Waits until the consumer has seen every id of first..last at least once. */
+static void kt_wait_ids(kt_cluster *k, int64_t first, int64_t last)
+{
+    kt_ids_goal goal = {k, first, last};
+    char what[128];
+    snprintf(what, sizeof what, "ids %" PRId64 "..%" PRId64 " on Kafka", first, last);
+    th_wait_until(&scope, TH_DEADLINE_MS, kt_has_ids, &goal, what);
+}
+
+/* Every partition of topic led by broker 1, so that errors pushed onto broker 1 meet every
+ * ProduceRequest for it. */
+static void kt_lead_on_broker_1(kt_cluster *k, const char *topic, int partitions)
+{
+    for (int p = 0; p < partitions; p++)
+        cr_assert_eq(rd_kafka_mock_partition_set_leader(k->mock, topic, p, 1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+static size_t kt_produce_errors_left(kt_cluster *k, int32_t broker)
+{
+    size_t count = 0;
+    cr_assert_eq(rd_kafka_mock_broker_error_stack_cnt(k->mock, broker, KAFKA_API_PRODUCE, &count),
+                 RD_KAFKA_RESP_ERR_NO_ERROR);
+    return count;
+}
+
+/* ---- the relay --------------------------------------------------------------------------- */
+
+static void setup(void)
+{
+    th_scope_new(&scope);
+}
+
+static void teardown(void)
+{
+    /* The relay first: it is a client of the cluster. */
+    th_scope_free(&scope);
+    kt_cluster_free(&kafka);
+}
+
+TestSuite(kafka, .init = setup, .fini = teardown, .timeout = 120);
+
+static void migrate(const char *config)
+{
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "migrate", "-c", config);
+    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
+    free(out);
+    free(err);
+}
+
+/*
+ * A config for the kafka sink producing to the test's cluster. topic is the topic template;
+ * sink_extra, options_extra and properties_extra are more YAML lines (each ending in a newline,
+ * or empty) under sink (indent 2), sink.options (indent 4) and sink.options.properties (indent 6).
+ */
+static void write_kafka_config(char path[TH_PATH_MAX], int batch_size, const char *topic,
+                               const char *sink_extra, const char *options_extra,
+                               const char *properties_extra)
+{
+    th_write_config(&scope, path,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: %s\n"
+                    "source:\n"
+                    "  safety_margin: 1s\n"
+                    "  batch_size: %d\n"
+                    "  poll_interval: 50ms\n"
+                    "sink:\n"
+                    "  plugin: kafka\n"
+                    "%s"
+                    "  options:\n"
+                    "    topic: \"%s\"\n"
+                    "%s"
+                    "    properties:\n"
+                    "      bootstrap.servers: \"%s\"\n"
+                    "      reconnect.backoff.max.ms: 200\n"
+                    "%s"
+                    "retry:\n"
+                    "  initial: 50ms\n"
+                    "  max: 500ms\n",
+                    RELAY_NAME, scope.conninfo_yaml, batch_size, sink_extra, topic, options_extra,
+                    rd_kafka_mock_cluster_bootstraps(kafka.mock), properties_extra);
+}
+
+static void stop_relay(pid_t pid)
+{
+    th_relay_signal(pid, SIGTERM);
+    int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
+    cr_assert_eq(code, 0, "relay exited %d after SIGTERM", code);
+}
+
+/* Events id first.. on 10 aggregates ("order-0".."order-9") and the three kinds by turn, so every
+ * (kind, aggregate) pair gets several events. Every fifth has no metadata; the others carry
+ * {"trace": "t-N", "secret": "s-N"}. */
+static void insert_events(int n)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind, body, "
+             "metadata, created_at) "
+             "SELECT 'order-' || g %% 10, 'order', g, "
+             "(ARRAY['created', 'updated', 'shipped'])[g %% 3 + 1], "
+             "jsonb_build_object('n', g, 'note', 'say \"' || g || '\" ünï ☃'), "
+             "CASE WHEN g %% 5 = 0 THEN NULL "
+             "ELSE jsonb_build_object('trace', 't-' || g, 'secret', 's-' || g) END, " LONG_AGO
+             " + g * interval '1 microsecond' "
+             "FROM (SELECT coalesce(max(id), 0) AS base FROM events) b, "
+             "generate_series(b.base + 1, b.base + %d) g ORDER BY g",
+             n);
+    th_exec(scope.conn, sql);
+}
+
+static int64_t max_event_id(void)
+{
+    return th_query_int64(scope.conn, "SELECT max(id) FROM events");
+}
+
+/* Whether text names the event id: the number, not a prefix of a longer one. */
+static bool names_event(const char *text, int64_t id)
+{
+    char needle[32];
+    int len = snprintf(needle, sizeof needle, "event %" PRId64, id);
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle)) {
+        if (p[len] < '0' || p[len] > '9')
+            return true;
+    }
+    return false;
+}
+
+typedef struct text_goal {
+    const char *path;
+    const char *needle;
+} text_goal;
+
+static bool file_contains(void *arg)
+{
+    text_goal *goal = arg;
+    char *text = th_read_file(goal->path, NULL);
+    bool found = strstr(text, goal->needle) != NULL;
+    free(text);
+    return found;
+}
+
+/* ---- routing, keys, headers, order -------------------------------------------------------- */
+
+static const char *const TYPE_TOPICS[] = {"events.created", "events.updated", "events.shipped"};
+#define N_TYPE_TOPICS (sizeof TYPE_TOPICS / sizeof TYPE_TOPICS[0])
+static const char *const ORDERS_TOPIC[] = {"orders"};
+
+/* Asserts that header name of m appears once with the value expected, or not at all when
+ * expected is NULL. */
+static void assert_header(const kt_message *m, const char *name, const char *expected)
+{
+    size_t count;
+    const kt_header *h = kt_find_header(m, name, &count);
+    if (!expected) {
+        cr_assert_eq(count, 0, "event %" PRId64 ": header %s present (\"%s\"), expected none",
+                     m->id, name, h && h->value ? h->value : "(null)");
+        return;
+    }
+    cr_assert_eq(count, 1, "event %" PRId64 ": header %s appears %zu times", m->id, name, count);
+    cr_assert(h->value && strcmp(h->value, expected) == 0,
+              "event %" PRId64 ": header %s is \"%s\", expected \"%s\"", m->id, name,
+              h->value ? h->value : "(null)", expected);
+}
+
+Test(kafka, routing_keys_headers_order)
+{
+    const int64_t n_events = 300;
+    kt_cluster_start(&kafka, TYPE_TOPICS, N_TYPE_TOPICS, 3);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 64, "events.${type}", "  flush_timeout: 10s\n",
+                       "    metadata_headers: trace\n", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    insert_events((int)n_events);
+    cr_assert_eq(max_event_id(), n_events);
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, n_events);
+    kt_wait_ids(&kafka, 1, n_events);
+    stop_relay(pid);
+    cr_assert_eq(th_position(&scope, RELAY_NAME), n_events);
+    kt_collect(&kafka);
+
+    /* The expected fields, as PostgreSQL renders them, row i for id i + 1. */
+    PGresult *res =
+        PQexec(scope.conn, "SELECT id, aggregate_id, kind, aggregate_version, body::text, "
+                           "metadata->>'trace', "
+                           "to_char(created_at AT TIME ZONE 'UTC', "
+                           "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+                           "FROM events ORDER BY id");
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(scope.conn));
+    cr_assert_eq(PQntuples(res), n_events);
+
+    /* No fault, no retry: each event exactly once. */
+    cr_assert_eq((int64_t)kafka.n_messages, n_events, "%zu messages for %" PRId64 " events",
+                 kafka.n_messages, n_events);
+    for (size_t i = 0; i < kafka.n_messages; i++) {
+        const kt_message *m = &kafka.messages[i];
+        cr_assert(m->id >= 1 && m->id <= n_events, "%s [%" PRId32 "] @%" PRId64 ": no valid id",
+                  m->topic, m->partition, m->offset);
+        cr_assert_eq(kt_times_seen(&kafka, m->id), 1, "event %" PRId64 " arrived %u times", m->id,
+                     kt_times_seen(&kafka, m->id));
+        int row = (int)(m->id - 1);
+        const char *kind = PQgetvalue(res, row, 2);
+        char topic[64];
+        snprintf(topic, sizeof topic, "events.%s", kind);
+        cr_assert_str_eq(m->topic, topic, "event %" PRId64 " on %s, expected %s", m->id, m->topic,
+                         topic);
+        cr_assert(m->key && strcmp(m->key, PQgetvalue(res, row, 1)) == 0,
+                  "event %" PRId64 ": key \"%s\", expected \"%s\"", m->id,
+                  m->key ? m->key : "(none)", PQgetvalue(res, row, 1));
+        cr_assert(m->value && strcmp(m->value, PQgetvalue(res, row, 4)) == 0,
+                  "event %" PRId64 ":\n  value    %s\n  expected %s", m->id,
+                  m->value ? m->value : "(none)", PQgetvalue(res, row, 4));
+        assert_header(m, "id", PQgetvalue(res, row, 0));
+        assert_header(m, "type", kind);
+        assert_header(m, "version", PQgetvalue(res, row, 3));
+        assert_header(m, "created_at", PQgetvalue(res, row, 6));
+        assert_header(m, "trace", PQgetisnull(res, row, 5) ? NULL : PQgetvalue(res, row, 5));
+        /* Only the listed metadata fields become headers. */
+        assert_header(m, "secret", NULL);
+
+        /* Per key (within its topic): the same partition as its predecessor, after it both in
+         * the partition's log and by id. */
+        for (size_t j = i; j-- > 0;) {
+            const kt_message *prev = &kafka.messages[j];
+            if (strcmp(prev->topic, m->topic) != 0 || strcmp(prev->key, m->key) != 0)
+                continue;
+            cr_assert_eq(prev->partition, m->partition,
+                         "key %s on %s: event %" PRId64 " on partition %" PRId32 ", event %" PRId64
+                         " on %" PRId32,
+                         m->key, m->topic, prev->id, prev->partition, m->id, m->partition);
+            cr_assert(prev->offset < m->offset && prev->id < m->id,
+                      "key %s on %s: event %" PRId64 " (offset %" PRId64 ") after event %" PRId64
+                      " (offset %" PRId64 ")",
+                      m->key, m->topic, m->id, m->offset, prev->id, prev->offset);
+            break;
+        }
+    }
+    /* The check for absent metadata headers was exercised. */
+    cr_assert_gt(th_query_int64(scope.conn, "SELECT count(*) FROM events WHERE metadata IS NULL"),
+                 0);
+    PQclear(res);
+}
+
+/* ---- brokers down ------------------------------------------------------------------------- */
+
+typedef struct held_position {
+    int64_t want;
+} held_position;
+
+static bool position_and_kafka_held(void *arg)
+{
+    held_position *h = arg;
+    kt_collect(&kafka);
+    return th_position(&scope, RELAY_NAME) == h->want && kt_highest_id(&kafka) <= h->want;
+}
+
+/* Stops waiting early too when the position moves: that is the failure to report. */
+static bool sink_failed_or_moved(void *arg)
+{
+    return file_contains(arg) || th_position(&scope, RELAY_NAME) > 200;
+}
+
+Test(kafka, broker_down_no_loss)
+{
+    kt_cluster_start(&kafka, TYPE_TOPICS, N_TYPE_TOPICS, 3);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 50, "events.${type}", "  flush_timeout: 1s\n", "", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    insert_events(200);
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 200);
+    kt_wait_ids(&kafka, 1, 200);
+
+    /* Everything after this point is produced while no broker is up: none of it can be
+     * acknowledged, so the position must stay exactly where it is. */
+    cr_assert_eq(rd_kafka_mock_broker_set_down(kafka.mock, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    insert_events(200);
+    text_goal failed = {err, "sink failed on events 201.."};
+    th_wait_until(&scope, TH_DEADLINE_MS, sink_failed_or_moved, &failed,
+                  "the relay to report the sink failing");
+    cr_assert_eq(th_position(&scope, RELAY_NAME), 200,
+                 "the position moved although no broker was up");
+    /* Several flush timeouts and retries long. */
+    held_position held = {200};
+    th_hold_for(&scope, 3000, position_and_kafka_held, &held,
+                "position at 200 and nothing new on Kafka while the brokers are down");
+
+    cr_assert_eq(rd_kafka_mock_broker_set_up(kafka.mock, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    th_wait_position(&scope, RELAY_NAME, 400);
+    kt_wait_ids(&kafka, 1, 400);
+    stop_relay(pid);
+    cr_assert_eq(th_position(&scope, RELAY_NAME), 400);
+}
+
+/* ---- produce errors ---------------------------------------------------------------------- */
+
+Test(kafka, produce_errors_retriable)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 3);
+    kt_lead_on_broker_1(&kafka, "orders", 3);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    /* A flush timeout long enough for librdkafka's own retries: the relay should never see
+     * these errors. */
+    write_kafka_config(config, 100, "orders", "  flush_timeout: 15s\n", "", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    insert_events(20);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 20);
+    kt_wait_ids(&kafka, 1, 20);
+
+    /* A leader that moved away and came back: librdkafka refreshes metadata and retries. */
+    const size_t n_errors = 6;
+    cr_assert_eq(
+        rd_kafka_mock_broker_push_request_error_rtts(
+            kafka.mock, 1, KAFKA_API_PRODUCE, n_errors, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            0, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, 0,
+            RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, 0, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 0,
+            RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, 0, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, 0),
+        RD_KAFKA_RESP_ERR_NO_ERROR);
+    insert_events(100);
+    th_wait_position(&scope, RELAY_NAME, 120);
+    kt_wait_ids(&kafka, 1, 120);
+    cr_assert_eq(kt_produce_errors_left(&kafka, 1), 0, "the injected errors were not all met");
+    stop_relay(pid);
+
+    char *text = th_read_file(err, NULL);
+    cr_assert_null(strstr(text, "sink failed"),
+                   "a retriable produce error reached the relay; stderr:\n%s", text);
+    free(text);
+}
+
+typedef struct errors_window {
+    int64_t before;
+    bool moved_early;
+} errors_window;
+
+/* The errors on broker 1 meet its ProduceRequests one each, in order, so while any is left no
+ * request sent since they were pushed has succeeded, and the position must not have moved. The
+ * position is read first: had it moved before the count was read, the count must be zero. */
+static bool errors_consumed(void *arg)
+{
+    errors_window *w = arg;
+    int64_t position = th_position(&scope, RELAY_NAME);
+    size_t left = kt_produce_errors_left(&kafka, 1);
+    if (left > 0 && position > w->before)
+        w->moved_early = true;
+    return left == 0 || w->moved_early;
+}
+
+Test(kafka, produce_errors_fail_the_batch)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 3);
+    kt_lead_on_broker_1(&kafka, "orders", 3);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 100, "orders", "  flush_timeout: 1s\n", "", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    insert_events(20);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 20);
+    kt_wait_ids(&kafka, 1, 20);
+
+    /* Errors librdkafka does not retry: each fails the delivery reports of a whole
+     * ProduceRequest, and the messages are gone unless the relay hands them over again. A sink
+     * that took a failed report for success would lose them. */
+    const size_t n_errors = 4;
+    cr_assert_eq(rd_kafka_mock_broker_push_request_error_rtts(
+                     kafka.mock, 1, KAFKA_API_PRODUCE, n_errors,
+                     RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS, 0, RD_KAFKA_RESP_ERR_POLICY_VIOLATION,
+                     0, RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS, 0,
+                     RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS, 0),
+                 RD_KAFKA_RESP_ERR_NO_ERROR);
+    insert_events(100);
+    errors_window window = {20, false};
+    th_wait_until(&scope, TH_DEADLINE_MS, errors_consumed, &window,
+                  "the injected produce errors to be met");
+    cr_assert_not(window.moved_early, "the position moved while produce requests were failing");
+
+    th_wait_position(&scope, RELAY_NAME, 120);
+    kt_wait_ids(&kafka, 1, 120);
+    stop_relay(pid);
+
+    /* The relay said why, in the sink's words. */
+    char *text = th_read_file(err, NULL);
+    cr_assert(strstr(text, "sink failed on events 21..") != NULL,
+              "no sink failure reported; stderr:\n%s", text);
+    cr_assert(strstr(text, rd_kafka_err2str(RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS)) ||
+                  strstr(text, rd_kafka_err2name(RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS)),
+              "the sink's failure does not name the broker's error; stderr:\n%s", text);
+    free(text);
+}
+
+Test(kafka, fatal_producer_error_recovers)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 3);
+    kt_lead_on_broker_1(&kafka, "orders", 3);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 100, "orders", "  flush_timeout: 1s\n", "", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    insert_events(20);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 20);
+    kt_wait_ids(&kafka, 1, 20);
+
+    /* The broker claims the idempotent producer's sequence is broken: librdkafka raises a fatal
+     * error and that producer instance refuses every later message. Only a new one gets on. */
+    cr_assert_eq(
+        rd_kafka_mock_broker_push_request_error_rtts(
+            kafka.mock, 1, KAFKA_API_PRODUCE, 1, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, 0),
+        RD_KAFKA_RESP_ERR_NO_ERROR);
+    insert_events(50);
+    th_wait_position(&scope, RELAY_NAME, 70);
+    kt_wait_ids(&kafka, 1, 70);
+    cr_assert_eq(kt_produce_errors_left(&kafka, 1), 0, "the injected error was not met");
+    insert_events(10);
+    th_wait_position(&scope, RELAY_NAME, 80);
+    kt_wait_ids(&kafka, 71, 80);
+    stop_relay(pid);
+}
+
+/* ---- kill -9 ------------------------------------------------------------------------------ */
+
+typedef struct position_window {
+    int64_t above;
+} position_window;
+
+static bool position_moved(void *arg)
+{
+    position_window *w = arg;
+    return th_position(&scope, RELAY_NAME) > w->above;
+}
+
+Test(kafka, kill9_restart)
+{
+    const int64_t n_events = 5000;
+    kt_cluster_start(&kafka, TYPE_TOPICS, N_TYPE_TOPICS, 3);
+    /* Slow brokers, so that the kill lands mid-stream. */
+    cr_assert_eq(rd_kafka_mock_broker_set_rtt(kafka.mock, -1, 10), RD_KAFKA_RESP_ERR_NO_ERROR);
+    char config[TH_PATH_MAX], err1[TH_PATH_MAX], err2[TH_PATH_MAX], out[TH_PATH_MAX];
+    write_kafka_config(config, 100, "events.${type}", "  flush_timeout: 10s\n", "", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay1.err", err1);
+    th_path(&scope, "relay2.err", err2);
+    migrate(config);
+    insert_events((int)n_events);
+
+    pid_t first = th_relay_start(&scope, config, out, err1);
+    position_window started = {0};
+    th_wait_until(&scope, TH_DEADLINE_MS, position_moved, &started, "a first committed batch");
+    th_relay_signal(first, SIGKILL);
+    cr_assert_eq(th_relay_wait(&scope, first, TH_DEADLINE_MS), 128 + SIGKILL);
+    /* Its backend may still be running a COMMIT it received before the kill. */
+    th_wait_relay_sessions_gone(&scope);
+    int64_t at_kill = th_position(&scope, RELAY_NAME);
+    if (at_kill == n_events)
+        cr_log_warn("the relay finished before the kill; the restart is not exercised");
+    else
+        cr_log_info("killed at position %" PRId64 " of %" PRId64, at_kill, n_events);
+
+    pid_t second = th_relay_start(&scope, config, out, err2);
+    th_wait_position(&scope, RELAY_NAME, n_events);
+    kt_wait_ids(&kafka, 1, n_events);
+    stop_relay(second);
+    /* The restart resumed after the committed position, not from the start: the first batch,
+     * committed before the kill, was not sent again. */
+    cr_assert_eq(kt_times_seen(&kafka, 1), 1, "event 1 arrived %u times", kt_times_seen(&kafka, 1));
+}
+
+/* ---- events the destination refuses for good ---------------------------------------------- */
+
+/* 10 small events, one of about 20 kB (id 11), 9 small ones (ids 12..20). */
+static void insert_with_oversized(void)
+{
+    insert_events(10);
+    th_exec(scope.conn, "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, "
+                        "kind, body, metadata, created_at) VALUES "
+                        "('order-big', 'order', 1, 'created', "
+                        " jsonb_build_object('blob', repeat('x', 20000)), NULL, " LONG_AGO ")");
+    insert_events(9);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT id FROM events WHERE aggregate_id = "
+                                            "'order-big'"),
+                 11);
+    cr_assert_eq(max_event_id(), 20);
+}
+
+Test(kafka, oversized_stop)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 3);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 100, "orders", "  flush_timeout: 5s\n", "",
+                       "      message.max.bytes: 10000\n");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    insert_with_oversized();
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
+    char *text = th_read_file(err, NULL);
+    cr_assert_eq(code, 1, "relay exited %d, expected 1; stderr:\n%s", code, text);
+    cr_assert(names_event(text, 11), "stderr does not name event 11:\n%s", text);
+    free(text);
+    cr_assert_eq(th_position(&scope, RELAY_NAME), 10);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_dead_letters"), 0);
+    kt_wait_ids(&kafka, 1, 10);
+    cr_assert_eq(kt_times_seen(&kafka, 11), 0, "the oversized event reached Kafka");
+}
+
+Test(kafka, oversized_dead_letter)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 3);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 100, "orders", "  flush_timeout: 5s\n  on_reject: dead_letter\n", "",
+                       "      message.max.bytes: 10000\n");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    migrate(config);
+    insert_with_oversized();
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 20);
+    /* And it goes on with what comes next. */
+    insert_events(10);
+    th_wait_position(&scope, RELAY_NAME, 30);
+    kt_wait_ids(&kafka, 1, 10);
+    kt_wait_ids(&kafka, 12, 30);
+    stop_relay(pid);
+
+    cr_assert_eq(kt_times_seen(&kafka, 11), 0, "the oversized event reached Kafka");
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM relay_dead_letters WHERE relay_name = '%s' AND event_id = 11 "
+             "AND length(reason) > 0",
+             RELAY_NAME);
+    cr_assert_eq(th_query_int64(scope.conn, sql), 1);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_dead_letters"), 1);
+}
