@@ -13,52 +13,18 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 readonly ROOT
-readonly RELAY_NAME=bench
-# $EPOCHREALTIME and awk must agree on the decimal point.
-export LC_ALL=C
-
-EVENTS=1000000
-BATCH_SIZE=1000
-AGGREGATES=300
-TIMEOUT=600
-RELAY_BIN=${RELAY_BIN:-$ROOT/build/outbox-relay}
-
-WORK_DIR=""
-CONNINFO=""
-CONFIG=""
-RELAY_PID=""
-RELAY_SECONDS=""
-RELAY_RSS_KIB=""
-
-say() {
-    echo "bench: $*" >&2
-}
-
-die() {
-    say "$*"
-    exit 1
-}
+# shellcheck source=tests/bench/bench-lib.sh
+source "$ROOT/tests/bench/bench-lib.sh"
 
 usage() {
     echo "usage: $0 [--events N] [--batch-size N] [--aggregates N] [--timeout SECONDS]" >&2
     exit 2
 }
 
-positive_integer() {
-    [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 wants a positive whole number, not '$2'"
-    printf '%s' "$2"
-}
-
 parse_arguments() {
     while (($# > 0)); do
         (($# >= 2)) || usage
-        case "$1" in
-        --events) EVENTS=$(positive_integer "$1" "$2") ;;
-        --batch-size) BATCH_SIZE=$(positive_integer "$1" "$2") ;;
-        --aggregates) AGGREGATES=$(positive_integer "$1" "$2") ;;
-        --timeout) TIMEOUT=$(positive_integer "$1" "$2") ;;
-        *) usage ;;
-        esac
+        parse_common_option "$1" "$2" || usage
         shift 2
     done
 }
@@ -66,84 +32,9 @@ parse_arguments() {
 # shellcheck disable=SC2317 # called by trap
 cleanup() {
     local status=$?
-    if [[ -n "$RELAY_PID" ]]; then
-        kill -KILL "$RELAY_PID" 2>/dev/null || true
-        wait "$RELAY_PID" 2>/dev/null || true
-    fi
-    if [[ -n "$WORK_DIR" ]]; then
-        "$ROOT/scripts/pg-tmp" stop "$WORK_DIR/pg" >/dev/null 2>&1 || true
-        rm -rf "$WORK_DIR"
-    fi
+    stop_relay_at_once
+    remove_work_dir
     exit "$status"
-}
-
-sql() {
-    psql "$CONNINFO" -X -q -v ON_ERROR_STOP=1 "$@"
-}
-
-# Seconds elapsed since a start taken from $EPOCHREALTIME, with microseconds.
-seconds_since() {
-    awk -v start="$1" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.3f", now - start }'
-}
-
-have_relay() {
-    [[ -x "$RELAY_BIN" ]]
-}
-
-write_config() {
-    # A YAML double-quoted string; the relay expands ${VAR} in it, and reads $$ as a literal $.
-    local conninfo=${CONNINFO//\\/\\\\}
-    conninfo=${conninfo//\$/\$\$}
-    cat >"$CONFIG" <<EOF
-name: $RELAY_NAME
-database:
-  conninfo: "${conninfo//\"/\\\"}"
-source:
-  table: events
-  safety_margin: 1s
-  batch_size: $BATCH_SIZE
-  poll_interval: 200ms
-sink:
-  plugin: stdout
-log:
-  level: warn
-EOF
-}
-
-create_schema() {
-    if have_relay; then
-        "$RELAY_BIN" migrate -c "$CONFIG" >/dev/null
-    else
-        # The same migrations the relay embeds; they are idempotent CREATE ... IF NOT EXISTS.
-        local file
-        for file in "$ROOT"/sql/*.sql; do
-            sql -f "$file"
-        done
-    fi
-}
-
-# One statement, created_at an hour in the past so that the safety margin holds nothing back. The
-# body comes out of PostgreSQL at about 100 bytes.
-preload() {
-    local start
-    say "preloading $EVENTS events over $AGGREGATES aggregates"
-    start=$EPOCHREALTIME
-    sql <<EOF
-INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind, body, metadata, created_at)
-SELECT 'order-' || (n % $AGGREGATES),
-       'order',
-       n / $AGGREGATES + 1,
-       (ARRAY['created', 'item_added', 'paid', 'shipped'])[n % 4 + 1],
-       jsonb_build_object('order_id', n, 'customer', 'customer-' || (n % 9973),
-                          'amount_cents', (n::bigint * 7919) % 100000,
-                          'note', 'benchmark event'),
-       '{"source": "bench"}',
-       clock_timestamp() - interval '1 hour' + n * interval '1 microsecond'
-FROM generate_series(0, $EVENTS - 1) AS n;
-VACUUM (ANALYZE) events;
-EOF
-    say "preloaded in $(seconds_since "$start") s (average body $(sql -A -t -c \
-        'SELECT round(avg(length(body::text))) FROM events') bytes)"
 }
 
 copy_events() {
@@ -161,62 +52,13 @@ time_copy() {
     seconds_since "$start"
 }
 
-relay_position() {
-    sql -A -t -c "SELECT coalesce(max(position), 0) FROM relay_checkpoints WHERE name = '$RELAY_NAME'"
-}
-
-peak_rss_kib() {
-    awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
-}
-
-# Runs the relay until its committed position reaches the last event; sets RELAY_SECONDS and
-# RELAY_RSS_KIB (its peak resident set, read just before stopping it).
-time_relay() {
-    local max_id start deadline position status=0
-    max_id=$(sql -A -t -c 'SELECT max(id) FROM events')
-    start=$EPOCHREALTIME
-    "$RELAY_BIN" run -c "$CONFIG" >/dev/null 2>"$WORK_DIR/relay.log" &
-    RELAY_PID=$!
-    deadline=$((SECONDS + TIMEOUT))
-    # Polling the committed position is the condition itself; 50 ms bounds the timing error.
-    while position=$(relay_position) && ((position < max_id)); do
-        if ! kill -0 "$RELAY_PID" 2>/dev/null; then
-            tail -n 20 "$WORK_DIR/relay.log" >&2
-            RELAY_PID=""
-            die "the relay exited before reaching event $max_id (position $position)"
-        fi
-        if ((SECONDS >= deadline)); then
-            tail -n 20 "$WORK_DIR/relay.log" >&2
-            die "the relay did not reach event $max_id within ${TIMEOUT}s (position $position)"
-        fi
-        sleep 0.05
-    done
-    RELAY_SECONDS=$(seconds_since "$start")
-    RELAY_RSS_KIB=$(peak_rss_kib "$RELAY_PID")
-    kill -TERM "$RELAY_PID"
-    wait "$RELAY_PID" || status=$?
-    RELAY_PID=""
-    if ((status != 0)); then
-        tail -n 20 "$WORK_DIR/relay.log" >&2
-        die "the relay exited with status $status on SIGTERM"
-    fi
-}
-
-report_line() {
-    printf '%-22s %s\n' "$1" "$2"
-}
-
 main() {
     parse_arguments "$@"
     trap cleanup EXIT
     command -v psql >/dev/null 2>&1 || die "psql not found; run scripts/deps"
 
-    WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/outbox-relay-bench.XXXXXX")
-    # The cluster inside runs as postgres when we are root; mktemp's 0700 would lock it out.
-    chmod 0755 "$WORK_DIR"
-    CONFIG="$WORK_DIR/bench.yaml"
-    CONNINFO=$("$ROOT/scripts/pg-tmp" start "$WORK_DIR/pg")
-    write_config
+    start_postgres
+    write_config "  plugin: stdout"
     create_schema
     preload
 
@@ -232,15 +74,12 @@ main() {
 
     echo
     report_line "events" "$EVENTS"
-    report_line "COPY (floor)" "$(awk -v s="$copy_seconds" -v n="$EVENTS" \
-        'BEGIN { printf "%.2f s, %.0f events/s", s, n / s }')"
+    report_line "COPY (floor)" "$(rate_text "$copy_seconds")"
     if [[ -n "$RELAY_SECONDS" ]]; then
-        report_line "relay, stdout sink" "$(awk -v s="$RELAY_SECONDS" -v n="$EVENTS" -v b="$BATCH_SIZE" \
-            'BEGIN { printf "%.2f s, %.0f events/s (batch_size %d)", s, n / s, b }')"
+        report_line "relay, stdout sink" "$(rate_text "$RELAY_SECONDS") (batch_size $BATCH_SIZE)"
         # Throughput, relay over floor: the goal is 0.5 or more.
-        report_line "relay speed / COPY" "$(awk -v r="$RELAY_SECONDS" -v c="$copy_seconds" \
-            'BEGIN { printf "%.2fx the floor", c / r }')"
-        report_line "relay peak RSS" "$(awk -v k="$RELAY_RSS_KIB" 'BEGIN { printf "%.1f MB", k / 1024 }')"
+        report_line "relay speed / COPY" "$(ratio_text "$copy_seconds" "$RELAY_SECONDS")"
+        report_line "relay peak RSS" "$(rss_text "$RELAY_RSS_KIB")"
     else
         report_line "relay" "skipped (not built)"
     fi

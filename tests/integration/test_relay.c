@@ -542,3 +542,110 @@ Test(relay, sigterm_finishes_batch, .init = setup, .fini = teardown)
                  position, n_events);
     free(ids);
 }
+
+/* ---- events the destination refuses for good (sink.on_reject) ------------------------------- */
+
+/* A testsink config refusing reject_ids, with the given on_reject line ("" for the default). */
+static void write_rejecting_config(char config[TH_PATH_MAX], const char *sink_out,
+                                   const char *reject_ids, const char *on_reject_line)
+{
+    th_write_config(&scope, config,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: %s\n"
+                    "source:\n"
+                    "  safety_margin: 0s\n"
+                    "  poll_interval: 50ms\n"
+                    "sink:\n"
+                    "  plugin: %s\n"
+                    "%s"
+                    "  options:\n"
+                    "    out: %s\n"
+                    "    reject_ids: \"%s\"\n"
+                    "retry:\n"
+                    "  initial: 50ms\n"
+                    "  max: 200ms\n",
+                    RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), on_reject_line,
+                    sink_out, reject_ids);
+}
+
+/* Whether text mentions "event ID" with no further digit: "event 6" but not "event 60". */
+static bool names_event(const char *text, int64_t id)
+{
+    char needle[32];
+    snprintf(needle, sizeof needle, "event %" PRId64, id);
+    for (const char *at = strstr(text, needle); at != NULL; at = strstr(at + 1, needle)) {
+        char next = at[strlen(needle)];
+        if (next < '0' || next > '9')
+            return true;
+    }
+    return false;
+}
+
+Test(relay, reject_stop, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX], sink_out[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_path(&scope, "sink.out", sink_out);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    write_rejecting_config(config, sink_out, "6", "");
+    migrate(config);
+    th_insert_events(scope.conn, 10, LONG_AGO);
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
+    cr_assert_eq(code, 1, "relay exited %d, expected 1 (sink.on_reject: stop)", code);
+
+    char *log = th_read_file(err, NULL);
+    cr_assert(names_event(log, 6), "stderr does not name event 6:\n%s", log);
+    free(log);
+    /* Everything before the refused event is kept; the event itself and all after it are not. */
+    cr_assert_eq(th_position(&scope, RELAY_NAME), 5);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_dead_letters"), 0,
+                 "the stop policy recorded a dead letter");
+
+    int64_t *ids;
+    size_t n = th_read_testsink_ids(sink_out, &ids);
+    cr_assert_geq(n, 5, "the sink accepted %zu events, expected at least 1..5", n);
+    assert_ids_range(ids, 5, 1, 5, "the sink's first five");
+    for (size_t i = 0; i < n; i++)
+        cr_assert_neq(ids[i], 6, "the refused event 6 reached the sink's output");
+    free(ids);
+}
+
+Test(relay, reject_dead_letter, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX], sink_out[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_path(&scope, "sink.out", sink_out);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    write_rejecting_config(config, sink_out, "3,7", "  on_reject: dead_letter\n");
+    migrate(config);
+    th_insert_events(scope.conn, 10, LONG_AGO);
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 10);
+    /* Still running: SIGTERM finds it and it exits 0. */
+    stop_relay(pid);
+
+    char *dead = th_query_text(scope.conn,
+                               "SELECT string_agg(event_id || ' ' || relay_name || ' ' || reason,"
+                               " E'\\n' ORDER BY event_id) FROM relay_dead_letters");
+    char expected[512];
+    snprintf(expected, sizeof expected,
+             "3 %s testsink: refused on purpose\n7 %s testsink: refused on purpose", RELAY_NAME,
+             RELAY_NAME);
+    cr_assert_not_null(dead, "relay_dead_letters is empty");
+    cr_assert_str_eq(dead, expected, "relay_dead_letters:\n%s\nexpected:\n%s", dead, expected);
+    free(dead);
+
+    int64_t *ids;
+    size_t n = th_read_testsink_ids(sink_out, &ids);
+    const int64_t accepted[] = {1, 2, 4, 5, 6, 8, 9, 10};
+    const size_t n_accepted = sizeof accepted / sizeof accepted[0];
+    cr_assert_eq(n, n_accepted, "the sink accepted %zu events, expected %zu", n, n_accepted);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(ids[i], accepted[i], "line %zu: id %" PRId64 ", expected %" PRId64, i + 1,
+                     ids[i], accepted[i]);
+    free(ids);
+}

@@ -7,12 +7,15 @@
  *   fail_while_exists  path: while it exists, flush fails with RETRY and accepts nothing.
  *   attempts           path: every flush appends "ok\n" or "fail\n", once its outcome is final.
  *   init_error         text: init fails FATAL with it.
+ *   reject_ids         comma-separated event ids ("3,7") that the destination refuses for good:
+ *                      flush reports each through host->reject and does not write it to `out`.
  *
  * A failed flush drops what was pending: the relay hands those events over again, so `out` holds
  * exactly what flush accepted.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +32,12 @@ typedef struct testsink {
     char *pending;           /* the lines delivered since the last flush, owned */
     size_t pending_len;
     size_t pending_cap;
+    int64_t *reject_ids; /* the ids to refuse, owned; NULL when none */
+    size_t n_reject_ids;
+    /* The refused events delivered since the last flush, owned; capacity n_reject_ids, since an
+     * event is refused once per hand-over. */
+    int64_t *pending_rejects;
+    size_t n_pending_rejects;
 } testsink;
 
 static void testsink_destroy(void *state)
@@ -40,6 +49,8 @@ static void testsink_destroy(void *state)
     free(sink->fail_while_exists);
     free(sink->attempts);
     free(sink->pending);
+    free(sink->reject_ids);
+    free(sink->pending_rejects);
     free(sink);
 }
 
@@ -48,6 +59,54 @@ static int testsink_set(char **slot, const char *value)
     free(*slot);
     *slot = strdup(value);
     return *slot != NULL ? 0 : -1;
+}
+
+/* Parses "3,7" into sink->reject_ids (and sizes pending_rejects to match). Returns 0, or -1 with
+ * the reason in err. */
+static int testsink_parse_reject_ids(testsink *sink, const char *value, char *err, size_t errlen)
+{
+    size_t n = 1;
+    for (const char *c = value; *c != '\0'; c++)
+        n += *c == ',';
+    int64_t *ids = calloc(n, sizeof *ids);
+    int64_t *pending = calloc(n, sizeof *pending);
+    if (ids == NULL || pending == NULL) {
+        free(ids);
+        free(pending);
+        snprintf(err, errlen, "testsink: out of memory");
+        return -1;
+    }
+    const char *cursor = value;
+    for (size_t i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        long long id = strtoll(cursor, &end, 10);
+        if (errno != 0 || end == cursor || id <= 0 || (*end != ',' && *end != '\0')) {
+            snprintf(err, errlen, "testsink: reject_ids wants comma-separated ids, not '%s'",
+                     value);
+            free(ids);
+            free(pending);
+            return -1;
+        }
+        ids[i] = id;
+        cursor = end + 1;
+    }
+    free(sink->reject_ids);
+    free(sink->pending_rejects);
+    sink->reject_ids = ids;
+    sink->n_reject_ids = n;
+    sink->pending_rejects = pending;
+    sink->n_pending_rejects = 0;
+    return 0;
+}
+
+static bool testsink_refuses(const testsink *sink, int64_t id)
+{
+    for (size_t i = 0; i < sink->n_reject_ids; i++) {
+        if (sink->reject_ids[i] == id)
+            return true;
+    }
+    return false;
 }
 
 static relay_sink_status testsink_init(const relay_sink_host *host,
@@ -74,6 +133,12 @@ static relay_sink_status testsink_init(const relay_sink_host *host,
             slot = &sink->fail_while_exists;
         } else if (strcmp(key, "attempts") == 0) {
             slot = &sink->attempts;
+        } else if (strcmp(key, "reject_ids") == 0) {
+            if (testsink_parse_reject_ids(sink, value, err, errlen) != 0) {
+                testsink_destroy(sink);
+                return RELAY_SINK_FATAL;
+            }
+            continue;
         } else {
             snprintf(err, errlen, "testsink: unknown option '%s'", key);
             testsink_destroy(sink);
@@ -101,6 +166,12 @@ static relay_sink_status testsink_deliver(void *state, const relay_sink_batch *b
     testsink *sink = state;
     for (size_t i = 0; i < batch->count; i++) {
         const relay_sink_event *e = &batch->events[i];
+        if (testsink_refuses(sink, e->id)) {
+            /* Reported at flush, as a broker's refusal arrives with the delivery reports. */
+            if (sink->n_pending_rejects < sink->n_reject_ids)
+                sink->pending_rejects[sink->n_pending_rejects++] = e->id;
+            continue;
+        }
         /* The event's strings are borrowed: the line is rendered now, into memory we own. */
         int n = snprintf(NULL, 0, "%lld %.*s %.*s\n", (long long)e->id, (int)e->key_len, e->key,
                          (int)e->type_len, e->type);
@@ -171,7 +242,13 @@ static relay_sink_status testsink_flush(void *state, int timeout_ms, char *err, 
     } else if (testsink_append(sink->out, sink->pending, sink->pending_len, err, errlen) != 0) {
         status = RELAY_SINK_RETRY;
     }
+    if (status == RELAY_SINK_OK) {
+        for (size_t i = 0; i < sink->n_pending_rejects; i++)
+            sink->host->reject(sink->host->ctx, sink->pending_rejects[i],
+                               "testsink: refused on purpose");
+    }
     sink->pending_len = 0;
+    sink->n_pending_rejects = 0;
 
     /* Recorded last, so that a test seeing "ok" also sees the events in `out`. */
     if (sink->attempts != NULL) {

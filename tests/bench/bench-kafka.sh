@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Throughput benchmark of the relay with the Kafka sink, against the floor of a plain librdkafka
+# producer: preloads N events into a throwaway PostgreSQL, starts a librdkafka mock cluster of 3
+# brokers in a process of its own, times kafka_floor sending the messages the relay would send
+# (idempotent, acks=all, read into memory first) to one topic, then times the relay draining the
+# same events to another topic of as many partitions, and reports its peak resident memory.
+#
+#   tests/bench/bench-kafka.sh [--events N] [--batch-size N] [--partitions N] [--aggregates N]
+#                              [--timeout SECONDS]
+#
+# BUILD_DIR overrides the build (default: build/; do not use the sanitized build), RELAY_BIN the
+# relay binary in it. The build needs librdkafka and json-c (scripts/deps) for the benchmark's
+# programs; without the relay or its Kafka plugin the floor still runs, and the relay part is
+# reported as skipped.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+readonly ROOT
+# shellcheck source=tests/bench/bench-lib.sh
+source "$ROOT/tests/bench/bench-lib.sh"
+
+readonly FLOOR_TOPIC=bench-floor
+readonly RELAY_TOPIC=bench-relay
+readonly MOCK_START_TIMEOUT=30
+
+PARTITIONS=3
+MOCK_CLUSTER_BIN="$BUILD_DIR/tests/bench/kafka_mock_cluster"
+FLOOR_BIN="$BUILD_DIR/tests/bench/kafka_floor"
+KAFKA_PLUGIN="$(dirname "$RELAY_BIN")/plugins/kafka/kafka.so"
+
+MOCK_PID=""
+MOCK_STDIN=""
+BOOTSTRAP=""
+FLOOR_SECONDS=""
+
+usage() {
+    echo "usage: $0 [--events N] [--batch-size N] [--partitions N] [--aggregates N]" \
+        "[--timeout SECONDS]" >&2
+    exit 2
+}
+
+parse_arguments() {
+    while (($# > 0)); do
+        (($# >= 2)) || usage
+        case "$1" in
+        --partitions) PARTITIONS=$(positive_integer "$1" "$2") ;;
+        *) parse_common_option "$1" "$2" || usage ;;
+        esac
+        shift 2
+    done
+}
+
+stop_mock_cluster() {
+    if [[ -n "$MOCK_PID" ]]; then
+        kill -TERM "$MOCK_PID" 2>/dev/null || true
+        wait "$MOCK_PID" 2>/dev/null || true
+        MOCK_PID=""
+    fi
+    if [[ -n "$MOCK_STDIN" ]]; then
+        exec {MOCK_STDIN}>&-
+        MOCK_STDIN=""
+    fi
+}
+
+# shellcheck disable=SC2317 # called by trap
+cleanup() {
+    local status=$?
+    stop_relay_at_once
+    stop_mock_cluster
+    remove_work_dir
+    exit "$status"
+}
+
+have_kafka_relay() {
+    have_relay && [[ -f "$KAFKA_PLUGIN" ]]
+}
+
+# Starts the cluster with both topics; sets MOCK_PID and BOOTSTRAP. Its stdin is a FIFO that only
+# this script holds open, so that the cluster also goes when the script is killed outright.
+start_mock_cluster() {
+    local fifo="$WORK_DIR/mock.stdin" out="$WORK_DIR/mock.out" deadline
+    mkfifo "$fifo"
+    # Created now: the cluster's own redirection only happens once the FIFO has its writer.
+    : >"$out"
+    "$MOCK_CLUSTER_BIN" "$PARTITIONS" "$FLOOR_TOPIC" "$RELAY_TOPIC" <"$fifo" >"$out" \
+        2>"$WORK_DIR/mock.log" &
+    MOCK_PID=$!
+    # Meets the cluster's open of the FIFO for reading; neither returns before the other.
+    exec {MOCK_STDIN}>"$fifo"
+    deadline=$((SECONDS + MOCK_START_TIMEOUT))
+    # The bootstrap line comes once the brokers listen; polling the file is waiting for it.
+    until (($(wc -l <"$out") > 0)); do
+        if ! kill -0 "$MOCK_PID" 2>/dev/null; then
+            cat "$WORK_DIR/mock.log" >&2
+            MOCK_PID=""
+            die "the mock cluster exited before listing its brokers"
+        fi
+        ((SECONDS < deadline)) || die "the mock cluster did not list its brokers within" \
+            "${MOCK_START_TIMEOUT}s"
+        sleep 0.05
+    done
+    BOOTSTRAP=$(head -n 1 "$out")
+    say "mock cluster of 3 brokers at $BOOTSTRAP, topics $FLOOR_TOPIC and $RELAY_TOPIC with" \
+        "$PARTITIONS partitions"
+}
+
+kafka_sink_config() {
+    cat <<EOF
+  plugin: kafka
+  options:
+    topic: "$RELAY_TOPIC"
+    properties:
+      bootstrap.servers: "$BOOTSTRAP"
+EOF
+}
+
+# Sets FLOOR_SECONDS from kafka_floor's "floor SECONDS EVENTS".
+time_floor() {
+    local output label seconds count
+    output=$("$FLOOR_BIN" "$CONNINFO" "$BOOTSTRAP" "$FLOOR_TOPIC" 2>"$WORK_DIR/floor.log") || {
+        tail -n 20 "$WORK_DIR/floor.log" >&2
+        die "kafka_floor failed"
+    }
+    read -r label seconds count <<<"$output"
+    [[ "$label" == floor && "$count" == "$EVENTS" ]] ||
+        die "kafka_floor said '$output', expected 'floor SECONDS $EVENTS'"
+    FLOOR_SECONDS=$seconds
+}
+
+main() {
+    parse_arguments "$@"
+    trap cleanup EXIT
+    command -v psql >/dev/null 2>&1 || die "psql not found; run scripts/deps"
+    [[ -x "$MOCK_CLUSTER_BIN" && -x "$FLOOR_BIN" ]] ||
+        die "no $MOCK_CLUSTER_BIN or $FLOOR_BIN: build with librdkafka and json-c" \
+            "(scripts/deps; meson setup build && ninja -C build)"
+
+    start_postgres
+    start_mock_cluster
+    write_config "$(kafka_sink_config)"
+    create_schema
+    preload
+
+    say "timing the floor: a plain idempotent producer (acks=all)"
+    time_floor
+    if have_kafka_relay; then
+        say "timing the relay (batch_size $BATCH_SIZE)"
+        time_relay
+        # It logs warnings and errors only: anything there explains a slow run.
+        if [[ -s "$WORK_DIR/relay.log" ]]; then
+            say "the relay logged $(wc -l <"$WORK_DIR/relay.log") lines; the last ones:"
+            tail -n 10 "$WORK_DIR/relay.log" >&2
+        fi
+    else
+        say "no relay with a Kafka plugin at $KAFKA_PLUGIN: skipping the relay part" \
+            "(build it with: meson setup build && ninja -C build)"
+    fi
+
+    echo
+    report_line "events" "$EVENTS"
+    report_line "cluster" "3 mock brokers, $PARTITIONS partitions, idempotent, acks=all"
+    report_line "floor, librdkafka" "$(rate_text "$FLOOR_SECONDS")"
+    if [[ -n "$RELAY_SECONDS" ]]; then
+        report_line "relay, kafka sink" "$(rate_text "$RELAY_SECONDS") (batch_size $BATCH_SIZE)"
+        # Throughput, relay over floor: the goal is 0.7 or more.
+        report_line "relay speed / floor" "$(ratio_text "$FLOOR_SECONDS" "$RELAY_SECONDS")"
+        report_line "relay peak RSS" "$(rss_text "$RELAY_RSS_KIB")"
+    else
+        report_line "relay" "skipped (no Kafka plugin built)"
+    fi
+}
+
+main "$@"

@@ -1,0 +1,209 @@
+# shellcheck shell=bash
+# What the benchmark scripts share: a throwaway PostgreSQL preloaded with events, a relay run timed
+# until its committed position reaches the last event, and the report's formatting. Sourced by
+# tests/bench/bench-*.sh, which set ROOT first.
+#
+# BUILD_DIR overrides the build to use (default: build/); RELAY_BIN the binary (default:
+# BUILD_DIR/outbox-relay). Do not use the sanitized build.
+
+readonly RELAY_NAME=bench
+# $EPOCHREALTIME and awk must agree on the decimal point.
+export LC_ALL=C
+
+EVENTS=1000000
+BATCH_SIZE=1000
+AGGREGATES=300
+TIMEOUT=600
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+RELAY_BIN=${RELAY_BIN:-$BUILD_DIR/outbox-relay}
+
+WORK_DIR=""
+CONNINFO=""
+CONFIG=""
+RELAY_PID=""
+RELAY_SECONDS=""
+RELAY_RSS_KIB=""
+
+say() {
+    echo "bench: $*" >&2
+}
+
+die() {
+    say "$*"
+    exit 1
+}
+
+positive_integer() {
+    [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 wants a positive whole number, not '$2'"
+    printf '%s' "$2"
+}
+
+# Sets the option every benchmark takes; returns 1 for one it does not know.
+parse_common_option() {
+    case "$1" in
+    --events) EVENTS=$(positive_integer "$1" "$2") ;;
+    --batch-size) BATCH_SIZE=$(positive_integer "$1" "$2") ;;
+    --aggregates) AGGREGATES=$(positive_integer "$1" "$2") ;;
+    --timeout) TIMEOUT=$(positive_integer "$1" "$2") ;;
+    *) return 1 ;;
+    esac
+}
+
+# A work directory with a PostgreSQL inside; sets WORK_DIR, CONFIG and CONNINFO.
+start_postgres() {
+    WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/outbox-relay-bench.XXXXXX")
+    # The cluster inside runs as postgres when we are root; mktemp's 0700 would lock it out.
+    chmod 0755 "$WORK_DIR"
+    CONFIG="$WORK_DIR/bench.yaml"
+    CONNINFO=$("$ROOT/scripts/pg-tmp" start "$WORK_DIR/pg")
+}
+
+# For the cleanup traps: whatever happened, the relay and the server stop and the files go.
+stop_relay_at_once() {
+    if [[ -n "$RELAY_PID" ]]; then
+        kill -KILL "$RELAY_PID" 2>/dev/null || true
+        wait "$RELAY_PID" 2>/dev/null || true
+        RELAY_PID=""
+    fi
+}
+
+remove_work_dir() {
+    if [[ -n "$WORK_DIR" ]]; then
+        "$ROOT/scripts/pg-tmp" stop "$WORK_DIR/pg" >/dev/null 2>&1 || true
+        rm -rf "$WORK_DIR"
+        WORK_DIR=""
+    fi
+}
+
+sql() {
+    psql "$CONNINFO" -X -q -v ON_ERROR_STOP=1 "$@"
+}
+
+# Seconds elapsed since a start taken from $EPOCHREALTIME, with microseconds.
+seconds_since() {
+    awk -v start="$1" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.3f", now - start }'
+}
+
+have_relay() {
+    [[ -x "$RELAY_BIN" ]]
+}
+
+# Writes CONFIG with the given sink section (YAML lines, indented under "sink:").
+write_config() {
+    local sink=$1
+    # A YAML double-quoted string; the relay expands ${VAR} in it, and reads $$ as a literal $.
+    local conninfo=${CONNINFO//\\/\\\\}
+    conninfo=${conninfo//\$/\$\$}
+    cat >"$CONFIG" <<EOF
+name: $RELAY_NAME
+database:
+  conninfo: "${conninfo//\"/\\\"}"
+source:
+  table: events
+  safety_margin: 1s
+  batch_size: $BATCH_SIZE
+  poll_interval: 200ms
+sink:
+$sink
+log:
+  level: warn
+EOF
+}
+
+create_schema() {
+    if have_relay; then
+        "$RELAY_BIN" migrate -c "$CONFIG" >/dev/null
+    else
+        # The same migrations the relay embeds; they are idempotent CREATE ... IF NOT EXISTS.
+        local file
+        for file in "$ROOT"/sql/*.sql; do
+            sql -f "$file"
+        done
+    fi
+}
+
+# One statement, created_at an hour in the past so that the safety margin holds nothing back. The
+# body comes out of PostgreSQL at about 100 bytes.
+preload() {
+    local start
+    say "preloading $EVENTS events over $AGGREGATES aggregates"
+    start=$EPOCHREALTIME
+    sql <<EOF
+INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind, body, metadata, created_at)
+SELECT 'order-' || (n % $AGGREGATES),
+       'order',
+       n / $AGGREGATES + 1,
+       (ARRAY['created', 'item_added', 'paid', 'shipped'])[n % 4 + 1],
+       jsonb_build_object('order_id', n, 'customer', 'customer-' || (n % 9973),
+                          'amount_cents', (n::bigint * 7919) % 100000,
+                          'note', 'benchmark event'),
+       '{"source": "bench"}',
+       clock_timestamp() - interval '1 hour' + n * interval '1 microsecond'
+FROM generate_series(0, $EVENTS - 1) AS n;
+VACUUM (ANALYZE) events;
+EOF
+    say "preloaded in $(seconds_since "$start") s (average body $(sql -A -t -c \
+        'SELECT round(avg(length(body::text))) FROM events') bytes)"
+}
+
+relay_position() {
+    sql -A -t -c "SELECT coalesce(max(position), 0) FROM relay_checkpoints WHERE name = '$RELAY_NAME'"
+}
+
+peak_rss_kib() {
+    awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
+}
+
+# Runs the relay until its committed position reaches the last event; sets RELAY_SECONDS and
+# RELAY_RSS_KIB (its peak resident set, read just before stopping it).
+time_relay() {
+    local max_id start deadline position status=0
+    max_id=$(sql -A -t -c 'SELECT max(id) FROM events')
+    start=$EPOCHREALTIME
+    "$RELAY_BIN" run -c "$CONFIG" >/dev/null 2>"$WORK_DIR/relay.log" &
+    RELAY_PID=$!
+    deadline=$((SECONDS + TIMEOUT))
+    # Polling the committed position is the condition itself; 50 ms bounds the timing error.
+    while position=$(relay_position) && ((position < max_id)); do
+        if ! kill -0 "$RELAY_PID" 2>/dev/null; then
+            tail -n 20 "$WORK_DIR/relay.log" >&2
+            RELAY_PID=""
+            die "the relay exited before reaching event $max_id (position $position)"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "$WORK_DIR/relay.log" >&2
+            die "the relay did not reach event $max_id within ${TIMEOUT}s (position $position)"
+        fi
+        sleep 0.05
+    done
+    # shellcheck disable=SC2034 # the results, for the sourcing script's report
+    {
+        RELAY_SECONDS=$(seconds_since "$start")
+        RELAY_RSS_KIB=$(peak_rss_kib "$RELAY_PID")
+    }
+    kill -TERM "$RELAY_PID"
+    wait "$RELAY_PID" || status=$?
+    RELAY_PID=""
+    if ((status != 0)); then
+        tail -n 20 "$WORK_DIR/relay.log" >&2
+        die "the relay exited with status $status on SIGTERM"
+    fi
+}
+
+report_line() {
+    printf '%-22s %s\n' "$1" "$2"
+}
+
+# "S s, R events/s" for EVENTS events in SECONDS.
+rate_text() {
+    awk -v s="$1" -v n="$EVENTS" 'BEGIN { printf "%.2f s, %.0f events/s", s, n / s }'
+}
+
+# Throughput of the relay over the floor's: floor seconds / relay seconds.
+ratio_text() {
+    awk -v f="$1" -v r="$2" 'BEGIN { printf "%.2fx the floor", f / r }'
+}
+
+rss_text() {
+    awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'
+}
