@@ -296,11 +296,14 @@ static int64_t idle_wait(relay_state *s, const relay_batch *b)
     int64_t poll = s->config->poll_interval_ms;
     int64_t wait = poll;
     if (s->config->mode == RELAY_MODE_SETTLED && s->holding) {
-        /* A NOTIFY ends the wait when the gap fills; a rolled-back one needs its floor age. */
+        /* A NOTIFY ends the wait when the gap fills; a rolled-back one needs its floor age, and
+         * past that, the transactions it waits for to end: no wake-up tells, so poll. */
         relay_snapshot snap;
         char err[1024];
-        if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) == 0)
-            wait = s->hold.first_seen_ms + s->config->gap_floor_ms - snap.now_ms;
+        if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) == 0) {
+            int64_t floor_left = s->hold.first_seen_ms + s->config->gap_floor_ms - snap.now_ms;
+            wait = floor_left > 0 ? floor_left : poll;
+        }
     } else if (s->config->mode == RELAY_MODE_MARGIN && !s->gaps_full && b->fetched > b->count) {
         /* Cut by the margin: sleep until the first held row leaves it. */
         int64_t cut_id = strtoll(PQgetvalue(b->res, (int)b->count, 0), NULL, 10);
