@@ -32,24 +32,28 @@ static void keep_watchdog_fed(relay_state *s)
     }
 }
 
-/* Takes the NOTIFYs that arrived; returns whether there were any. A broken connection shows at
- * the next query, which fails and reconnects. */
-static bool take_notifications(relay_state *s)
+/* Takes the NOTIFYs libpq holds, reading the socket first when asked; returns whether there were
+ * any. A broken connection shows at the next query, which fails and reconnects. */
+static bool take_notifications(relay_state *s, bool read_socket)
 {
-    if (!PQconsumeInput(s->conn))
+    if (read_socket && !PQconsumeInput(s->conn))
         return true;
     bool any = false;
     for (PGnotify *n; (n = PQnotifies(s->conn)) != NULL;) {
         PQfreemem(n);
         any = true;
     }
+    s->woken = s->woken || any;
     return any;
 }
 
-bool relay_pause(relay_state *s, int64_t ms)
+bool relay_pause(relay_state *s, int64_t ms, bool wake_on_notify)
 {
     int64_t deadline = relay_now_ms() + ms;
     int fd = s->conn && s->listening ? PQsocket(s->conn) : -1;
+    /* A NOTIFY that arrived with the last query's results is already queued in libpq. */
+    if (fd >= 0 && take_notifications(s, false) && wake_on_notify)
+        return relay_stop_requested();
     for (;;) {
         keep_watchdog_fed(s);
         int64_t left = deadline - relay_now_ms();
@@ -60,10 +64,9 @@ bool relay_pause(relay_state *s, int64_t ms)
         relay_wait_result r = relay_wait(fd, left);
         if (r == RELAY_WAIT_STOP)
             return true;
-        if (r == RELAY_WAIT_READABLE && take_notifications(s)) {
-            s->woken = true;
+        /* Taken even when they may not end the wait: an unread socket stays readable. */
+        if (r == RELAY_WAIT_READABLE && take_notifications(s, true) && wake_on_notify)
             return false;
-        }
     }
 }
 
@@ -100,7 +103,7 @@ step relay_database_failed(relay_state *s, const char *err)
         relay_debug(s->log, "database still unavailable (attempt %d): %s", s->attempts, err);
     }
     drop_connection(s);
-    return relay_pause(s, relay_backoff_next(&s->backoff)) ? STEP_STOP : STEP_RETRY;
+    return relay_pause(s, relay_backoff_next(&s->backoff), false) ? STEP_STOP : STEP_RETRY;
 }
 
 /* A fatal step: logs err and sets the exit code. */
@@ -162,7 +165,7 @@ static step take_lock(relay_state *s)
     relay_notify_status("standing by: another relay named '%s' is running", s->config->name);
     s->standing_by = true;
     drop_connection(s);
-    return relay_pause(s, s->config->poll_interval_ms * 5) ? STEP_STOP : STEP_RETRY;
+    return relay_pause(s, s->config->poll_interval_ms * 5, false) ? STEP_STOP : STEP_RETRY;
 }
 
 static step listen_for_wakeups(relay_state *s)

@@ -65,9 +65,9 @@ typedef enum step { STEP_OK, STEP_RETRY, STEP_STOP, STEP_FATAL } step;
 /* Monotonic milliseconds. */
 int64_t relay_now_ms(void);
 
-/* Waits ms, or less when a stop is requested (then returns true) or a NOTIFY arrives (then sets
- * s->woken and returns false), feeding the watchdog. */
-bool relay_pause(relay_state *s, int64_t ms);
+/* Waits ms, or less when a stop is requested (then returns true) or, if wake_on_notify, when a
+ * NOTIFY arrives (then returns false). Any NOTIFY taken sets s->woken. Feeds the watchdog. */
+bool relay_pause(relay_state *s, int64_t ms, bool wake_on_notify);
 
 /* A database step failed: logs it if this starts an outage, drops the connection, backs off. */
 step relay_database_failed(relay_state *s, const char *err);

@@ -71,7 +71,7 @@ static step deliver(relay_state *s, const relay_batch *b)
         } else {
             relay_debug(s->log, "sink still failing (attempt %d): %s", attempt, err);
         }
-        if (relay_pause(s, relay_backoff_next(&s->backoff)))
+        if (relay_pause(s, relay_backoff_next(&s->backoff), false))
             return STEP_STOP;
     }
 }
@@ -290,11 +290,20 @@ static step cut_settled(relay_state *s, relay_batch *b, bool hold_dead)
     return STEP_OK;
 }
 
-/* How long to wait before reading again, after a batch that ended short of batch_size. */
-static int64_t idle_wait(relay_state *s, const relay_batch *b)
+/* A margin-mode wait for the next row to settle is at least this long: waking for every row at
+ * 2,000 events/s would read the unsettled rows again and again for one or two rows each time. */
+#define RELAY_SETTLE_WAIT_MIN_MS 5
+
+/*
+ * How long to wait before reading again, after a batch that ended short of batch_size, and
+ * whether a NOTIFY may end the wait early (not when the wait is for a known row to settle: a new
+ * row settles later still).
+ */
+static int64_t idle_wait(relay_state *s, const relay_batch *b, bool *wake_on_notify)
 {
     int64_t poll = s->config->poll_interval_ms;
     int64_t wait = poll;
+    *wake_on_notify = true;
     if (s->config->mode == RELAY_MODE_SETTLED && s->holding) {
         /* A NOTIFY ends the wait when the gap fills; a rolled-back one needs its floor age, and
          * past that, the transactions it waits for to end: no wake-up tells, so poll. */
@@ -310,6 +319,9 @@ static int64_t idle_wait(relay_state *s, const relay_batch *b)
         char err[1024];
         if (relay_source_settle_in(s->conn, s->config, cut_id, &wait, err, sizeof err) != 0)
             wait = poll;
+        else if (wait < RELAY_SETTLE_WAIT_MIN_MS)
+            wait = RELAY_SETTLE_WAIT_MIN_MS;
+        *wake_on_notify = false;
     }
     return wait < 1 ? 1 : wait > poll ? poll : wait;
 }
@@ -349,11 +361,12 @@ step relay_turn(relay_state *s)
         return st;
 
     size_t count = b->count;
+    bool wake_on_notify;
     if (count == 0) {
-        int64_t wait = idle_wait(s, b);
+        int64_t wait = idle_wait(s, b, &wake_on_notify);
         s->current_ready = false;
         relay_batch_clear(b);
-        return relay_pause(s, wait) ? STEP_STOP : STEP_OK;
+        return relay_pause(s, wait, wake_on_notify) ? STEP_STOP : STEP_OK;
     }
     int64_t last = b->events[count - 1].id;
 
@@ -373,7 +386,7 @@ step relay_turn(relay_state *s)
         return st;
     relay_debug(s->log, "delivered %zu events, position %" PRId64, count, last);
 
-    int64_t wait = count < (size_t)s->config->batch_size ? idle_wait(s, b) : 0;
+    int64_t wait = count < (size_t)s->config->batch_size ? idle_wait(s, b, &wake_on_notify) : 0;
     relay_batch *done = s->current;
     s->current = s->next;
     s->next = done;
@@ -384,6 +397,6 @@ step relay_turn(relay_state *s)
     /* A short batch means the backlog is drained (or the rest must wait): wait for more instead
      * of spinning on the database. */
     if (wait > 0)
-        return relay_pause(s, wait) ? STEP_STOP : STEP_OK;
+        return relay_pause(s, wait, wake_on_notify) ? STEP_STOP : STEP_OK;
     return STEP_OK;
 }
