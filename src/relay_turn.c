@@ -361,7 +361,7 @@ step relay_turn(relay_state *s)
         return st;
 
     size_t count = b->count;
-    bool wake_on_notify;
+    bool wake_on_notify = true;
     if (count == 0) {
         int64_t wait = idle_wait(s, b, &wake_on_notify);
         s->current_ready = false;
