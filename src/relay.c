@@ -216,7 +216,7 @@ static step connect_database(relay_state *s)
     if ((st = check_restore(s, &info, &cp)) != STEP_OK || (st = listen_for_wakeups(s)) != STEP_OK)
         return st;
     s->position = cp.position;
-    s->holding = false;
+    s->ahead.count = 0;
     s->next_gap_check = 0;
 
     if (s->db_failing)
@@ -309,5 +309,6 @@ int relay_run(const relay_config *config, const relay_logger *log)
     relay_batch_free(s.current);
     relay_batch_free(s.next);
     relay_gaps_free(&s.gaps);
+    relay_gaps_free(&s.ahead);
     return s.exit_code;
 }

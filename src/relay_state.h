@@ -43,9 +43,11 @@ typedef struct relay_state {
     int64_t next_gap_check; /* monotonic ms */
     bool gaps_full;         /* the watch is at max_gaps: the position holds */
 
-    /* Settled mode: the gap the relay is holding at, just above the position. */
-    bool holding;
-    relay_gap hold;
+    /* Settled mode: the gaps between the rows read after the position, each with the time and
+     * horizon of its first sight, so that their floors run at the same time rather than one after
+     * another. The relay holds at the first; it is "held" when it starts just above the position.
+     */
+    relay_gaps ahead;
 
     /* Failures are logged when the state changes, not at every retry. */
     bool db_failing;

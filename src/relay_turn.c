@@ -243,51 +243,83 @@ static step cut_margin(relay_state *s, relay_batch *b)
 }
 
 /*
- * Settled mode: takes the contiguous run of ids after the position and holds at the first gap.
- * A held gap proven dead under the horizon read before this batch may be passed.
+ * Settled mode: remembers the gaps between the rows read from index `from` on (the first starting
+ * at expected), keeping the first sight of those already known: a gap only narrows as its rows
+ * commit, and the proof of its death holds for any part of it.
  */
-static step cut_settled(relay_state *s, relay_batch *b, bool hold_dead)
+static step remember_ahead(relay_state *s, const relay_batch *b, size_t from, size_t total,
+                           int64_t expected)
 {
-    int64_t expected = s->position + 1;
-    int64_t dead_low = 1, dead_high = 0; /* empty */
-    if (hold_dead && s->hold.low == expected) {
-        dead_low = s->hold.low;
-        dead_high = s->hold.high;
-        relay_info(s->log,
-                   "ids %" PRId64 "..%" PRId64 " proven dead (rolled back or never written)",
-                   dead_low, dead_high);
-    }
-
-    size_t n = 0;
-    for (; n < b->count; n++) {
-        int64_t id = b->events[n].id;
-        bool missing_are_dead = expected >= dead_low && id - 1 <= dead_high;
-        if (id != expected && !missing_are_dead)
-            break;
+    relay_gaps ahead = {0};
+    bool unseen = false;
+    for (size_t i = from; i < total; i++) {
+        int64_t id = b->events[i].id;
+        if (id > expected) {
+            const relay_gap *known = relay_gaps_find(&s->ahead, expected);
+            relay_gap gap = {expected, id - 1, known ? known->first_seen_ms : -1,
+                             known ? known->snapshot_xmax : -1};
+            unseen = unseen || !known;
+            if (relay_gaps_append(&ahead, gap) != 0) {
+                relay_gaps_free(&ahead);
+                relay_error(s->log, "out of memory remembering the gaps ahead");
+                s->exit_code = RELAY_EXIT_RUNTIME;
+                return STEP_FATAL;
+            }
+        }
         expected = id + 1;
     }
-    bool at_gap = n < b->count;
-    b->count = n;
-    if (!at_gap) {
-        s->holding = false;
-        return STEP_OK;
+    if (unseen) {
+        /* Read after the rows: a later horizon only makes the proof wait longer. */
+        char err[1024];
+        relay_snapshot snap;
+        if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) != 0) {
+            relay_gaps_free(&ahead);
+            return relay_database_failed(s, err);
+        }
+        for (size_t i = 0; i < ahead.count; i++) {
+            if (ahead.items[i].first_seen_ms < 0) {
+                ahead.items[i].first_seen_ms = snap.now_ms;
+                ahead.items[i].snapshot_xmax = snap.xmax;
+            }
+        }
     }
-
-    /* Stopped at a gap: expected .. the next row's id - 1. */
-    int64_t high = strtoll(PQgetvalue(b->res, (int)n, 0), NULL, 10) - 1;
-    if (s->holding && s->hold.low == expected && !hold_dead) {
-        s->hold.high = high; /* the same gap, perhaps partly filled */
-        return STEP_OK;
-    }
-    char err[1024];
-    relay_snapshot snap;
-    if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) != 0)
-        return relay_database_failed(s, err);
-    s->hold = (relay_gap){expected, high, snap.now_ms, snap.xmax};
-    s->holding = true;
-    relay_debug(s->log, "holding at ids %" PRId64 "..%" PRId64 ", not committed yet", expected,
-                high);
+    relay_gaps_free(&s->ahead);
+    s->ahead = ahead;
     return STEP_OK;
+}
+
+/*
+ * Settled mode: takes the contiguous run of ids after the position, passing gaps proven dead under
+ * the horizon `before` (read before this batch; NULL when no gap was known), and holds at the
+ * first gap that is not.
+ */
+static step cut_settled(relay_state *s, relay_batch *b, const relay_snapshot *before)
+{
+    int64_t expected = s->position + 1;
+    size_t total = b->count, n = 0;
+    for (; n < total; n++) {
+        int64_t id = b->events[n].id;
+        if (id != expected) {
+            const relay_gap *gap = before ? relay_gaps_find(&s->ahead, expected) : NULL;
+            if (!gap || gap->high < id - 1 ||
+                !relay_gap_is_dead(gap, before->now_ms, before->xmin, s->config->gap_floor_ms,
+                                   s->config->gap_max_age_ms))
+                break;
+            relay_info(s->log,
+                       "ids %" PRId64 "..%" PRId64 " proven dead (rolled back or never written)",
+                       expected, id - 1);
+        }
+        expected = id + 1;
+    }
+    b->count = n;
+    return remember_ahead(s, b, n, total, expected);
+}
+
+/* The gap settled mode holds at, if any: one starting just above the position. */
+static const relay_gap *held_gap(const relay_state *s)
+{
+    return s->ahead.count > 0 && s->ahead.items[0].low == s->position + 1 ? &s->ahead.items[0]
+                                                                          : NULL;
 }
 
 /* A margin-mode wait for the next row to settle is at least this long: waking for every row at
@@ -304,13 +336,14 @@ static int64_t idle_wait(relay_state *s, const relay_batch *b, bool *wake_on_not
     int64_t poll = s->config->poll_interval_ms;
     int64_t wait = poll;
     *wake_on_notify = true;
-    if (s->config->mode == RELAY_MODE_SETTLED && s->holding) {
+    const relay_gap *held = s->config->mode == RELAY_MODE_SETTLED ? held_gap(s) : NULL;
+    if (held) {
         /* A NOTIFY ends the wait when the gap fills; a rolled-back one needs its floor age, and
          * past that, the transactions it waits for to end: no wake-up tells, so poll. */
         relay_snapshot snap;
         char err[1024];
         if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) == 0) {
-            int64_t floor_left = s->hold.first_seen_ms + s->config->gap_floor_ms - snap.now_ms;
+            int64_t floor_left = held->first_seen_ms + s->config->gap_floor_ms - snap.now_ms;
             wait = floor_left > 0 ? floor_left : poll;
         }
     } else if (s->config->mode == RELAY_MODE_MARGIN && !s->gaps_full && b->fetched > b->count) {
@@ -338,16 +371,15 @@ step relay_turn(relay_state *s)
     }
     s->woken = false;
 
-    bool hold_dead = false;
-    if (settled && s->holding) {
-        relay_snapshot snap;
-        if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) != 0)
+    /* Settled mode: the horizon comes before the rows, so that a gap dead under it cannot hide a
+     * row this read misses. A prefetched batch was read before it: read again. */
+    relay_snapshot before;
+    bool have_before = false;
+    if (settled && s->ahead.count > 0) {
+        if (relay_snapshot_read(s->conn, s->has_snapshots, &before, err, sizeof err) != 0)
             return relay_database_failed(s, err);
-        hold_dead = relay_gap_is_dead(&s->hold, snap.now_ms, snap.xmin, s->config->gap_floor_ms,
-                                      s->config->gap_max_age_ms);
-        /* The proof holds for rows read after the horizon only. */
-        if (hold_dead)
-            s->current_ready = false;
+        have_before = true;
+        s->current_ready = false;
     }
 
     if (!s->current_ready &&
@@ -356,7 +388,7 @@ step relay_turn(relay_state *s)
     s->current_ready = true;
     relay_batch *b = s->current;
 
-    step st = settled ? cut_settled(s, b, hold_dead) : cut_margin(s, b);
+    step st = settled ? cut_settled(s, b, have_before ? &before : NULL) : cut_margin(s, b);
     if (st != STEP_OK)
         return st;
 
