@@ -35,43 +35,91 @@ int relay_checkpoint_try_lock(PGconn *conn, const char *name, int *acquired, cha
     return 0;
 }
 
-int relay_checkpoint_load(PGconn *conn, const char *name, int64_t *position, int *missing_table,
-                          char *err, size_t errlen)
+int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out, relay_gaps *gaps,
+                          int *missing_table, char *err, size_t errlen)
 {
     const char *params[1] = {name};
     *missing_table = 0;
     /* The no-op update makes RETURNING yield the existing row too, in one statement. */
-    PGresult *res = PQexecParams(conn,
-                                 "INSERT INTO relay_checkpoints (name) VALUES ($1)"
-                                 " ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
-                                 " RETURNING position",
-                                 1, NULL, params, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn,
+                     "INSERT INTO relay_checkpoints (name) VALUES ($1)"
+                     " ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+                     " RETURNING position, coalesce(system_identifier, -1), late_events",
+                     1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         *missing_table = relay_db_is_missing_object(res);
         if (*missing_table)
             snprintf(err, errlen,
-                     "table relay_checkpoints does not exist: run `outbox-relay migrate` first");
+                     "the relay's tables are missing or out of date: run `outbox-relay migrate`");
         else
             relay_db_error(conn, res, "reading the checkpoint", err, errlen);
         PQclear(res);
         return -1;
     }
-    *position = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    out->position = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    out->system_identifier = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    out->late_events = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    PQclear(res);
+
+    relay_gaps_free(gaps);
+    res = PQexecParams(conn,
+                       "SELECT low_id, high_id, first_seen_ms, coalesce(snapshot_xmax, -1)"
+                       " FROM relay_gaps WHERE relay_name = $1 ORDER BY low_id",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        relay_db_error(conn, res, "reading the watched gaps", err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        relay_gap gap = {
+            strtoll(PQgetvalue(res, i, 0), NULL, 10), strtoll(PQgetvalue(res, i, 1), NULL, 10),
+            strtoll(PQgetvalue(res, i, 2), NULL, 10), strtoll(PQgetvalue(res, i, 3), NULL, 10)};
+        if (relay_gaps_append(gaps, gap) != 0) {
+            snprintf(err, errlen, "out of memory loading %d watched gaps", PQntuples(res));
+            PQclear(res);
+            relay_gaps_free(gaps);
+            return -1;
+        }
+    }
+    gaps->dirty = false;
     PQclear(res);
     return 0;
+}
+
+/* Runs a statement with text parameters that returns no rows. Returns 0, or -1 with err. */
+static int exec_params(PGconn *conn, const char *what, const char *sql, int n,
+                       const char *const *params, char *err, size_t errlen)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        relay_db_error(conn, res, what, err, errlen);
+    PQclear(res);
+    return ok ? 0 : -1;
 }
 
 int relay_checkpoint_store(PGconn *conn, const char *name, int64_t position, char *err,
                            size_t errlen)
 {
-    char position_text[24];
-    snprintf(position_text, sizeof position_text, "%" PRId64, position);
-    const char *params[2] = {name, position_text};
+    relay_checkpoint_update update = {.position = position};
+    return relay_checkpoint_commit(conn, name, &update, err, errlen);
+}
+
+static int store_position(PGconn *conn, const char *name, const relay_checkpoint_update *u,
+                          char *err, size_t errlen)
+{
+    char position_text[24], late_text[24];
+    snprintf(position_text, sizeof position_text, "%" PRId64, u->position);
+    snprintf(late_text, sizeof late_text, "%" PRId64, u->late_events);
+    const char *params[3] = {name, position_text, late_text};
     PGresult *res = PQexecParams(conn,
                                  "UPDATE relay_checkpoints"
-                                 "   SET position = $2, updated_at = clock_timestamp()"
+                                 "   SET position = $2, updated_at = clock_timestamp(),"
+                                 "       late_events = late_events + $3"
                                  " WHERE name = $1",
-                                 2, NULL, params, NULL, NULL, 0);
+                                 3, NULL, params, NULL, NULL, 0);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         relay_db_error(conn, res, "storing the checkpoint", err, errlen);
@@ -83,33 +131,120 @@ int relay_checkpoint_store(PGconn *conn, const char *name, int64_t position, cha
     return ok ? 0 : -1;
 }
 
-int relay_checkpoint_store_dead_letters(PGconn *conn, const char *name, int64_t position,
-                                        const relay_sink_rejection *rejected, size_t n_rejected,
-                                        char *err, size_t errlen)
+static int store_dead_letters(PGconn *conn, const char *name, const relay_checkpoint_update *u,
+                              char *err, size_t errlen)
 {
-    if (relay_db_exec(conn, "recording dead letters", "BEGIN", err, errlen) != 0)
-        return -1;
-    for (size_t i = 0; i < n_rejected; i++) {
+    for (size_t i = 0; i < u->n_dead_letters; i++) {
         char id_text[24];
-        snprintf(id_text, sizeof id_text, "%" PRId64, rejected[i].event_id);
-        const char *params[3] = {name, id_text, rejected[i].reason};
-        PGresult *res = PQexecParams(conn,
-                                     "INSERT INTO relay_dead_letters (relay_name, event_id, reason)"
-                                     " VALUES ($1, $2, $3)",
-                                     3, NULL, params, NULL, NULL, 0);
-        int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-        if (!ok)
-            relay_db_error(conn, res, "recording a dead letter", err, errlen);
-        PQclear(res);
-        if (!ok)
-            goto rollback;
+        snprintf(id_text, sizeof id_text, "%" PRId64, u->dead_letters[i].event_id);
+        const char *params[3] = {name, id_text, u->dead_letters[i].reason};
+        if (exec_params(conn, "recording a dead letter",
+                        "INSERT INTO relay_dead_letters (relay_name, event_id, reason)"
+                        " VALUES ($1, $2, $3)",
+                        3, params, err, errlen) != 0)
+            return -1;
     }
-    if (relay_checkpoint_store(conn, name, position, err, errlen) != 0 ||
-        relay_db_exec(conn, "recording dead letters", "COMMIT", err, errlen) != 0)
-        goto rollback;
     return 0;
+}
 
-rollback:;
+/* Replaces the stored gaps by the watched ones: four parallel arrays, unnested server-side. */
+static int store_gaps(PGconn *conn, const char *name, const relay_gaps *gaps, char *err,
+                      size_t errlen)
+{
+    const char *params[5] = {name};
+    if (exec_params(conn, "storing the watched gaps",
+                    "DELETE FROM relay_gaps WHERE relay_name = $1", 1, params, err, errlen) != 0)
+        return -1;
+    if (gaps->count == 0)
+        return 0;
+
+    char *arrays[4] = {NULL};
+    size_t lens[4];
+    FILE *f[4];
+    int ok = 1;
+    for (int a = 0; a < 4; a++)
+        ok = (f[a] = open_memstream(&arrays[a], &lens[a])) != NULL && ok;
+    for (size_t i = 0; ok && i < gaps->count; i++) {
+        const relay_gap *g = &gaps->items[i];
+        const char *sep = i ? "," : "{";
+        fprintf(f[0], "%s%" PRId64, sep, g->low);
+        fprintf(f[1], "%s%" PRId64, sep, g->high);
+        fprintf(f[2], "%s%" PRId64, sep, g->first_seen_ms);
+        if (g->snapshot_xmax < 0)
+            fprintf(f[3], "%sNULL", sep);
+        else
+            fprintf(f[3], "%s%" PRId64, sep, g->snapshot_xmax);
+    }
+    for (int a = 0; a < 4; a++) {
+        if (f[a]) {
+            fputc('}', f[a]);
+            ok = !ferror(f[a]) && ok;
+            fclose(f[a]);
+        }
+    }
+    if (!ok)
+        snprintf(err, errlen, "out of memory storing the watched gaps");
+    else {
+        params[1] = arrays[0], params[2] = arrays[1], params[3] = arrays[2], params[4] = arrays[3];
+        ok = exec_params(conn, "storing the watched gaps",
+                         "INSERT INTO relay_gaps"
+                         " (relay_name, low_id, high_id, first_seen_ms, snapshot_xmax)"
+                         " SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[],"
+                         " $5::bigint[])",
+                         5, params, err, errlen) == 0;
+    }
+    for (int a = 0; a < 4; a++)
+        free(arrays[a]);
+    return ok ? 0 : -1;
+}
+
+int relay_checkpoint_commit(PGconn *conn, const char *name, const relay_checkpoint_update *u,
+                            char *err, size_t errlen)
+{
+    /* The common case is one statement, its own transaction. */
+    if (u->n_dead_letters == 0 && u->gaps == NULL)
+        return store_position(conn, name, u, err, errlen);
+
+    if (relay_db_exec(conn, "storing the checkpoint", "BEGIN", err, errlen) != 0)
+        return -1;
+    if (store_dead_letters(conn, name, u, err, errlen) == 0 &&
+        (u->gaps == NULL || store_gaps(conn, name, u->gaps, err, errlen) == 0) &&
+        store_position(conn, name, u, err, errlen) == 0 &&
+        relay_db_exec(conn, "storing the checkpoint", "COMMIT", err, errlen) == 0)
+        return 0;
+    char ignored[256];
+    relay_db_exec(conn, "rollback", "ROLLBACK", ignored, sizeof ignored);
+    return -1;
+}
+
+int relay_checkpoint_set_system(PGconn *conn, const char *name, int64_t system_identifier,
+                                char *err, size_t errlen)
+{
+    char sysid_text[24];
+    snprintf(sysid_text, sizeof sysid_text, "%" PRId64, system_identifier);
+    const char *params[2] = {name, sysid_text};
+    return exec_params(conn, "recording the system identifier",
+                       "UPDATE relay_checkpoints SET system_identifier = $2 WHERE name = $1", 2,
+                       params, err, errlen);
+}
+
+int relay_checkpoint_reset(PGconn *conn, const char *name, int64_t position,
+                           int64_t system_identifier, char *err, size_t errlen)
+{
+    char position_text[24], sysid_text[24];
+    snprintf(position_text, sizeof position_text, "%" PRId64, position);
+    snprintf(sysid_text, sizeof sysid_text, "%" PRId64, system_identifier);
+    const char *params[3] = {name, position_text, system_identifier < 0 ? NULL : sysid_text};
+    if (relay_db_exec(conn, "resetting the checkpoint", "BEGIN", err, errlen) == 0 &&
+        exec_params(conn, "resetting the checkpoint",
+                    "INSERT INTO relay_checkpoints (name, position, system_identifier)"
+                    " VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE"
+                    " SET position = $2, system_identifier = $3, updated_at = clock_timestamp()",
+                    3, params, err, errlen) == 0 &&
+        exec_params(conn, "resetting the checkpoint",
+                    "DELETE FROM relay_gaps WHERE relay_name = $1", 1, params, err, errlen) == 0 &&
+        relay_db_exec(conn, "resetting the checkpoint", "COMMIT", err, errlen) == 0)
+        return 0;
     char ignored[256];
     relay_db_exec(conn, "rollback", "ROLLBACK", ignored, sizeof ignored);
     return -1;

@@ -10,6 +10,7 @@
 
 #include <libpq-fe.h>
 
+#include "gaps.h"
 #include "plugin.h"
 
 /*
@@ -21,29 +22,50 @@
 int relay_checkpoint_try_lock(PGconn *conn, const char *name, int *acquired, char *err,
                               size_t errlen);
 
-/*
- * Reads the position for name, creating the row at 0 when there is none. Returns 0, or -1 with
- * err; *missing_table is set when relay_checkpoints does not exist (not migrated yet).
- */
-int relay_checkpoint_load(PGconn *conn, const char *name, int64_t *position, int *missing_table,
-                          char *err, size_t errlen);
+typedef struct relay_checkpoint {
+    int64_t position;
+    int64_t system_identifier; /* of the database it was written in; -1: not recorded yet */
+    int64_t late_events;       /* events delivered late so far (they filled watched gaps) */
+} relay_checkpoint;
 
 /*
- * Moves the position for name to position. Returns 0, or -1 with err. The session's
- * synchronous_commit is off (see relay_checkpoint_session_setup), so this does not wait for the WAL
- * flush: a checkpoint lost in a server crash only means the last batches are delivered again.
+ * Reads the checkpoint for name, creating it at 0 when there is none, and the watched gaps into
+ * gaps (replacing its contents). Returns 0, or -1 with err; *missing_table is set when the relay's
+ * tables do not exist or lack columns (not migrated).
  */
+int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out, relay_gaps *gaps,
+                          int *missing_table, char *err, size_t errlen);
+
+/* What moves together when a batch is acknowledged. */
+typedef struct relay_checkpoint_update {
+    int64_t position;
+    const relay_sink_rejection *dead_letters; /* recorded in relay_dead_letters */
+    size_t n_dead_letters;
+    const relay_gaps *gaps; /* non-NULL: replaces the stored gaps */
+    int64_t late_events;    /* added to the count */
+} relay_checkpoint_update;
+
+/*
+ * Stores an update in one transaction: an event is either recorded as a dead letter, watched as a
+ * gap, or still ahead of the position, never none of these. The session's synchronous_commit is
+ * off (see relay_checkpoint_session_setup): a checkpoint lost in a server crash only means the last
+ * batches are delivered again. Returns 0, or -1 with err (then nothing changed).
+ */
+int relay_checkpoint_commit(PGconn *conn, const char *name, const relay_checkpoint_update *update,
+                            char *err, size_t errlen);
+
+/* relay_checkpoint_commit of a position alone. */
 int relay_checkpoint_store(PGconn *conn, const char *name, int64_t position, char *err,
                            size_t errlen);
 
-/*
- * Records events the sink refused for good in relay_dead_letters and moves the position, in one
- * transaction: an event is either recorded or still ahead of the position. Returns 0, or -1 with
- * err (then neither happened).
- */
-int relay_checkpoint_store_dead_letters(PGconn *conn, const char *name, int64_t position,
-                                        const relay_sink_rejection *rejected, size_t n_rejected,
-                                        char *err, size_t errlen);
+/* Records which database the position belongs to. Returns 0, or -1 with err. */
+int relay_checkpoint_set_system(PGconn *conn, const char *name, int64_t system_identifier,
+                                char *err, size_t errlen);
+
+/* Moves the position deliberately (`outbox-relay reset`): sets it and the system identifier (-1:
+ * unknown), forgets the gaps. Returns 0, or -1 with err. */
+int relay_checkpoint_reset(PGconn *conn, const char *name, int64_t position,
+                           int64_t system_identifier, char *err, size_t errlen);
 
 /* Session settings for the relay's connection. Returns 0, or -1 with err. */
 int relay_checkpoint_session_setup(PGconn *conn, char *err, size_t errlen);

@@ -1,6 +1,9 @@
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +18,7 @@
 #include "migrate.h"
 #include "relay.h"
 #include "relay_build.h"
+#include "reset.h"
 #include "status.h"
 
 static const char usage_text[] =
@@ -26,11 +30,15 @@ static const char usage_text[] =
     "  run       relay events in the foreground until SIGTERM/SIGINT\n"
     "  migrate   apply the schema migrations not applied yet\n"
     "  check     validate the config, the database, the table and the sink, then exit\n"
-    "  status    print the position, the table's max id and the lag\n"
+    "  status    print the position, the table's max id, the lag and the watched gaps\n"
+    "  reset     move the position deliberately (after a restore or a truncate):\n"
+    "            --to ID, or --latest (the table's max id); the relay must be stopped\n"
     "\n"
     "options:\n"
     "  -c, --config FILE        the YAML configuration (see relay.yaml.example)\n"
     "      --json               status: print one JSON object\n"
+    "      --to ID              reset: the new position\n"
+    "      --latest             reset: the table's max id as the new position\n"
     "      --log-level LEVEL    debug, info, warn or error (overrides log.level)\n"
     "      --log-format FORMAT  text or json (overrides log.format)\n"
     "  -h, --help               this text\n"
@@ -43,6 +51,8 @@ static const char usage_text[] =
     "  3  configuration error\n"
     "  4  database error: cannot connect, or a table or column is missing\n"
     "  5  sink plugin error: not found, wrong ABI, or init failed\n"
+    "  6  run: the checkpoint belongs to another database, or is above the table's ids\n"
+    "     (restored or truncated); see `reset`\n"
     "  128+N  run: a second signal N while stopping\n";
 
 typedef struct cli_options {
@@ -51,17 +61,21 @@ typedef struct cli_options {
     const char *log_level;
     const char *log_format;
     bool json;
+    const char *reset_to;
+    bool reset_latest;
 } cli_options;
 
 /* Returns -1 to exit with RELAY_EXIT_OK (help, version), 0 to go on, or a usage error code. */
 static int parse_options(int argc, char **argv, cli_options *opts)
 {
-    enum { OPT_JSON = 256, OPT_LOG_LEVEL, OPT_LOG_FORMAT };
+    enum { OPT_JSON = 256, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_TO, OPT_LATEST };
     static const struct option long_options[] = {
         {"config", required_argument, NULL, 'c'},
         {"json", no_argument, NULL, OPT_JSON},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"to", required_argument, NULL, OPT_TO},
+        {"latest", no_argument, NULL, OPT_LATEST},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -80,6 +94,12 @@ static int parse_options(int argc, char **argv, cli_options *opts)
             break;
         case OPT_LOG_FORMAT:
             opts->log_format = optarg;
+            break;
+        case OPT_TO:
+            opts->reset_to = optarg;
+            break;
+        case OPT_LATEST:
+            opts->reset_latest = true;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -164,6 +184,27 @@ static int command_status(const relay_config *config, const relay_logger *log, b
     return RELAY_EXIT_OK;
 }
 
+/* reset takes exactly one of --to ID and --latest. Returns 0, or -1 after a message. */
+static int parse_reset(const cli_options *opts, int64_t *position)
+{
+    if ((opts->reset_to != NULL) == opts->reset_latest) {
+        fprintf(stderr, "outbox-relay reset: give either --to ID or --latest\n");
+        return -1;
+    }
+    if (opts->reset_latest)
+        return 0;
+    char *end;
+    errno = 0;
+    long long value = strtoll(opts->reset_to, &end, 10);
+    if (errno != 0 || end == opts->reset_to || *end != '\0' || value < 0) {
+        fprintf(stderr, "outbox-relay reset: --to: expected an id (0 or more), not '%s'\n",
+                opts->reset_to);
+        return -1;
+    }
+    *position = value;
+    return 0;
+}
+
 int relay_cli_main(int argc, char **argv)
 {
     cli_options opts = {0};
@@ -171,7 +212,7 @@ int relay_cli_main(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? RELAY_EXIT_OK : rc;
 
-    static const char *const commands[] = {"run", "migrate", "check", "status"};
+    static const char *const commands[] = {"run", "migrate", "check", "status", "reset"};
     bool known = false;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         known = known || strcmp(opts.command, commands[i]) == 0;
@@ -180,6 +221,10 @@ int relay_cli_main(int argc, char **argv)
                 opts.command);
         return RELAY_EXIT_USAGE;
     }
+
+    int64_t reset_position = 0;
+    if (strcmp(opts.command, "reset") == 0 && parse_reset(&opts, &reset_position) != 0)
+        return RELAY_EXIT_USAGE;
 
     relay_logger log = relay_logger_default();
     relay_config config;
@@ -196,6 +241,8 @@ int relay_cli_main(int argc, char **argv)
             rc = command_migrate(&config, &log);
         else if (strcmp(opts.command, "check") == 0)
             rc = relay_check(&config, &log, stdout);
+        else if (strcmp(opts.command, "reset") == 0)
+            rc = relay_reset(&config, &log, reset_position, opts.reset_latest, stdout);
         else
             rc = command_status(&config, &log, opts.json);
     }

@@ -70,6 +70,7 @@ static const struct {
     {AT(columns.metadata), "metadata"},
     {AT(sink_plugin), NULL},
     {AT(plugin_dir), NULL},
+    {AT(notify_channel), "outbox_relay"},
 };
 
 static char **string_member(relay_config *c, size_t i)
@@ -338,6 +339,33 @@ static int parse_int(parse_ctx *ctx, const field *f, yaml_node_t *node, void *de
     return 0;
 }
 
+static int parse_bool(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    (void)f;
+    const char *text = is_plain(node) ? scalar_text(node) : "";
+    if (strcmp(text, "true") == 0)
+        *(bool *)dest = true;
+    else if (strcmp(text, "false") == 0)
+        *(bool *)dest = false;
+    else
+        return fail(ctx, node->start_mark, "expected true or false");
+    return 0;
+}
+
+static int parse_mode(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    const char *text = NULL;
+    if (string_value(ctx, f, node, &text) < 0)
+        return -1;
+    if (strcmp(text, "margin") == 0)
+        *(relay_source_mode *)dest = RELAY_MODE_MARGIN;
+    else if (strcmp(text, "settled") == 0)
+        *(relay_source_mode *)dest = RELAY_MODE_SETTLED;
+    else
+        return fail(ctx, node->start_mark, "unknown mode \"%s\": expected margin or settled", text);
+    return 0;
+}
+
 static int parse_duration(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
 {
     char why[128], limit[32];
@@ -583,6 +611,12 @@ static const field source_fields[] = {
     {"safety_margin", parse_duration, AT(safety_margin_ms), 0, NULL, 0, INT64_MAX},
     {"batch_size", parse_int, AT(batch_size), 0, NULL, 1, 100000},
     {"poll_interval", parse_duration, AT(poll_interval_ms), 0, NULL, 1, INT64_MAX},
+    {"mode", parse_mode, AT(mode), 0, NULL, 0, 0},
+    {"gap_watch", parse_bool, AT(gap_watch), 0, NULL, 0, 0},
+    {"gap_floor", parse_duration, AT(gap_floor_ms), 0, NULL, 0, MS_PER_HOUR},
+    {"gap_max_age", parse_duration, AT(gap_max_age_ms), 0, NULL, 1, 24 * MS_PER_HOUR},
+    {"max_gaps", parse_int, AT(max_gaps), 0, NULL, 1, 1000000},
+    {"notify_channel", parse_string, AT(notify_channel), F_NULLABLE, NULL, 0, 0},
     {NULL, NULL, 0, 0, NULL, 0, 0},
 };
 
@@ -627,6 +661,10 @@ static int set_defaults(relay_config *c)
     c->safety_margin_ms = MS_PER_SECOND;
     c->batch_size = 1000;
     c->poll_interval_ms = 200;
+    c->gap_watch = true;
+    c->gap_floor_ms = MS_PER_SECOND;
+    c->gap_max_age_ms = 10 * MS_PER_MINUTE;
+    c->max_gaps = 10000;
     c->sink_flush_timeout_ms = 30 * MS_PER_SECOND;
     c->retry_initial_ms = 100;
     c->retry_max_ms = 30 * MS_PER_SECOND;

@@ -6,6 +6,7 @@
 #ifndef RELAY_CONFIG_H
 #define RELAY_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,12 @@ typedef enum relay_on_reject {
     RELAY_ON_REJECT_DEAD_LETTER = 1, /* record it in relay_dead_letters and go on */
 } relay_on_reject;
 
+/* How the reader decides that a row can be delivered. */
+typedef enum relay_source_mode {
+    RELAY_MODE_MARGIN = 0,  /* rows older than safety_margin, in id order (the seed's design) */
+    RELAY_MODE_SETTLED = 1, /* no margin: the contiguous run of ids, holding at the first gap */
+} relay_source_mode;
+
 typedef struct relay_config {
     char *path; /* the file it was read from, for messages */
     char *name; /* checkpoint key: one position per name */
@@ -45,6 +52,12 @@ typedef struct relay_config {
     int64_t safety_margin_ms;
     int64_t poll_interval_ms;
     int batch_size;
+    relay_source_mode mode;
+    bool gap_watch;       /* remember ids missing below the position; deliver them if they appear */
+    int64_t gap_floor_ms; /* settled mode: a gap is never proven dead younger than this */
+    int64_t gap_max_age_ms; /* without snapshots (not PostgreSQL): forget a gap after this */
+    int max_gaps;           /* the watch holds at most this many gaps (ranges of ids) */
+    char *notify_channel;   /* LISTENed for wake-ups; NULL: poll only */
 
     char *sink_plugin; /* a name looked up in plugin_dir, or a path containing '/' */
     relay_config_option *sink_options;

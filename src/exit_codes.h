@@ -7,8 +7,10 @@ enum relay_exit_code {
     RELAY_EXIT_RUNTIME = 1, /* the sink failed for good; the position is before the failed batch */
     RELAY_EXIT_USAGE = 2,
     RELAY_EXIT_CONFIG = 3,
-    RELAY_EXIT_DATABASE = 4, /* cannot connect, or the table, a column or the schema is missing */
-    RELAY_EXIT_SINK = 5,     /* the plugin cannot be loaded, speaks another ABI, or fails init */
+    RELAY_EXIT_DATABASE = 4,   /* cannot connect, or the table, a column or the schema is missing */
+    RELAY_EXIT_SINK = 5,       /* the plugin cannot be loaded, speaks another ABI, or fails init */
+    RELAY_EXIT_CHECKPOINT = 6, /* the position belongs to another database or an older table:
+                                  restored or truncated; `outbox-relay reset` decides */
 };
 
 #endif

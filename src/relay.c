@@ -12,42 +12,12 @@
 #include "notify.h"
 #include "plugin.h"
 #include "signals.h"
+#include "relay_state.h"
+#include "restore.h"
+#include "snapshot.h"
 #include "source.h"
 
-typedef struct relay_state {
-    const relay_config *config;
-    const relay_logger *log;
-    relay_sink sink;
-    relay_backoff backoff;
-
-    /* Two batches: the database reads the next (prefetch) while the sink works on the current. */
-    relay_batch batches[2];
-    relay_batch *current;
-    relay_batch *next;
-    bool current_ready; /* current holds a fetched batch not yet delivered */
-    bool prefetching;   /* a fetch into next was sent; its result is not collected yet */
-    bool next_ready;    /* next holds the collected prefetch */
-
-    PGconn *conn;     /* NULL while the database is unreachable */
-    int64_t position; /* the committed position: every id up to it was acknowledged */
-    uint64_t delivered;
-
-    /* Failures are logged when the state changes, not at every retry. */
-    bool db_failing;
-    bool sink_failing;
-    bool standing_by;
-    int attempts;
-
-    int exit_code; /* set by the step that returns STEP_FATAL */
-
-    int64_t watchdog_ms; /* systemd's WatchdogSec in ms, 0 when off */
-    int64_t last_watchdog;
-    int64_t last_status;
-} relay_state;
-
-typedef enum step { STEP_OK, STEP_RETRY, STEP_STOP, STEP_FATAL } step;
-
-static int64_t now_ms(void)
+int64_t relay_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -56,31 +26,53 @@ static int64_t now_ms(void)
 
 static void keep_watchdog_fed(relay_state *s)
 {
-    if (s->watchdog_ms > 0 && now_ms() - s->last_watchdog >= s->watchdog_ms / 2) {
+    if (s->watchdog_ms > 0 && relay_now_ms() - s->last_watchdog >= s->watchdog_ms / 2) {
         relay_notify_watchdog();
-        s->last_watchdog = now_ms();
+        s->last_watchdog = relay_now_ms();
     }
 }
 
-/* Waits ms, or less when a stop is requested (then returns true), feeding the watchdog. */
-static bool pause_for(relay_state *s, int64_t ms)
+/* Takes the NOTIFYs libpq holds, reading the socket first when asked; returns whether there were
+ * any. A broken connection shows at the next query, which fails and reconnects. */
+static bool take_notifications(relay_state *s, bool read_socket)
 {
-    int64_t deadline = now_ms() + ms;
+    if (read_socket && !PQconsumeInput(s->conn))
+        return true;
+    bool any = false;
+    for (PGnotify *n; (n = PQnotifies(s->conn)) != NULL;) {
+        PQfreemem(n);
+        any = true;
+    }
+    s->woken = s->woken || any;
+    return any;
+}
+
+bool relay_pause(relay_state *s, int64_t ms, bool wake_on_notify)
+{
+    int64_t deadline = relay_now_ms() + ms;
+    int fd = s->conn && s->listening ? PQsocket(s->conn) : -1;
+    /* A NOTIFY that arrived with the last query's results is already queued in libpq. */
+    if (fd >= 0 && take_notifications(s, false) && wake_on_notify)
+        return relay_stop_requested();
     for (;;) {
         keep_watchdog_fed(s);
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - relay_now_ms();
         if (left <= 0)
             return relay_stop_requested();
         if (s->watchdog_ms > 0 && left > s->watchdog_ms / 2)
             left = s->watchdog_ms / 2;
-        if (relay_wait(-1, left))
+        relay_wait_result r = relay_wait(fd, left);
+        if (r == RELAY_WAIT_STOP)
             return true;
+        /* Taken even when they may not end the wait: an unread socket stays readable. */
+        if (r == RELAY_WAIT_READABLE && take_notifications(s, true) && wake_on_notify)
+            return false;
     }
 }
 
-static void report_status(relay_state *s)
+void relay_report_status(relay_state *s)
 {
-    int64_t now = now_ms();
+    int64_t now = relay_now_ms();
     if (now - s->last_status < 1000)
         return;
     s->last_status = now;
@@ -95,22 +87,11 @@ static void drop_connection(relay_state *s)
     relay_batch_clear(s->current);
     relay_batch_clear(s->next);
     s->current_ready = s->prefetching = s->next_ready = false;
-}
-
-/* Receives the prefetched batch, if one was sent. Returns 0, or -1 with err. */
-static int collect_prefetch(relay_state *s, char *err, size_t errlen)
-{
-    if (!s->prefetching)
-        return 0;
-    s->prefetching = false;
-    if (relay_source_receive_fetch(s->conn, s->next, err, errlen) != 0)
-        return -1;
-    s->next_ready = true;
-    return 0;
+    s->listening = false;
 }
 
 /* A database step failed: log it if this starts an outage, drop the connection, back off. */
-static step database_failed(relay_state *s, const char *err)
+step relay_database_failed(relay_state *s, const char *err)
 {
     s->attempts++;
     if (!s->db_failing) {
@@ -122,212 +103,136 @@ static step database_failed(relay_state *s, const char *err)
         relay_debug(s->log, "database still unavailable (attempt %d): %s", s->attempts, err);
     }
     drop_connection(s);
-    return pause_for(s, relay_backoff_next(&s->backoff)) ? STEP_STOP : STEP_RETRY;
+    return relay_pause(s, relay_backoff_next(&s->backoff), false) ? STEP_STOP : STEP_RETRY;
+}
+
+/* A fatal step: logs err and sets the exit code. */
+static step fatal(relay_state *s, int exit_code, const char *err)
+{
+    relay_error(s->log, "%s", err);
+    s->exit_code = exit_code;
+    return STEP_FATAL;
 }
 
 /*
- * Connects, checks the table, takes the name's lock and reads the position. A table or column that
- * does not exist is fatal: no amount of retrying fixes a configuration.
+ * Checks that the position belongs to this database and this table's ids: after a restore, a
+ * failover to another cluster or a truncate with RESTART IDENTITY, new events would reuse ids at
+ * or below the position and be skipped for good.
+ */
+static step check_restore(relay_state *s, const relay_source_info *info, const relay_checkpoint *cp)
+{
+    char err[2048];
+    int64_t sysid = -1, high = 0;
+    if (relay_restore_system_identifier(s->conn, &sysid, err, sizeof err) != 0 ||
+        relay_restore_high_water(s->conn, s->config, info, &high, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+
+    if (sysid >= 0 && cp->system_identifier >= 0 && sysid != cp->system_identifier) {
+        snprintf(err, sizeof err,
+                 "the checkpoint '%s' was written in another database (system identifier %" PRId64
+                 ", this one is %" PRId64 "): restored from a backup, or a new cluster. Check "
+                 "where the events stand, then run `outbox-relay reset -c %.200s --to ID` (or "
+                 "--latest)",
+                 s->config->name, cp->system_identifier, sysid, s->config->path);
+        return fatal(s, RELAY_EXIT_CHECKPOINT, err);
+    }
+    if (cp->position > high) {
+        snprintf(err, sizeof err,
+                 "the position of '%s' (%" PRId64 ") is above the highest id %.200s ever handed "
+                 "out (%" PRId64 "): the table was truncated or restored. Check where the events "
+                 "stand, then run `outbox-relay reset -c %.200s --to ID` (or --latest)",
+                 s->config->name, cp->position, info->quoted_table, high, s->config->path);
+        return fatal(s, RELAY_EXIT_CHECKPOINT, err);
+    }
+    if (sysid >= 0 && cp->system_identifier < 0 &&
+        relay_checkpoint_set_system(s->conn, s->config->name, sysid, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    return STEP_OK;
+}
+
+/* Takes the name's lock, or stands by while another relay of that name runs. */
+static step take_lock(relay_state *s)
+{
+    char err[1024];
+    int locked = 0;
+    if (relay_checkpoint_try_lock(s->conn, s->config->name, &locked, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    if (locked)
+        return STEP_OK;
+    if (!s->standing_by)
+        relay_warn(s->log, "another relay named '%s' is running; standing by until it stops",
+                   s->config->name);
+    relay_notify_status("standing by: another relay named '%s' is running", s->config->name);
+    s->standing_by = true;
+    drop_connection(s);
+    return relay_pause(s, s->config->poll_interval_ms * 5, false) ? STEP_STOP : STEP_RETRY;
+}
+
+static step listen_for_wakeups(relay_state *s)
+{
+    s->listening = false;
+    if (!s->config->notify_channel)
+        return STEP_OK;
+    char err[1024], channel[600], sql[700];
+    if (relay_db_quote_ident(s->conn, s->config->notify_channel, channel, sizeof channel, err,
+                             sizeof err) != 0)
+        return relay_database_failed(s, err);
+    snprintf(sql, sizeof sql, "LISTEN %s", channel);
+    if (relay_db_exec(s->conn, "listening for wake-ups", sql, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    s->listening = true;
+    return STEP_OK;
+}
+
+/*
+ * Connects, checks the table, takes the name's lock, reads the position and the watched gaps, and
+ * checks that they belong to this database. A missing table or column, or a checkpoint from another
+ * database, is fatal: no amount of retrying fixes those.
  */
 static step connect_database(relay_state *s)
 {
     char err[1024];
     s->conn = relay_db_connect(s->config, err, sizeof err);
     if (!s->conn)
-        return database_failed(s, err);
+        return relay_database_failed(s, err);
 
     relay_source_info info;
     int missing = 0;
-    if (relay_source_inspect(s->conn, s->config, &info, &missing, err, sizeof err) != 0) {
-        if (!missing)
-            return database_failed(s, err);
-        relay_error(s->log, "%s", err);
-        s->exit_code = RELAY_EXIT_DATABASE;
-        return STEP_FATAL;
-    }
+    if (relay_source_inspect(s->conn, s->config, &info, &missing, err, sizeof err) != 0)
+        return missing ? fatal(s, RELAY_EXIT_DATABASE, err) : relay_database_failed(s, err);
     if (relay_checkpoint_session_setup(s->conn, err, sizeof err) != 0 ||
-        relay_source_prepare(s->conn, s->config, &info, err, sizeof err) != 0)
-        return database_failed(s, err);
+        relay_source_prepare(s->conn, s->config, &info, err, sizeof err) != 0 ||
+        relay_snapshot_supported(s->conn, &s->has_snapshots, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
 
-    int locked = 0;
-    if (relay_checkpoint_try_lock(s->conn, s->config->name, &locked, err, sizeof err) != 0)
-        return database_failed(s, err);
-    if (!locked) {
-        if (!s->standing_by)
-            relay_warn(s->log, "another relay named '%s' is running; standing by until it stops",
-                       s->config->name);
-        relay_notify_status("standing by: another relay named '%s' is running", s->config->name);
-        s->standing_by = true;
-        drop_connection(s);
-        return pause_for(s, s->config->poll_interval_ms * 5) ? STEP_STOP : STEP_RETRY;
-    }
+    step st = take_lock(s);
+    if (st != STEP_OK)
+        return st;
 
-    int missing_table = 0;
-    if (relay_checkpoint_load(s->conn, s->config->name, &s->position, &missing_table, err,
-                              sizeof err) != 0) {
-        if (!missing_table)
-            return database_failed(s, err);
-        relay_error(s->log, "%s", err);
-        s->exit_code = RELAY_EXIT_DATABASE;
-        return STEP_FATAL;
-    }
+    relay_checkpoint cp;
+    if (relay_checkpoint_load(s->conn, s->config->name, &cp, &s->gaps, &missing, err, sizeof err) !=
+        0)
+        return missing ? fatal(s, RELAY_EXIT_DATABASE, err) : relay_database_failed(s, err);
+    if ((st = check_restore(s, &info, &cp)) != STEP_OK || (st = listen_for_wakeups(s)) != STEP_OK)
+        return st;
+    s->position = cp.position;
+    s->ahead.count = 0;
+    s->next_gap_check = 0;
 
     if (s->db_failing)
         relay_info(s->log, "database available again after %d failed attempt%s", s->attempts,
                    s->attempts == 1 ? "" : "s");
-    relay_info(s->log, "reading %s from position %" PRId64 " (margin %" PRId64 "ms, batch %d)",
-               info.quoted_table, s->position, s->config->safety_margin_ms, s->config->batch_size);
+    relay_info(s->log,
+               "reading %s from position %" PRId64 " (%s mode, margin %" PRId64
+               "ms, batch %d, %zu gaps watched%s)",
+               info.quoted_table, s->position,
+               s->config->mode == RELAY_MODE_SETTLED ? "settled" : "margin",
+               relay_source_margin_ms(s->config), s->config->batch_size, s->gaps.count,
+               s->listening ? ", woken by NOTIFY" : "");
     s->db_failing = false;
     s->standing_by = false;
     s->attempts = 0;
     relay_backoff_reset(&s->backoff);
-    return STEP_OK;
-}
-
-/*
- * Hands the batch to the sink until it is acknowledged. A failing sink is retried with backoff;
- * the batch stays in hand, so the position cannot move past it.
- */
-static step deliver_batch(relay_state *s)
-{
-    const relay_sink_batch batch = {.events = s->current->events, .count = s->current->count};
-    int timeout_ms = (int)s->config->sink_flush_timeout_ms;
-    for (int attempt = 1;; attempt++) {
-        char err[1024] = "";
-        relay_sink_status st = relay_sink_deliver(&s->sink, &batch, err, sizeof err);
-        if (st == RELAY_SINK_OK)
-            st = relay_sink_flush(&s->sink, timeout_ms, err, sizeof err);
-        if (st == RELAY_SINK_OK && s->sink.rejections_lost) {
-            snprintf(err, sizeof err, "out of memory recording an event the sink refused");
-            st = RELAY_SINK_RETRY;
-        }
-
-        if (st == RELAY_SINK_OK) {
-            if (s->sink_failing)
-                relay_info(s->log, "sink recovered after %d attempts", attempt);
-            s->sink_failing = false;
-            relay_backoff_reset(&s->backoff);
-            return STEP_OK;
-        }
-        if (st == RELAY_SINK_FATAL) {
-            relay_error(s->log,
-                        "sink failed for good on events %" PRId64 "..%" PRId64
-                        ": %s; position stays at %" PRId64,
-                        batch.events[0].id, batch.events[batch.count - 1].id, err, s->position);
-            s->exit_code = RELAY_EXIT_RUNTIME;
-            return STEP_FATAL;
-        }
-        /* The sink may stay down for long: take the prefetched rows off the server now rather
-         * than keep its statement (and snapshot) open meanwhile. */
-        if (collect_prefetch(s, err, sizeof err) != 0)
-            return database_failed(s, err);
-        if (!s->sink_failing) {
-            relay_warn(s->log,
-                       "sink failed on events %" PRId64 "..%" PRId64
-                       ": %s; retrying with backoff, position stays at %" PRId64,
-                       batch.events[0].id, batch.events[batch.count - 1].id, err, s->position);
-            relay_notify_status("sink failing, retrying: %s", err);
-            s->sink_failing = true;
-        } else {
-            relay_debug(s->log, "sink still failing (attempt %d): %s", attempt, err);
-        }
-        if (pause_for(s, relay_backoff_next(&s->backoff)))
-            return STEP_STOP;
-    }
-}
-
-/*
- * The sink acknowledged the batch except for events its destination refuses for good. Stop with
- * the position just before the first of them, or record them and commit the batch, as configured.
- */
-static step handle_rejections(relay_state *s, int64_t last)
-{
-    char err[1024];
-    const relay_sink_rejection *r = s->sink.rejections;
-    size_t n = s->sink.n_rejections;
-    if (s->config->sink_on_reject == RELAY_ON_REJECT_STOP) {
-        int64_t first = r[0].event_id;
-        for (size_t i = 1; i < n; i++)
-            first = r[i].event_id < first ? r[i].event_id : first;
-        /* Everything before the refused event was acknowledged: keep it, so that a restart after
-         * the operator's fix does not repeat the whole batch. */
-        if (first - 1 > s->position &&
-            relay_checkpoint_store(s->conn, s->config->name, first - 1, err, sizeof err) == 0)
-            s->position = first - 1;
-        for (size_t i = 0; i < n; i++)
-            relay_error(s->log, "event %" PRId64 " refused by the sink for good: %s", r[i].event_id,
-                        r[i].reason);
-        relay_error(s->log,
-                    "stopping at position %" PRId64 " (sink.on_reject: stop); fix the event or set "
-                    "sink.on_reject: dead_letter to record such events and go on",
-                    s->position);
-        s->exit_code = RELAY_EXIT_RUNTIME;
-        return STEP_FATAL;
-    }
-    if (relay_checkpoint_store_dead_letters(s->conn, s->config->name, last, r, n, err,
-                                            sizeof err) != 0)
-        return database_failed(s, err);
-    for (size_t i = 0; i < n; i++)
-        relay_warn(s->log,
-                   "event %" PRId64 " refused by the sink for good: %s; recorded in "
-                   "relay_dead_letters",
-                   r[i].event_id, r[i].reason);
-    return STEP_OK;
-}
-
-/* One turn: fetch a settled batch (unless prefetched), deliver it, commit. */
-static step relay_turn(relay_state *s)
-{
-    char err[1024];
-    if (!s->current_ready &&
-        relay_source_fetch(s->conn, s->config, s->position, s->current, err, sizeof err) != 0)
-        return database_failed(s, err);
-    s->current_ready = true;
-
-    size_t count = s->current->count;
-    if (count == 0) {
-        s->current_ready = false;
-        relay_batch_clear(s->current);
-        return pause_for(s, s->config->poll_interval_ms) ? STEP_STOP : STEP_OK;
-    }
-    int64_t last = s->current->events[count - 1].id;
-
-    /* A full batch means more is probably waiting: the database reads it while the sink works.
-     * Reading past an unacknowledged batch is safe; only committing past one is not. */
-    if (count == (size_t)s->config->batch_size) {
-        if (relay_source_send_fetch(s->conn, s->config, last, err, sizeof err) != 0)
-            return database_failed(s, err);
-        s->prefetching = true;
-    }
-
-    step delivered = deliver_batch(s);
-    if (delivered != STEP_OK)
-        return delivered;
-    if (collect_prefetch(s, err, sizeof err) != 0)
-        return database_failed(s, err);
-    if (s->sink.n_rejections > 0) {
-        step handled = handle_rejections(s, last);
-        if (handled != STEP_OK)
-            return handled;
-    } else if (relay_checkpoint_store(s->conn, s->config->name, last, err, sizeof err) != 0) {
-        return database_failed(s, err);
-    }
-    s->position = last;
-    s->delivered += count;
-    relay_debug(s->log, "delivered %zu events, position %" PRId64, count, last);
-    report_status(s);
-
-    relay_batch *done = s->current;
-    s->current = s->next;
-    s->next = done;
-    relay_batch_clear(s->next);
-    s->current_ready = s->next_ready;
-    s->next_ready = false;
-
-    /* A short batch means the backlog is drained (or the rest is inside the margin): wait for
-     * more instead of spinning on the database. */
-    if (count < (size_t)s->config->batch_size)
-        return pause_for(s, s->config->poll_interval_ms) ? STEP_STOP : STEP_OK;
     return STEP_OK;
 }
 
@@ -403,5 +308,7 @@ int relay_run(const relay_config *config, const relay_logger *log)
     drop_connection(&s);
     relay_batch_free(s.current);
     relay_batch_free(s.next);
+    relay_gaps_free(&s.gaps);
+    relay_gaps_free(&s.ahead);
     return s.exit_code;
 }

@@ -53,7 +53,7 @@ bool relay_reload_requested(void)
     return true;
 }
 
-bool relay_wait(int fd, int64_t timeout_ms)
+relay_wait_result relay_wait(int fd, int64_t timeout_ms)
 {
     sigset_t block, saved;
     sigemptyset(&block);
@@ -62,14 +62,16 @@ bool relay_wait(int fd, int64_t timeout_ms)
     sigprocmask(SIG_BLOCK, &block, &saved);
     if (stop_signal) {
         sigprocmask(SIG_SETMASK, &saved, NULL);
-        return true;
+        return RELAY_WAIT_STOP;
     }
 
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000};
     /* ppoll installs the saved mask for the duration of the wait only: a pending signal interrupts
      * it at once, and none can slip in between the check above and the wait. */
-    ppoll(&pfd, fd >= 0 ? 1 : 0, &ts, &saved);
+    int ready = ppoll(&pfd, fd >= 0 ? 1 : 0, &ts, &saved);
     sigprocmask(SIG_SETMASK, &saved, NULL);
-    return stop_signal != 0;
+    if (stop_signal)
+        return RELAY_WAIT_STOP;
+    return ready > 0 ? RELAY_WAIT_READABLE : RELAY_WAIT_TIMEOUT;
 }

@@ -17,11 +17,17 @@ bool relay_stop_requested(void);
 /* True once per SIGHUP received since the last call. */
 bool relay_reload_requested(void);
 
+typedef enum relay_wait_result {
+    RELAY_WAIT_TIMEOUT = 0,
+    RELAY_WAIT_READABLE = 1, /* fd has input */
+    RELAY_WAIT_STOP = 2,     /* a stop was requested */
+} relay_wait_result;
+
 /*
- * Waits until fd (when >= 0) is readable, timeout_ms has passed, or a stop was requested, and
- * returns whether a stop was requested. Race-free: a signal arriving just before the wait still
- * ends it (signals are blocked between the flag check and an atomic unblock in ppoll).
+ * Waits until fd (when >= 0) is readable, timeout_ms has passed, or a stop was requested.
+ * Race-free: a signal arriving just before the wait still ends it (signals are blocked between the
+ * flag check and an atomic unblock in ppoll).
  */
-bool relay_wait(int fd, int64_t timeout_ms);
+relay_wait_result relay_wait(int fd, int64_t timeout_ms);
 
 #endif

@@ -1,6 +1,7 @@
 #include "source.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,8 @@
 #include "db.h"
 
 #define FETCH_STATEMENT "relay_fetch"
+#define FETCH_GAPS_STATEMENT "relay_fetch_gaps"
+#define SETTLE_STATEMENT "relay_settle_in"
 
 enum { COL_ID, COL_CREATED_AT, COL_KEY, COL_TYPE, COL_VERSION, COL_PAYLOAD, COL_METADATA, N_COLS };
 
@@ -133,12 +136,37 @@ static int append_column(PGconn *conn, const relay_config *config, int role, con
     char quoted[600];
     if (relay_db_quote_ident(conn, column, quoted, sizeof quoted, err, errlen) != 0)
         return -1;
-    int n = snprintf(sql + used, sqllen - used, ", %s%s", quoted, cast);
+    int n = snprintf(sql + used, sqllen - used, ", t.%s%s", quoted, cast);
     if (n >= (int)(sqllen - used)) {
         snprintf(err, errlen, "the fetch statement is too long");
         return -1;
     }
     return 0;
+}
+
+/* Formats a statement and prepares it under name. Returns 0, or -1 with err. */
+static int __attribute__((format(printf, 6, 7)))
+prepare(PGconn *conn, const char *name, int n_params, char *err, size_t errlen, const char *fmt,
+        ...)
+{
+    char sql[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof sql) {
+        snprintf(err, errlen, "preparing %s: the statement is too long", name);
+        return -1;
+    }
+    PGresult *res = PQprepare(conn, name, sql, n_params, NULL);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok) {
+        char what[128];
+        snprintf(what, sizeof what, "preparing %s", name);
+        relay_db_error(conn, res, what, err, errlen);
+    }
+    PQclear(res);
+    return ok ? 0 : -1;
 }
 
 int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_source_info *info,
@@ -150,36 +178,41 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
                              errlen) != 0)
         return -1;
 
-    /* Columns 0..5: id, key, type, version, payload, metadata. */
-    char sql[8192];
-    snprintf(sql, sizeof sql, "SELECT %s::bigint", id);
-    if (append_column(conn, config, COL_KEY, "::text", sql, sizeof sql, err, errlen) != 0 ||
-        append_column(conn, config, COL_TYPE, "::text", sql, sizeof sql, err, errlen) != 0 ||
-        append_column(conn, config, COL_VERSION, "::bigint", sql, sizeof sql, err, errlen) != 0 ||
-        append_column(conn, config, COL_PAYLOAD, "::text", sql, sizeof sql, err, errlen) != 0 ||
-        append_column(conn, config, COL_METADATA, "::text", sql, sizeof sql, err, errlen) != 0)
-        return -1;
+    /* Columns 0..5: id, key, type, version, payload, metadata; column 6: created_at, in ISO style
+     * and UTC (see relay_db_connect), for fill_batch to render. */
+    char columns[4096];
+    snprintf(columns, sizeof columns, "SELECT t.%s::bigint", id);
+    static const struct {
+        int role;
+        const char *cast;
+    } rest[] = {{COL_KEY, "::text"},     {COL_TYPE, "::text"},     {COL_VERSION, "::bigint"},
+                {COL_PAYLOAD, "::text"}, {COL_METADATA, "::text"}, {COL_CREATED_AT, ""}};
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
+        if (append_column(conn, config, rest[i].role, rest[i].cast, columns, sizeof columns, err,
+                          errlen) != 0)
+            return -1;
 
-    /* Column 6: created_at, in ISO style and UTC (see relay_db_connect), for fill_batch to render.
-     * Column 7: whether the row is older than the margin, on the database's clock. A NULL
+    /* Column 7: whether the row is older than the margin, on the database's clock. A NULL
      * created_at can never settle; rather than stall the relay for good it counts as settled. */
-    size_t used = strlen(sql);
-    int n = snprintf(sql + used, sizeof sql - used,
-                     ", %s"
-                     ", %s IS NULL OR %s <= now() - $2::bigint * interval '1 millisecond'"
-                     " FROM %s WHERE %s > $1 ORDER BY %s LIMIT $3",
-                     created_at, created_at, created_at, info->quoted_table, id, id);
-    if (n >= (int)(sizeof sql - used)) {
-        snprintf(err, errlen, "the fetch statement is too long");
+    if (prepare(conn, FETCH_STATEMENT, 3, err, errlen,
+                "%s, t.%s IS NULL OR t.%s <= now() - $2::bigint * interval '1 millisecond'"
+                " FROM %s t WHERE t.%s > $1 ORDER BY t.%s LIMIT $3",
+                columns, created_at, created_at, info->quoted_table, id, id) != 0)
         return -1;
-    }
 
-    PGresult *res = PQprepare(conn, FETCH_STATEMENT, sql, 3, NULL);
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    if (!ok)
-        relay_db_error(conn, res, "preparing the fetch statement", err, errlen);
-    PQclear(res);
-    return ok ? 0 : -1;
+    /* Rows that filled watched gaps: committed, hence final, so all count as settled. */
+    if (prepare(conn, FETCH_GAPS_STATEMENT, 3, err, errlen,
+                "%s, true FROM %s t JOIN unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
+                " ON t.%s BETWEEN g.low AND g.high ORDER BY t.%s LIMIT $3",
+                columns, info->quoted_table, id, id) != 0)
+        return -1;
+
+    /* How long until a row leaves the margin, so that the relay sleeps exactly that long. */
+    return prepare(
+        conn, SETTLE_STATEMENT, 2, err, errlen,
+        "SELECT greatest(0, ceil(extract(epoch FROM t.%s + $2::bigint"
+        " * interval '1 millisecond' - now()) * 1000))::bigint FROM %s t WHERE t.%s = $1",
+        created_at, info->quoted_table, id);
 }
 
 int relay_batch_init(relay_batch *batch, int batch_size, char *err, size_t errlen)
@@ -217,7 +250,7 @@ int relay_source_send_fetch(PGconn *conn, const relay_config *config, int64_t po
 {
     char position_text[24], margin_text[24], limit_text[24];
     snprintf(position_text, sizeof position_text, "%" PRId64, position);
-    snprintf(margin_text, sizeof margin_text, "%" PRId64, config->safety_margin_ms);
+    snprintf(margin_text, sizeof margin_text, "%" PRId64, relay_source_margin_ms(config));
     snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
     const char *params[3] = {position_text, margin_text, limit_text};
 
@@ -240,6 +273,7 @@ static void fill_batch(relay_batch *batch, PGresult *res)
         if (PQgetvalue(res, row, 7)[0] != 't')
             break;
         relay_sink_event *e = &batch->events[i];
+        e->flags = 0;
         e->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
         e->key = PQgetvalue(res, row, 1);
         e->key_len = (size_t)PQgetlength(res, row, 1);
@@ -288,4 +322,84 @@ int relay_source_fetch(PGconn *conn, const relay_config *config, int64_t positio
     if (relay_source_send_fetch(conn, config, position, err, errlen) != 0)
         return -1;
     return relay_source_receive_fetch(conn, batch, err, errlen);
+}
+
+int64_t relay_source_margin_ms(const relay_config *config)
+{
+    return config->mode == RELAY_MODE_SETTLED ? 0 : config->safety_margin_ms;
+}
+
+/* Writes the gaps' bounds as two array literals, "{1,7}" and "{3,9}". Returns 0, or -1 with err.
+ * The caller frees *lows and *highs. */
+static int gap_arrays(const relay_gaps *gaps, char **lows, char **highs, char *err, size_t errlen)
+{
+    size_t low_len = 0, high_len = 0;
+    FILE *low = open_memstream(lows, &low_len);
+    FILE *high = open_memstream(highs, &high_len);
+    if (low && high) {
+        for (size_t i = 0; i < gaps->count; i++) {
+            fprintf(low, "%s%" PRId64, i ? "," : "{", gaps->items[i].low);
+            fprintf(high, "%s%" PRId64, i ? "," : "{", gaps->items[i].high);
+        }
+        fputs(gaps->count ? "}" : "{}", low);
+        fputs(gaps->count ? "}" : "{}", high);
+    }
+    int ok = low && high && !ferror(low) && !ferror(high);
+    if (low)
+        fclose(low);
+    if (high)
+        fclose(high);
+    if (!ok) {
+        if (!low)
+            *lows = NULL;
+        if (!high)
+            *highs = NULL;
+        free(*lows);
+        free(*highs);
+        snprintf(err, errlen, "out of memory listing the watched gaps");
+        return -1;
+    }
+    return 0;
+}
+
+int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_gaps *gaps,
+                            relay_batch *batch, char *err, size_t errlen)
+{
+    relay_batch_clear(batch);
+    char *lows, *highs, limit_text[24];
+    if (gap_arrays(gaps, &lows, &highs, err, errlen) != 0)
+        return -1;
+    snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
+    const char *params[3] = {lows, highs, limit_text};
+    int sent = PQsendQueryPrepared(conn, FETCH_GAPS_STATEMENT, 3, params, NULL, NULL, 0);
+    free(lows);
+    free(highs);
+    if (!sent) {
+        relay_db_error(conn, NULL, "reading rows in gaps", err, errlen);
+        return -1;
+    }
+    if (relay_source_receive_fetch(conn, batch, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < batch->count; i++)
+        batch->events[i].flags |= RELAY_SINK_EVENT_LATE;
+    return 0;
+}
+
+int relay_source_settle_in(PGconn *conn, const relay_config *config, int64_t id, int64_t *ms,
+                           char *err, size_t errlen)
+{
+    char id_text[24], margin_text[24];
+    snprintf(id_text, sizeof id_text, "%" PRId64, id);
+    snprintf(margin_text, sizeof margin_text, "%" PRId64, relay_source_margin_ms(config));
+    const char *params[2] = {id_text, margin_text};
+    PGresult *res = PQexecPrepared(conn, SETTLE_STATEMENT, 2, params, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        relay_db_error(conn, res, "reading when a row settles", err, errlen);
+    else /* the row may be gone (deleted): then look again soon */
+        *ms = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
+                  ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+                  : 0;
+    PQclear(res);
+    return ok ? 0 : -1;
 }

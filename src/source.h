@@ -17,6 +17,7 @@
 #include <outbox_relay/sink.h>
 
 #include "config.h"
+#include "gaps.h"
 #include "timestamp.h"
 
 /* What the outbox table looks like, from the catalog. */
@@ -67,5 +68,18 @@ int relay_source_fetch(PGconn *conn, const relay_config *config, int64_t positio
 int relay_source_send_fetch(PGconn *conn, const relay_config *config, int64_t position, char *err,
                             size_t errlen);
 int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size_t errlen);
+
+/* The margin in force: safety_margin in margin mode, 0 in settled mode. */
+int64_t relay_source_margin_ms(const relay_config *config);
+
+/* Reads rows whose ids fall in the watched gaps (they committed late), marked
+ * RELAY_SINK_EVENT_LATE, in id order, at most batch_size. Returns 0, or -1 with err. */
+int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_gaps *gaps,
+                            relay_batch *batch, char *err, size_t errlen);
+
+/* How many ms until the row with this id leaves the margin (0: now, or the row is gone).
+ * Returns 0, or -1 with err. */
+int relay_source_settle_in(PGconn *conn, const relay_config *config, int64_t id, int64_t *ms,
+                           char *err, size_t errlen);
 
 #endif

@@ -22,15 +22,19 @@ int relay_status_read(PGconn *conn, const relay_config *config, relay_status_inf
     char sql[8192];
     int n = snprintf(
         sql, sizeof sql,
-        "WITH cp AS (SELECT position, updated_at FROM relay_checkpoints WHERE name = $1),"
+        "WITH cp AS (SELECT position, updated_at, late_events FROM relay_checkpoints"
+        "             WHERE name = $1),"
+        " gaps AS (SELECT count(*) AS n, coalesce(sum(high_id - low_id + 1), 0) AS ids"
+        "            FROM relay_gaps WHERE relay_name = $1),"
         " lag AS (SELECT count(*) AS n, min(%s) AS oldest FROM %s"
         "          WHERE %s > coalesce((SELECT position FROM cp), 0))"
         " SELECT (SELECT position FROM cp),"
         "        to_char((SELECT updated_at FROM cp), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
         "        coalesce((SELECT max(%s) FROM %s), 0),"
         "        lag.n,"
-        "        coalesce(extract(epoch FROM now() - lag.oldest), 0)"
-        "   FROM lag",
+        "        coalesce(extract(epoch FROM now() - lag.oldest), 0),"
+        "        coalesce((SELECT late_events FROM cp), 0), gaps.n, gaps.ids"
+        "   FROM lag, gaps",
         created_at, table, id, id, table);
     if (n < 0 || (size_t)n >= sizeof sql) {
         snprintf(err, errlen, "the status statement is too long");
@@ -50,6 +54,9 @@ int relay_status_read(PGconn *conn, const relay_config *config, relay_status_inf
     out->max_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
     out->lag_rows = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     out->lag_seconds = strtod(PQgetvalue(res, 0, 4), NULL);
+    out->late_events = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+    out->watched_gaps = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+    out->watched_ids = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
     if (out->lag_seconds < 0) /* a created_at in the future; not a lag */
         out->lag_seconds = 0;
     PQclear(res);
@@ -63,9 +70,11 @@ void relay_status_print(FILE *out, const relay_config *config, const relay_statu
     if (json) {
         fprintf(out,
                 "{\"name\":\"%s\",\"position\":%" PRId64 ",\"max_id\":%" PRId64
-                ",\"lag_rows\":%" PRId64 ",\"lag_seconds\":%.3f,\"updated_at\":",
+                ",\"lag_rows\":%" PRId64 ",\"lag_seconds\":%.3f,\"late_events\":%" PRId64
+                ",\"watched_gaps\":%" PRId64 ",\"watched_ids\":%" PRId64 ",\"updated_at\":",
                 config->name, status->position, status->max_id, status->lag_rows,
-                status->lag_seconds);
+                status->lag_seconds, status->late_events, status->watched_gaps,
+                status->watched_ids);
         if (status->has_checkpoint)
             fprintf(out, "\"%s\"}\n", status->updated_at);
         else
@@ -81,4 +90,8 @@ void relay_status_print(FILE *out, const relay_config *config, const relay_statu
     fprintf(out, "max id       %" PRId64 "\n", status->max_id);
     fprintf(out, "lag          %" PRId64 " events, oldest %.3f s\n", status->lag_rows,
             status->lag_seconds);
+    fprintf(out,
+            "gaps         %" PRId64 " watched (%" PRId64 " ids); %" PRId64
+            " events delivered late so far\n",
+            status->watched_gaps, status->watched_ids, status->late_events);
 }

@@ -14,10 +14,13 @@
 typedef struct relay_status_info {
     bool has_checkpoint; /* false until the relay first ran under this name */
     int64_t position;
-    int64_t max_id;      /* 0 for an empty table */
-    int64_t lag_rows;    /* events after the position, settled or not */
-    double lag_seconds;  /* age of the oldest event after the position; 0 when none */
-    char updated_at[40]; /* when the position last moved, RFC 3339; "" without checkpoint */
+    int64_t max_id;       /* 0 for an empty table */
+    int64_t lag_rows;     /* events after the position, settled or not */
+    double lag_seconds;   /* age of the oldest event after the position; 0 when none */
+    char updated_at[40];  /* when the position last moved, RFC 3339; "" without checkpoint */
+    int64_t late_events;  /* delivered after the position passed them (they filled gaps) */
+    int64_t watched_gaps; /* ranges of missing ids below the position, still watched */
+    int64_t watched_ids;  /* ids in those ranges */
 } relay_status_info;
 
 /* Reads the status. Returns 0, or -1 with err; *missing is set when a table does not exist. */

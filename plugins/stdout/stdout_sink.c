@@ -97,7 +97,7 @@ static int stdout_sink_drain(stdout_sink *sink)
 /* The worst case of every append below, so the formatters need not check room byte by byte. */
 static size_t stdout_sink_line_bound(const relay_sink_event *e, size_t created_at_len)
 {
-    /* Keys, punctuation and two 20-digit integers stay well below 160 bytes. */
+    /* Keys, punctuation, the late flag and two 20-digit integers stay well below 160 bytes. */
     return 160 + 6 * (e->key_len + e->type_len + created_at_len) + e->payload_len + e->metadata_len;
 }
 
@@ -207,6 +207,9 @@ static char *put_event(char *p, const relay_sink_event *e, size_t created_at_len
         p = put_json_string(p, e->created_at, created_at_len);
     else
         p = PUT_LITERAL(p, "null");
+    /* Only on late events, so that the common line stays as it was. */
+    if (e->flags & RELAY_SINK_EVENT_LATE)
+        p = PUT_LITERAL(p, ",\"late\":true");
     p = PUT_LITERAL(p, "}\n");
     return p;
 }

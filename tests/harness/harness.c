@@ -328,6 +328,14 @@ char *th_read_file(const char *path, size_t *len_out)
     return buf;
 }
 
+bool th_file_contains(const char *path, const char *text)
+{
+    char *content = th_read_file(path, NULL);
+    bool found = strstr(content, text) != NULL;
+    free(content);
+    return found;
+}
+
 static char *th_read_stream(FILE *f)
 {
     char *buf = NULL;

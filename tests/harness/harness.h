@@ -141,6 +141,9 @@ void th_insert_events(PGconn *conn, int n, const char *created_at);
  * Returns the count; *ids is malloc'ed (caller frees; NULL when the count is 0). */
 size_t th_read_stdout_ids(const char *path, int64_t **ids);
 
+/* Whether the file (missing: empty) contains text. */
+bool th_file_contains(const char *path, const char *text);
+
 /* The complete lines of a file, without their newlines. Returns the count; free with
  * th_free_lines. */
 size_t th_read_lines(const char *path, char ***lines);

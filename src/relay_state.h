@@ -1,0 +1,83 @@
+/*
+ * The relay loop's state, shared by relay.c (lifecycle: connecting, waiting, failing) and
+ * relay_turn.c (one turn: read, cut, deliver, commit). Internal to the daemon.
+ */
+#ifndef RELAY_STATE_H
+#define RELAY_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "gaps.h"
+#include "log.h"
+#include "plugin.h"
+#include "source.h"
+
+typedef struct relay_state {
+    const relay_config *config;
+    const relay_logger *log;
+    relay_sink sink;
+    relay_backoff backoff;
+
+    /* Two batches: the database reads the next (prefetch) while the sink works on the current. */
+    relay_batch batches[2];
+    relay_batch *current;
+    relay_batch *next;
+    bool current_ready; /* current holds a fetched batch not yet delivered */
+    bool prefetching;   /* a fetch into next was sent; its result is not collected yet */
+    bool next_ready;    /* next holds the collected prefetch */
+
+    PGconn *conn;       /* NULL while the database is unreachable */
+    bool has_snapshots; /* the server has pg_current_snapshot() */
+    bool listening;     /* LISTENing on config->notify_channel */
+    bool woken;         /* a NOTIFY arrived: new rows committed */
+    int64_t position;   /* the committed position: every id up to it was acknowledged */
+    uint64_t delivered;
+
+    /* Margin mode: ids passed while missing, delivered late if they appear. */
+    relay_gaps gaps;
+    int64_t next_gap_check; /* monotonic ms */
+    bool gaps_full;         /* the watch is at max_gaps: the position holds */
+
+    /* Settled mode: the gaps between the rows read after the position, each with the time and
+     * horizon of its first sight, so that their floors run at the same time rather than one after
+     * another. The relay holds at the first; it is "held" when it starts just above the position.
+     */
+    relay_gaps ahead;
+
+    /* Failures are logged when the state changes, not at every retry. */
+    bool db_failing;
+    bool sink_failing;
+    bool standing_by;
+    int attempts;
+
+    int exit_code; /* set by the step that returns STEP_FATAL */
+
+    int64_t watchdog_ms; /* systemd's WatchdogSec in ms, 0 when off */
+    int64_t last_watchdog;
+    int64_t last_status;
+} relay_state;
+
+typedef enum step { STEP_OK, STEP_RETRY, STEP_STOP, STEP_FATAL } step;
+
+/* Monotonic milliseconds. */
+int64_t relay_now_ms(void);
+
+/* Waits ms, or less when a stop is requested (then returns true) or, if wake_on_notify, when a
+ * NOTIFY arrives (then returns false). Any NOTIFY taken sets s->woken. Feeds the watchdog. */
+bool relay_pause(relay_state *s, int64_t ms, bool wake_on_notify);
+
+/* A database step failed: logs it if this starts an outage, drops the connection, backs off. */
+step relay_database_failed(relay_state *s, const char *err);
+
+/* Updates systemd's STATUS= at most once a second. */
+void relay_report_status(relay_state *s);
+
+/* One turn of the loop, connected: read, cut, deliver, commit (relay_turn.c). */
+step relay_turn(relay_state *s);
+
+#endif

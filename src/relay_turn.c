@@ -1,0 +1,434 @@
+/*
+ * One turn of the relay: deliver rows that filled watched gaps, read the next batch, cut it where
+ * it must not go further, hand it to the sink, and move the position once the sink acknowledged.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "checkpoint.h"
+#include "exit_codes.h"
+#include "notify.h"
+#include "relay_state.h"
+#include "snapshot.h"
+
+/* Receives the prefetched batch, if one was sent. Returns 0, or -1 with err. */
+static int collect_prefetch(relay_state *s, char *err, size_t errlen)
+{
+    if (!s->prefetching)
+        return 0;
+    s->prefetching = false;
+    if (relay_source_receive_fetch(s->conn, s->next, err, errlen) != 0)
+        return -1;
+    s->next_ready = true;
+    return 0;
+}
+
+/*
+ * Hands the events to the sink until they are acknowledged. A failing sink is retried with
+ * backoff; the events stay in hand, so the position cannot move past them.
+ */
+static step deliver(relay_state *s, const relay_batch *b)
+{
+    const relay_sink_batch batch = {.events = b->events, .count = b->count};
+    int timeout_ms = (int)s->config->sink_flush_timeout_ms;
+    for (int attempt = 1;; attempt++) {
+        char err[1024] = "";
+        relay_sink_status st = relay_sink_deliver(&s->sink, &batch, err, sizeof err);
+        if (st == RELAY_SINK_OK)
+            st = relay_sink_flush(&s->sink, timeout_ms, err, sizeof err);
+        if (st == RELAY_SINK_OK && s->sink.rejections_lost) {
+            snprintf(err, sizeof err, "out of memory recording an event the sink refused");
+            st = RELAY_SINK_RETRY;
+        }
+
+        if (st == RELAY_SINK_OK) {
+            if (s->sink_failing)
+                relay_info(s->log, "sink recovered after %d attempts", attempt);
+            s->sink_failing = false;
+            relay_backoff_reset(&s->backoff);
+            return STEP_OK;
+        }
+        if (st == RELAY_SINK_FATAL) {
+            relay_error(s->log,
+                        "sink failed for good on events %" PRId64 "..%" PRId64
+                        ": %s; position stays at %" PRId64,
+                        batch.events[0].id, batch.events[batch.count - 1].id, err, s->position);
+            s->exit_code = RELAY_EXIT_RUNTIME;
+            return STEP_FATAL;
+        }
+        /* The sink may stay down for long: take the prefetched rows off the server now rather
+         * than keep its statement (and snapshot) open meanwhile. */
+        if (collect_prefetch(s, err, sizeof err) != 0)
+            return relay_database_failed(s, err);
+        if (!s->sink_failing) {
+            relay_warn(s->log,
+                       "sink failed on events %" PRId64 "..%" PRId64
+                       ": %s; retrying with backoff, position stays at %" PRId64,
+                       batch.events[0].id, batch.events[batch.count - 1].id, err, s->position);
+            relay_notify_status("sink failing, retrying: %s", err);
+            s->sink_failing = true;
+        } else {
+            relay_debug(s->log, "sink still failing (attempt %d): %s", attempt, err);
+        }
+        if (relay_pause(s, relay_backoff_next(&s->backoff), false))
+            return STEP_STOP;
+    }
+}
+
+/*
+ * The sink refused events for good and the policy is to stop: keep what was acknowledged before
+ * the first of them (so that a restart after the operator's fix repeats nothing), and stop.
+ */
+static step stop_at_rejection(relay_state *s, bool late)
+{
+    const relay_sink_rejection *r = s->sink.rejections;
+    size_t n = s->sink.n_rejections;
+    int64_t first = r[0].event_id;
+    for (size_t i = 1; i < n; i++)
+        first = r[i].event_id < first ? r[i].event_id : first;
+
+    if (!late && first - 1 > s->position) {
+        char err[1024];
+        relay_gaps_trim(&s->gaps, first - 1);
+        relay_checkpoint_update u = {.position = first - 1,
+                                     .gaps = s->gaps.dirty ? &s->gaps : NULL};
+        if (relay_checkpoint_commit(s->conn, s->config->name, &u, err, sizeof err) == 0)
+            s->position = first - 1;
+        else
+            relay_warn(s->log, "%s", err);
+    }
+    for (size_t i = 0; i < n; i++)
+        relay_error(s->log, "event %" PRId64 " refused by the sink for good: %s", r[i].event_id,
+                    r[i].reason);
+    relay_error(s->log,
+                "stopping at position %" PRId64 " (sink.on_reject: stop); fix the event or set "
+                "sink.on_reject: dead_letter to record such events and go on",
+                s->position);
+    s->exit_code = RELAY_EXIT_RUNTIME;
+    return STEP_FATAL;
+}
+
+/*
+ * The sink acknowledged b: moves the position to new_position together with what goes with it,
+ * in one transaction: the refused events (as dead letters), the watched gaps when they changed,
+ * and the count of late events.
+ */
+static step commit(relay_state *s, const relay_batch *b, int64_t new_position, bool late)
+{
+    const relay_sink *sink = &s->sink;
+    if (sink->n_rejections > 0 && s->config->sink_on_reject == RELAY_ON_REJECT_STOP)
+        return stop_at_rejection(s, late);
+
+    relay_checkpoint_update u = {.position = new_position};
+    if (sink->n_rejections > 0) {
+        u.dead_letters = sink->rejections;
+        u.n_dead_letters = sink->n_rejections;
+    }
+    if (s->gaps.dirty)
+        u.gaps = &s->gaps;
+    if (late)
+        u.late_events = (int64_t)b->count;
+
+    char err[1024];
+    if (relay_checkpoint_commit(s->conn, s->config->name, &u, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    s->gaps.dirty = false;
+    s->position = new_position;
+    s->delivered += b->count;
+    for (size_t i = 0; i < u.n_dead_letters; i++)
+        relay_warn(s->log,
+                   "event %" PRId64 " refused by the sink for good: %s; recorded in "
+                   "relay_dead_letters",
+                   u.dead_letters[i].event_id, u.dead_letters[i].reason);
+    relay_report_status(s);
+    return STEP_OK;
+}
+
+/*
+ * Delivers rows that appeared in watched gaps (their transactions committed after the position
+ * passed them) and forgets the gaps proven dead. The horizon is read before the rows: a gap that
+ * is dead under it cannot be filled by a row this read misses.
+ */
+static step watch_gaps(relay_state *s)
+{
+    char err[1024];
+    relay_snapshot snap;
+    relay_batch *late = s->next; /* free at the start of a turn */
+    if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) != 0 ||
+        relay_source_fetch_gaps(s->conn, s->config, &s->gaps, late, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    s->next_gap_check = relay_now_ms() + s->config->poll_interval_ms;
+
+    if (late->count > 0) {
+        step st = deliver(s, late);
+        if (st != STEP_OK) {
+            relay_batch_clear(late);
+            return st;
+        }
+        for (size_t i = 0; i < late->count; i++) {
+            const relay_sink_event *e = &late->events[i];
+            const relay_gap *gap = relay_gaps_find(&s->gaps, e->id);
+            relay_warn(s->log,
+                       "event %" PRId64 " delivered late: it committed %.1f s after the relay "
+                       "passed its id",
+                       e->id, gap ? (double)(snap.now_ms - gap->first_seen_ms) / 1000.0 : 0.0);
+            /* Out of memory leaves the id watched: a duplicate later, never a loss. */
+            relay_gaps_fill(&s->gaps, e->id);
+        }
+    }
+
+    /* Only a complete read proves absence: past a full batch, more rows may sit in gaps. */
+    if (late->fetched < (size_t)s->config->batch_size) {
+        int64_t min_age = s->config->mode == RELAY_MODE_SETTLED ? s->config->gap_floor_ms
+                                                                : s->config->safety_margin_ms;
+        int64_t forgotten = relay_gaps_forget_dead(&s->gaps, snap.now_ms, snap.xmin, min_age,
+                                                   s->config->gap_max_age_ms);
+        if (forgotten > 0)
+            relay_info(s->log,
+                       "forgot %" PRId64 " missing id%s proven dead (rolled back or never "
+                       "written); %zu gaps still watched",
+                       forgotten, forgotten == 1 ? "" : "s", s->gaps.count);
+    }
+
+    step st = STEP_OK;
+    if (late->count > 0 || s->gaps.dirty)
+        st = commit(s, late, s->position, true);
+    relay_batch_clear(late);
+    if (st == STEP_OK && s->gaps_full && s->gaps.count < (size_t)s->config->max_gaps) {
+        relay_info(s->log, "the gap watch has room again; the position moves on");
+        s->gaps_full = false;
+    }
+    return st;
+}
+
+/*
+ * Margin mode: records the gaps the batch leaves, so that their rows are delivered if they
+ * appear. When the watch is full, the batch is cut before the first gap that does not fit: the
+ * position holds rather than pass an id nobody watches.
+ */
+static step cut_margin(relay_state *s, relay_batch *b)
+{
+    if (!s->config->gap_watch || b->count == 0)
+        return STEP_OK;
+    size_t max_gaps = (size_t)s->config->max_gaps;
+    size_t room = s->gaps.count < max_gaps ? max_gaps - s->gaps.count : 0;
+    size_t fit = relay_gaps_fit(s->position, b->events, b->count, room);
+    if (fit < b->count) {
+        if (!s->gaps_full)
+            relay_error(s->log,
+                        "the gap watch is full (%zu gaps, source.max_gaps): holding at position "
+                        "%" PRId64 " until watched gaps fill or are proven dead",
+                        s->gaps.count, s->position);
+        s->gaps_full = true;
+        b->count = fit;
+    }
+    if (relay_gaps_count_new(s->position, b->events, b->count) == 0)
+        return STEP_OK;
+
+    /* A horizon read after the batch is later than the gap's first sight: it can only make the
+     * proof of death wait longer, never come too early. */
+    char err[1024];
+    relay_snapshot snap;
+    if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    if (relay_gaps_add_batch(&s->gaps, s->position, b->events, b->count, snap.now_ms, snap.xmax) !=
+        0) {
+        relay_error(s->log, "out of memory recording %zu new gaps",
+                    relay_gaps_count_new(s->position, b->events, b->count));
+        s->exit_code = RELAY_EXIT_RUNTIME;
+        return STEP_FATAL;
+    }
+    return STEP_OK;
+}
+
+/*
+ * Settled mode: remembers the gaps between the rows read from index `from` on (the first starting
+ * at expected), keeping the first sight of those already known: a gap only narrows as its rows
+ * commit, and the proof of its death holds for any part of it.
+ */
+static step remember_ahead(relay_state *s, const relay_batch *b, size_t from, size_t total,
+                           int64_t expected)
+{
+    relay_gaps ahead = {0};
+    bool unseen = false;
+    for (size_t i = from; i < total; i++) {
+        int64_t id = b->events[i].id;
+        if (id > expected) {
+            const relay_gap *known = relay_gaps_find(&s->ahead, expected);
+            relay_gap gap = {expected, id - 1, known ? known->first_seen_ms : -1,
+                             known ? known->snapshot_xmax : -1};
+            unseen = unseen || !known;
+            if (relay_gaps_append(&ahead, gap) != 0) {
+                relay_gaps_free(&ahead);
+                relay_error(s->log, "out of memory remembering the gaps ahead");
+                s->exit_code = RELAY_EXIT_RUNTIME;
+                return STEP_FATAL;
+            }
+        }
+        expected = id + 1;
+    }
+    if (unseen) {
+        /* Read after the rows: a later horizon only makes the proof wait longer. */
+        char err[1024];
+        relay_snapshot snap;
+        if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) != 0) {
+            relay_gaps_free(&ahead);
+            return relay_database_failed(s, err);
+        }
+        for (size_t i = 0; i < ahead.count; i++) {
+            if (ahead.items[i].first_seen_ms < 0) {
+                ahead.items[i].first_seen_ms = snap.now_ms;
+                ahead.items[i].snapshot_xmax = snap.xmax;
+            }
+        }
+    }
+    relay_gaps_free(&s->ahead);
+    s->ahead = ahead;
+    return STEP_OK;
+}
+
+/*
+ * Settled mode: takes the contiguous run of ids after the position, passing gaps proven dead under
+ * the horizon `before` (read before this batch; NULL when no gap was known), and holds at the
+ * first gap that is not.
+ */
+static step cut_settled(relay_state *s, relay_batch *b, const relay_snapshot *before)
+{
+    int64_t expected = s->position + 1;
+    size_t total = b->count, n = 0;
+    for (; n < total; n++) {
+        int64_t id = b->events[n].id;
+        if (id != expected) {
+            const relay_gap *gap = before ? relay_gaps_find(&s->ahead, expected) : NULL;
+            if (!gap || gap->high < id - 1 ||
+                !relay_gap_is_dead(gap, before->now_ms, before->xmin, s->config->gap_floor_ms,
+                                   s->config->gap_max_age_ms))
+                break;
+            relay_info(s->log,
+                       "ids %" PRId64 "..%" PRId64 " proven dead (rolled back or never written)",
+                       expected, id - 1);
+        }
+        expected = id + 1;
+    }
+    b->count = n;
+    return remember_ahead(s, b, n, total, expected);
+}
+
+/* The gap settled mode holds at, if any: one starting just above the position. */
+static const relay_gap *held_gap(const relay_state *s)
+{
+    return s->ahead.count > 0 && s->ahead.items[0].low == s->position + 1 ? &s->ahead.items[0]
+                                                                          : NULL;
+}
+
+/* A margin-mode wait for the next row to settle is at least this long: waking for every row at
+ * 2,000 events/s would read the unsettled rows again and again for one or two rows each time. */
+#define RELAY_SETTLE_WAIT_MIN_MS 5
+
+/*
+ * How long to wait before reading again, after a batch that ended short of batch_size, and
+ * whether a NOTIFY may end the wait early (not when the wait is for a known row to settle: a new
+ * row settles later still).
+ */
+static int64_t idle_wait(relay_state *s, const relay_batch *b, bool *wake_on_notify)
+{
+    int64_t poll = s->config->poll_interval_ms;
+    int64_t wait = poll;
+    *wake_on_notify = true;
+    const relay_gap *held = s->config->mode == RELAY_MODE_SETTLED ? held_gap(s) : NULL;
+    if (held) {
+        /* A NOTIFY ends the wait when the gap fills; a rolled-back one needs its floor age, and
+         * past that, the transactions it waits for to end: no wake-up tells, so poll. */
+        relay_snapshot snap;
+        char err[1024];
+        if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) == 0) {
+            int64_t floor_left = held->first_seen_ms + s->config->gap_floor_ms - snap.now_ms;
+            wait = floor_left > 0 ? floor_left : poll;
+        }
+    } else if (s->config->mode == RELAY_MODE_MARGIN && !s->gaps_full && b->fetched > b->count) {
+        /* Cut by the margin: sleep until the first held row leaves it. */
+        int64_t cut_id = strtoll(PQgetvalue(b->res, (int)b->count, 0), NULL, 10);
+        char err[1024];
+        if (relay_source_settle_in(s->conn, s->config, cut_id, &wait, err, sizeof err) != 0)
+            wait = poll;
+        else if (wait < RELAY_SETTLE_WAIT_MIN_MS)
+            wait = RELAY_SETTLE_WAIT_MIN_MS;
+        *wake_on_notify = false;
+    }
+    return wait < 1 ? 1 : wait > poll ? poll : wait;
+}
+
+step relay_turn(relay_state *s)
+{
+    char err[1024];
+    bool settled = s->config->mode == RELAY_MODE_SETTLED;
+
+    if (s->gaps.count > 0 && (s->woken || relay_now_ms() >= s->next_gap_check)) {
+        step st = watch_gaps(s);
+        if (st != STEP_OK)
+            return st;
+    }
+    s->woken = false;
+
+    /* Settled mode: the horizon comes before the rows, so that a gap dead under it cannot hide a
+     * row this read misses. A prefetched batch was read before it: read again. */
+    relay_snapshot before;
+    bool have_before = false;
+    if (settled && s->ahead.count > 0) {
+        if (relay_snapshot_read(s->conn, s->has_snapshots, &before, err, sizeof err) != 0)
+            return relay_database_failed(s, err);
+        have_before = true;
+        s->current_ready = false;
+    }
+
+    if (!s->current_ready &&
+        relay_source_fetch(s->conn, s->config, s->position, s->current, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    s->current_ready = true;
+    relay_batch *b = s->current;
+
+    step st = settled ? cut_settled(s, b, have_before ? &before : NULL) : cut_margin(s, b);
+    if (st != STEP_OK)
+        return st;
+
+    size_t count = b->count;
+    bool wake_on_notify = true;
+    if (count == 0) {
+        int64_t wait = idle_wait(s, b, &wake_on_notify);
+        s->current_ready = false;
+        relay_batch_clear(b);
+        return relay_pause(s, wait, wake_on_notify) ? STEP_STOP : STEP_OK;
+    }
+    int64_t last = b->events[count - 1].id;
+
+    /* A full batch means more is probably waiting: the database reads it while the sink works.
+     * Reading past an unacknowledged batch is safe; only committing past one is not. */
+    if (count == (size_t)s->config->batch_size) {
+        if (relay_source_send_fetch(s->conn, s->config, last, err, sizeof err) != 0)
+            return relay_database_failed(s, err);
+        s->prefetching = true;
+    }
+
+    if ((st = deliver(s, b)) != STEP_OK)
+        return st;
+    if (collect_prefetch(s, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    if ((st = commit(s, b, last, false)) != STEP_OK)
+        return st;
+    relay_debug(s->log, "delivered %zu events, position %" PRId64, count, last);
+
+    int64_t wait = count < (size_t)s->config->batch_size ? idle_wait(s, b, &wake_on_notify) : 0;
+    relay_batch *done = s->current;
+    s->current = s->next;
+    s->next = done;
+    relay_batch_clear(s->next);
+    s->current_ready = s->next_ready;
+    s->next_ready = false;
+
+    /* A short batch means the backlog is drained (or the rest must wait): wait for more instead
+     * of spinning on the database. */
+    if (wait > 0)
+        return relay_pause(s, wait, wake_on_notify) ? STEP_STOP : STEP_OK;
+    return STEP_OK;
+}
