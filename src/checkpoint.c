@@ -100,13 +100,6 @@ static int exec_params(PGconn *conn, const char *what, const char *sql, int n,
     return ok ? 0 : -1;
 }
 
-int relay_checkpoint_store(PGconn *conn, const char *name, int64_t position, char *err,
-                           size_t errlen)
-{
-    relay_checkpoint_update update = {.position = position};
-    return relay_checkpoint_commit(conn, name, &update, err, errlen);
-}
-
 static int store_position(PGconn *conn, const char *name, const relay_checkpoint_update *u,
                           char *err, size_t errlen)
 {
@@ -158,30 +151,10 @@ static int store_gaps(PGconn *conn, const char *name, const relay_gaps *gaps, ch
     if (gaps->count == 0)
         return 0;
 
-    char *arrays[4] = {NULL};
-    size_t lens[4];
-    FILE *f[4];
+    char *arrays[4];
     int ok = 1;
     for (int a = 0; a < 4; a++)
-        ok = (f[a] = open_memstream(&arrays[a], &lens[a])) != NULL && ok;
-    for (size_t i = 0; ok && i < gaps->count; i++) {
-        const relay_gap *g = &gaps->items[i];
-        const char *sep = i ? "," : "{";
-        fprintf(f[0], "%s%" PRId64, sep, g->low);
-        fprintf(f[1], "%s%" PRId64, sep, g->high);
-        fprintf(f[2], "%s%" PRId64, sep, g->first_seen_ms);
-        if (g->snapshot_xmax < 0)
-            fprintf(f[3], "%sNULL", sep);
-        else
-            fprintf(f[3], "%s%" PRId64, sep, g->snapshot_xmax);
-    }
-    for (int a = 0; a < 4; a++) {
-        if (f[a]) {
-            fputc('}', f[a]);
-            ok = !ferror(f[a]) && ok;
-            fclose(f[a]);
-        }
-    }
+        ok = (arrays[a] = relay_gaps_array(gaps, (relay_gap_field)a)) != NULL && ok;
     if (!ok)
         snprintf(err, errlen, "out of memory storing the watched gaps");
     else {
@@ -212,8 +185,7 @@ int relay_checkpoint_commit(PGconn *conn, const char *name, const relay_checkpoi
         store_position(conn, name, u, err, errlen) == 0 &&
         relay_db_exec(conn, "storing the checkpoint", "COMMIT", err, errlen) == 0)
         return 0;
-    char ignored[256];
-    relay_db_exec(conn, "rollback", "ROLLBACK", ignored, sizeof ignored);
+    relay_db_rollback(conn);
     return -1;
 }
 
@@ -245,7 +217,6 @@ int relay_checkpoint_reset(PGconn *conn, const char *name, int64_t position,
                     "DELETE FROM relay_gaps WHERE relay_name = $1", 1, params, err, errlen) == 0 &&
         relay_db_exec(conn, "resetting the checkpoint", "COMMIT", err, errlen) == 0)
         return 0;
-    char ignored[256];
-    relay_db_exec(conn, "rollback", "ROLLBACK", ignored, sizeof ignored);
+    relay_db_rollback(conn);
     return -1;
 }

@@ -54,10 +54,6 @@ typedef struct relay_checkpoint_update {
 int relay_checkpoint_commit(PGconn *conn, const char *name, const relay_checkpoint_update *update,
                             char *err, size_t errlen);
 
-/* relay_checkpoint_commit of a position alone. */
-int relay_checkpoint_store(PGconn *conn, const char *name, int64_t position, char *err,
-                           size_t errlen);
-
 /* Records which database the position belongs to. Returns 0, or -1 with err. */
 int relay_checkpoint_set_system(PGconn *conn, const char *name, int64_t system_identifier,
                                 char *err, size_t errlen);

@@ -143,3 +143,8 @@ int relay_db_is_missing_object(const PGresult *res)
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     return state && (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0);
 }
+
+void relay_db_rollback(PGconn *conn)
+{
+    PQclear(PQexec(conn, "ROLLBACK"));
+}

@@ -29,6 +29,10 @@ int relay_db_quote_ident(PGconn *conn, const char *ident, char *out, size_t outl
 /* Runs a statement that returns no rows. Returns 0, or -1 with "what: libpq's message" in err. */
 int relay_db_exec(PGconn *conn, const char *what, const char *sql, char *err, size_t errlen);
 
+/* Ends a failed transaction. Cannot fail in a way that matters: a broken connection aborts the
+ * transaction anyway, and the caller has the first error already. */
+void relay_db_rollback(PGconn *conn);
+
 /* Writes "what: <primary message>" for a failed result (or the connection's error) into err. */
 void relay_db_error(PGconn *conn, const PGresult *res, const char *what, char *err, size_t errlen);
 

@@ -1,5 +1,7 @@
 #include "gaps.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,4 +160,35 @@ void relay_gaps_trim(relay_gaps *g, int64_t max_id)
         g->items[kept++] = g->items[i];
     }
     g->count = kept;
+}
+
+char *relay_gaps_array(const relay_gaps *g, relay_gap_field field)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fputc('{', f);
+    for (size_t i = 0; i < g->count; i++) {
+        const relay_gap *gap = &g->items[i];
+        int64_t value = field == RELAY_GAP_LOW          ? gap->low
+                        : field == RELAY_GAP_HIGH       ? gap->high
+                        : field == RELAY_GAP_FIRST_SEEN ? gap->first_seen_ms
+                                                        : gap->snapshot_xmax;
+        if (i > 0)
+            fputc(',', f);
+        if (field == RELAY_GAP_SNAPSHOT_XMAX && value < 0)
+            fputs("NULL", f);
+        else
+            fprintf(f, "%" PRId64, value);
+    }
+    fputc('}', f);
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }

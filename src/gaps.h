@@ -66,6 +66,18 @@ const relay_gap *relay_gaps_find(const relay_gaps *g, int64_t id);
 /* Drops every id above max_id (the position fell short of the batch they came from). */
 void relay_gaps_trim(relay_gaps *g, int64_t max_id);
 
+/* A field of every gap, for SQL array parameters. */
+typedef enum relay_gap_field {
+    RELAY_GAP_LOW,
+    RELAY_GAP_HIGH,
+    RELAY_GAP_FIRST_SEEN,
+    RELAY_GAP_SNAPSHOT_XMAX, /* NULL where the gap has none */
+} relay_gap_field;
+
+/* The field of every gap as a PostgreSQL array literal, "{1,7}" ("{}" when there are none).
+ * Returns it (the caller frees it), or NULL out of memory. */
+char *relay_gaps_array(const relay_gaps *g, relay_gap_field field);
+
 /* The number of ids watched. */
 int64_t relay_gaps_ids(const relay_gaps *g);
 

@@ -47,9 +47,8 @@ static int apply_one(PGconn *conn, const relay_migration *m, char *err, size_t e
         goto rollback;
     return relay_db_exec(conn, what, "COMMIT", err, errlen);
 
-rollback:;
-    char ignored[256];
-    relay_db_exec(conn, "rollback", "ROLLBACK", ignored, sizeof ignored);
+rollback:
+    relay_db_rollback(conn);
     return -1;
 }
 

@@ -329,46 +329,19 @@ int64_t relay_source_margin_ms(const relay_config *config)
     return config->mode == RELAY_MODE_SETTLED ? 0 : config->safety_margin_ms;
 }
 
-/* Writes the gaps' bounds as two array literals, "{1,7}" and "{3,9}". Returns 0, or -1 with err.
- * The caller frees *lows and *highs. */
-static int gap_arrays(const relay_gaps *gaps, char **lows, char **highs, char *err, size_t errlen)
-{
-    size_t low_len = 0, high_len = 0;
-    FILE *low = open_memstream(lows, &low_len);
-    FILE *high = open_memstream(highs, &high_len);
-    if (low && high) {
-        for (size_t i = 0; i < gaps->count; i++) {
-            fprintf(low, "%s%" PRId64, i ? "," : "{", gaps->items[i].low);
-            fprintf(high, "%s%" PRId64, i ? "," : "{", gaps->items[i].high);
-        }
-        fputs(gaps->count ? "}" : "{}", low);
-        fputs(gaps->count ? "}" : "{}", high);
-    }
-    int ok = low && high && !ferror(low) && !ferror(high);
-    if (low)
-        fclose(low);
-    if (high)
-        fclose(high);
-    if (!ok) {
-        if (!low)
-            *lows = NULL;
-        if (!high)
-            *highs = NULL;
-        free(*lows);
-        free(*highs);
-        snprintf(err, errlen, "out of memory listing the watched gaps");
-        return -1;
-    }
-    return 0;
-}
-
 int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_gaps *gaps,
                             relay_batch *batch, char *err, size_t errlen)
 {
     relay_batch_clear(batch);
-    char *lows, *highs, limit_text[24];
-    if (gap_arrays(gaps, &lows, &highs, err, errlen) != 0)
+    char *lows = relay_gaps_array(gaps, RELAY_GAP_LOW);
+    char *highs = relay_gaps_array(gaps, RELAY_GAP_HIGH);
+    if (!lows || !highs) {
+        free(lows);
+        free(highs);
+        snprintf(err, errlen, "out of memory listing the watched gaps");
         return -1;
+    }
+    char limit_text[24];
     snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
     const char *params[3] = {lows, highs, limit_text};
     int sent = PQsendQueryPrepared(conn, FETCH_GAPS_STATEMENT, 3, params, NULL, NULL, 0);

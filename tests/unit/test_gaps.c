@@ -429,3 +429,21 @@ Test(gaps, free_is_safe_on_an_empty_watch_and_twice)
     cr_assert_eq(g.count, 0);
     cr_assert_eq(g.cap, 0);
 }
+
+Test(gaps, array_literals_for_sql)
+{
+    relay_gaps g = {0};
+    char *empty = relay_gaps_array(&g, RELAY_GAP_LOW);
+    cr_assert_str_eq(empty, "{}");
+    free(empty);
+
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 4, 1000, 77}), 0);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){9, 9, 2000, -1}), 0);
+    const char *want[] = {"{3,9}", "{4,9}", "{1000,2000}", "{77,NULL}"};
+    for (int field = RELAY_GAP_LOW; field <= RELAY_GAP_SNAPSHOT_XMAX; field++) {
+        char *text = relay_gaps_array(&g, (relay_gap_field)field);
+        cr_assert_str_eq(text, want[field], "field %d", field);
+        free(text);
+    }
+    relay_gaps_free(&g);
+}
