@@ -745,3 +745,19 @@ void th_insert_events(PGconn *conn, int n, const char *created_at)
     th_exec(conn, sql);
     free(sql);
 }
+
+void th_relay_stop(th_scope *s, pid_t pid)
+{
+    th_relay_signal(pid, SIGTERM);
+    int code = th_relay_wait(s, pid, TH_DEADLINE_MS);
+    cr_assert_eq(code, 0, "relay exited %d after SIGTERM", code);
+}
+
+void th_migrate(const char *config)
+{
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "migrate", "-c", config);
+    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
+    free(out);
+    free(err);
+}

@@ -104,6 +104,12 @@ void th_relay_signal(pid_t pid, int sig);
  * the relay is killed with SIGKILL and the test fails. */
 int th_relay_wait(th_scope *s, pid_t pid, int deadline_ms);
 
+/* SIGTERM, then asserts the relay exits 0 (it finished and committed the batch in hand). */
+void th_relay_stop(th_scope *s, pid_t pid);
+
+/* Runs `outbox-relay migrate -c config` and asserts it exits 0. */
+void th_migrate(const char *config);
+
 /* Polls predicate(arg) every ~20 ms until it returns true. Past deadline_ms the test fails with
  * "timed out waiting for WHAT", after printing the stderr of the scope's relays. */
 typedef bool (*th_predicate)(void *arg);

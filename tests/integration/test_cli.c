@@ -36,15 +36,6 @@ static void teardown(void)
 
 TestSuite(cli, .init = setup, .fini = teardown, .timeout = 120);
 
-static void migrate(const char *config)
-{
-    char *out, *err;
-    int code = th_run_cli(&out, &err, "migrate", "-c", config);
-    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
-    free(out);
-    free(err);
-}
-
 /* A config with the scope's database, the given plugin and extra source lines. */
 static void write_config(char path[TH_PATH_MAX], const char *plugin, const char *source_extra)
 {
@@ -112,7 +103,7 @@ Test(cli, check_good_config)
 {
     char config[TH_PATH_MAX];
     th_write_stdout_config(&scope, config, "1s", 100);
-    migrate(config);
+    th_migrate(config);
     char *out, *err;
     int code = th_run_cli(&out, &err, "check", "-c", config);
     cr_assert_eq(code, 0, "check exited %d: %s", code, err);
@@ -126,7 +117,7 @@ Test(cli, check_missing_column)
 {
     char config[TH_PATH_MAX];
     write_config(config, "stdout", "  columns:\n    type: nope\n");
-    migrate(config);
+    th_migrate(config);
     char *out, *err;
     int code = th_run_cli(&out, &err, "check", "-c", config);
     cr_assert_eq(code, 4, "check exited %d, expected 4: %s", code, err);
@@ -158,7 +149,7 @@ static char *check_with_plugin(const char *env_name, int expected_code)
 {
     char config[TH_PATH_MAX];
     write_config(config, th_env(env_name), "");
-    migrate(config);
+    th_migrate(config);
     char *out, *err;
     int code = th_run_cli(&out, &err, "check", "-c", config);
     cr_assert_eq(code, expected_code, "check with %s exited %d, expected %d: %s", env_name, code,
@@ -229,7 +220,7 @@ Test(cli, status_json)
     th_write_stdout_config(&scope, config, "1s", 100);
     th_path(&scope, "relay.out", relay_out);
     th_path(&scope, "relay.err", relay_err);
-    migrate(config);
+    th_migrate(config);
     th_insert_events(scope.conn, 5, LONG_AGO);
     pid_t pid = th_relay_start(&scope, config, relay_out, relay_err);
     th_wait_position(&scope, RELAY_NAME, 5);
@@ -320,7 +311,7 @@ Test(cli, password_never_logged)
                     "sink:\n"
                     "  plugin: stdout\n",
                     RELAY_NAME, scope.conninfo_yaml, secret_file);
-    migrate(reachable);
+    th_migrate(reachable);
     code = th_run_cli(&out, &err, "check", "-c", reachable, "--log-level", "debug");
     cr_assert_eq(code, 0, "check exited %d: %s", code, err);
     assert_no_secret(out, "stdout of check");

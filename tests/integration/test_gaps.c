@@ -62,22 +62,6 @@ static void write_config(char path[TH_PATH_MAX], const char *source_yaml)
                     RELAY_NAME, scope.conninfo_yaml, source_yaml);
 }
 
-static void migrate(const char *config)
-{
-    char *out, *err;
-    int code = th_run_cli(&out, &err, "migrate", "-c", config);
-    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
-    free(out);
-    free(err);
-}
-
-static void stop_relay(pid_t pid)
-{
-    th_relay_signal(pid, SIGTERM);
-    int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
-    cr_assert_eq(code, 0, "relay exited %d after SIGTERM", code);
-}
-
 /* The relay named in a log, with its output files. */
 typedef struct relay_files {
     char out[TH_PATH_MAX];
@@ -296,7 +280,7 @@ Test(gaps, long_transaction_margin, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
     write_config(config, MARGIN_1S);
-    migrate(config);
+    th_migrate(config);
     relay_files f = files_named("relay");
     pid_t pid = start_relay(config, &f);
     PGconn *t1 = th_scope_connect(&scope), *t2 = th_scope_connect(&scope);
@@ -327,7 +311,7 @@ Test(gaps, long_transaction_margin, .init = setup, .fini = teardown)
     free(on_time_line);
     th_wait_until(&scope, TH_DEADLINE_MS, no_stored_gaps, NULL, "the filled gap to be dropped");
     cr_assert(th_file_contains(f.err, "event 1 delivered late"));
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     /* Nothing lost, nothing twice; the late one came after the one that passed it. */
     int64_t *ids;
@@ -346,7 +330,7 @@ Test(gaps, long_transaction_lost_without_gap_watch, .init = setup, .fini = teard
 {
     char config[TH_PATH_MAX];
     write_config(config, MARGIN_1S_NO_WATCH);
-    migrate(config);
+    th_migrate(config);
     relay_files f = files_named("relay");
     pid_t pid = start_relay(config, &f);
     PGconn *t1 = th_scope_connect(&scope), *t2 = th_scope_connect(&scope);
@@ -359,7 +343,7 @@ Test(gaps, long_transaction_lost_without_gap_watch, .init = setup, .fini = teard
     /* ...and never goes back for it. */
     id_goal lost = {f.out, 1};
     th_hold_for(&scope, 1500, id_absent, &lost, "id 1 never delivered");
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
     cr_assert_eq(status_field(config, "late_events"), 0);
 }
 
@@ -367,7 +351,7 @@ Test(gaps, rollback_gaps_forgotten, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
     write_config(config, MARGIN_1S);
-    migrate(config);
+    th_migrate(config);
     relay_files f = files_named("relay");
     pid_t pid = start_relay(config, &f);
     PGconn *w = th_scope_connect(&scope);
@@ -396,7 +380,7 @@ Test(gaps, rollback_gaps_forgotten, .init = setup, .fini = teardown)
     forgotten_goal all = {f.err, 5};
     th_wait_until(&scope, TH_DEADLINE_MS, forgot_all, &all,
                   "the 5 rolled-back ids to be forgotten as proven dead");
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     int64_t *ids;
     size_t n = th_read_stdout_ids(f.out, &ids);
@@ -422,7 +406,7 @@ static void xid_position_inversion(const char *source_yaml, bool settled)
 {
     char config[TH_PATH_MAX];
     write_config(config, source_yaml);
-    migrate(config);
+    th_migrate(config);
     relay_files f = files_named("relay");
     pid_t pid = start_relay(config, &f);
     PGconn *t1 = th_scope_connect(&scope), *t2 = th_scope_connect(&scope);
@@ -445,7 +429,7 @@ static void xid_position_inversion(const char *source_yaml, bool settled)
     th_exec(t1, "COMMIT");
     wait_delivered(f.out, 2);
     wait_passed(f.out, 3);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     for (int64_t id = 1; id <= 3; id++)
         cr_assert_eq(times_delivered(f.out, id), 1, "id %" PRId64 " delivered %zu times", id,
@@ -573,7 +557,7 @@ Test(gaps, settled_strict_order, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
     write_config(config, SETTLED "  batch_size: 100\n");
-    migrate(config);
+    th_migrate(config);
     relay_files f = files_named("relay");
     pid_t pid = start_relay(config, &f);
 
@@ -596,7 +580,7 @@ Test(gaps, settled_strict_order, .init = setup, .fini = teardown)
     cr_log_info("%" PRId64 " ids committed, %" PRId64 " rolled back, in %" PRId64
                 " ms; all delivered %" PRId64 " ms later",
                 w.n_committed, w.n_rolled_back, written - started, monotonic_ms() - written);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     int64_t *ids;
     size_t n = th_read_stdout_ids(f.out, &ids);
@@ -627,7 +611,7 @@ Test(gaps, settled_latency_from_notify, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
     write_config(config, SLOW_POLL);
-    migrate(config);
+    th_migrate(config);
     relay_files f = files_named("relay");
     /* The first event is read at start; from then on the relay sits in its 10 s wait. */
     cr_assert_eq(insert_one(scope.conn), 1);
@@ -647,7 +631,7 @@ Test(gaps, settled_latency_from_notify, .init = setup, .fini = teardown)
     }
     cr_log_info("worst commit-to-output latency: %" PRId64 " ms", worst);
     cr_assert_lt(worst, 500, "an event took %" PRId64 " ms with a 10 s poll: no wake-up", worst);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 }
 
 /* The companion: without NOTIFY the same relay leaves the event for its next poll. */
@@ -655,7 +639,7 @@ Test(gaps, settled_latency_without_notify_is_the_poll, .init = setup, .fini = te
 {
     char config[TH_PATH_MAX];
     write_config(config, SLOW_POLL "  notify_channel: ~\n");
-    migrate(config);
+    th_migrate(config);
     relay_files f = files_named("relay");
     cr_assert_eq(insert_one(scope.conn), 1);
     pid_t pid = start_relay(config, &f);
@@ -663,7 +647,7 @@ Test(gaps, settled_latency_without_notify_is_the_poll, .init = setup, .fini = te
     cr_assert_eq(insert_one(scope.conn), 2);
     id_goal second = {f.out, 2};
     th_hold_for(&scope, 1500, id_absent, &second, "id 2 waiting for the next poll");
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 }
 
 /* ---- restart ----------------------------------------------------------------------------- */
@@ -672,7 +656,7 @@ Test(gaps, restart_with_open_gaps, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
     write_config(config, MARGIN_1S);
-    migrate(config);
+    th_migrate(config);
     relay_files first = files_named("relay1"), second = files_named("relay2");
     pid_t pid = start_relay(config, &first);
     PGconn *t1 = th_scope_connect(&scope), *t2 = th_scope_connect(&scope);
@@ -681,7 +665,7 @@ Test(gaps, restart_with_open_gaps, .init = setup, .fini = teardown)
     cr_assert_eq(insert_one(t1), 1);
     cr_assert_eq(insert_one(t2), 2);
     wait_passed(first.out, 2);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
     cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_gaps"
                                             " WHERE low_id = 1 AND high_id = 1"),
                  1, "the open gap {1} was not stored at shutdown");
@@ -692,7 +676,7 @@ Test(gaps, restart_with_open_gaps, .init = setup, .fini = teardown)
     th_exec(t1, "COMMIT");
     wait_delivered(second.out, 1);
     th_wait_until(&scope, TH_DEADLINE_MS, no_stored_gaps, NULL, "the filled gap to be dropped");
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     int64_t *ids;
     size_t n = th_read_stdout_ids(second.out, &ids);
@@ -741,14 +725,14 @@ static void deliver_and_stop(const char *config, int n)
     th_insert_events(scope.conn, n, "now() - interval '1 hour'");
     pid_t pid = start_relay(config, &f);
     wait_passed(f.out, n);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 }
 
 Test(gaps, restore_detected_by_system_identifier, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
     write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
-    migrate(config);
+    th_migrate(config);
     deliver_and_stop(config, 5);
     int64_t sysid = th_query_int64(scope.conn, "SELECT system_identifier FROM pg_control_system()");
     cr_assert_eq(th_query_int64(scope.conn, "SELECT system_identifier FROM relay_checkpoints"),
@@ -769,7 +753,7 @@ Test(gaps, restore_detected_by_system_identifier, .init = setup, .fini = teardow
     relay_files after = files_named("after");
     pid_t pid = start_relay(config, &after);
     wait_passed(after.out, 7);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
     int64_t *ids;
     size_t n = th_read_stdout_ids(after.out, &ids);
     cr_assert(n == 2 && ids[0] == 6 && ids[1] == 7, "after reset --to 5: %zu lines", n);
@@ -780,7 +764,7 @@ Test(gaps, truncate_detected_and_reset_latest, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
     write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
-    migrate(config);
+    th_migrate(config);
     deliver_and_stop(config, 5);
 
     th_exec(scope.conn, "TRUNCATE events RESTART IDENTITY");
@@ -800,7 +784,7 @@ Test(gaps, truncate_detected_and_reset_latest, .init = setup, .fini = teardown)
     relay_files after = files_named("after");
     pid_t pid = start_relay(config, &after);
     wait_passed(after.out, 3);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
     int64_t *ids;
     size_t n = th_read_stdout_ids(after.out, &ids);
     cr_assert(n == 3 && ids[0] == 1 && ids[2] == 3, "after reset --latest: %zu lines", n);
@@ -811,7 +795,7 @@ Test(gaps, reset_refused_while_running, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
     write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
-    migrate(config);
+    th_migrate(config);
     th_insert_events(scope.conn, 3, "now() - interval '1 hour'");
     relay_files f = files_named("relay");
     pid_t pid = start_relay(config, &f);
@@ -824,7 +808,7 @@ Test(gaps, reset_refused_while_running, .init = setup, .fini = teardown)
     free(out);
     free(err);
     cr_assert_eq(th_position(&scope, RELAY_NAME), 3, "the refused reset moved the position");
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     /* Stopped, the same reset goes through. */
     reset_ok(config, "--to", "1");

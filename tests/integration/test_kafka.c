@@ -339,15 +339,6 @@ static void teardown(void)
 
 TestSuite(kafka, .init = setup, .fini = teardown, .timeout = 120);
 
-static void migrate(const char *config)
-{
-    char *out, *err;
-    int code = th_run_cli(&out, &err, "migrate", "-c", config);
-    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
-    free(out);
-    free(err);
-}
-
 /*
  * A config for the kafka sink producing to the test's cluster. topic is the topic template;
  * sink_extra, options_extra and properties_extra are more YAML lines (each ending in a newline,
@@ -380,13 +371,6 @@ static void write_kafka_config(char path[TH_PATH_MAX], int batch_size, const cha
                     "  max: 500ms\n",
                     RELAY_NAME, scope.conninfo_yaml, batch_size, sink_extra, topic, options_extra,
                     rd_kafka_mock_cluster_bootstraps(kafka.mock), properties_extra);
-}
-
-static void stop_relay(pid_t pid)
-{
-    th_relay_signal(pid, SIGTERM);
-    int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
-    cr_assert_eq(code, 0, "relay exited %d after SIGTERM", code);
 }
 
 /* Events id first.. on 10 aggregates ("order-0".."order-9") and the three kinds by turn, so every
@@ -473,14 +457,14 @@ Test(kafka, routing_keys_headers_order)
                        "    metadata_headers: trace\n", "");
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     insert_events((int)n_events);
     cr_assert_eq(max_event_id(), n_events);
 
     pid_t pid = th_relay_start(&scope, config, out, err);
     th_wait_position(&scope, RELAY_NAME, n_events);
     kt_wait_ids(&kafka, 1, n_events);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
     cr_assert_eq(th_position(&scope, RELAY_NAME), n_events);
     kt_collect(&kafka);
 
@@ -572,7 +556,7 @@ Test(kafka, broker_down_no_loss)
     write_kafka_config(config, 50, "events.${type}", "  flush_timeout: 1s\n", "", "");
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     insert_events(200);
 
     pid_t pid = th_relay_start(&scope, config, out, err);
@@ -596,7 +580,7 @@ Test(kafka, broker_down_no_loss)
     cr_assert_eq(rd_kafka_mock_broker_set_up(kafka.mock, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
     th_wait_position(&scope, RELAY_NAME, 400);
     kt_wait_ids(&kafka, 1, 400);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
     cr_assert_eq(th_position(&scope, RELAY_NAME), 400);
 }
 
@@ -612,7 +596,7 @@ Test(kafka, produce_errors_retriable)
     write_kafka_config(config, 100, "orders", "  flush_timeout: 15s\n", "", "");
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     insert_events(20);
     pid_t pid = th_relay_start(&scope, config, out, err);
     th_wait_position(&scope, RELAY_NAME, 20);
@@ -631,7 +615,7 @@ Test(kafka, produce_errors_retriable)
     th_wait_position(&scope, RELAY_NAME, 120);
     kt_wait_ids(&kafka, 1, 120);
     cr_assert_eq(kt_produce_errors_left(&kafka, 1), 0, "the injected errors were not all met");
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     char *text = th_read_file(err, NULL);
     cr_assert_null(strstr(text, "sink failed"),
@@ -665,7 +649,7 @@ Test(kafka, produce_errors_fail_the_batch)
     write_kafka_config(config, 100, "orders", "  flush_timeout: 1s\n", "", "");
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     insert_events(20);
     pid_t pid = th_relay_start(&scope, config, out, err);
     th_wait_position(&scope, RELAY_NAME, 20);
@@ -689,7 +673,7 @@ Test(kafka, produce_errors_fail_the_batch)
 
     th_wait_position(&scope, RELAY_NAME, 120);
     kt_wait_ids(&kafka, 1, 120);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     /* The relay said why, in the sink's words. */
     char *text = th_read_file(err, NULL);
@@ -709,7 +693,7 @@ Test(kafka, fatal_producer_error_recovers)
     write_kafka_config(config, 100, "orders", "  flush_timeout: 1s\n", "", "");
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     insert_events(20);
     pid_t pid = th_relay_start(&scope, config, out, err);
     th_wait_position(&scope, RELAY_NAME, 20);
@@ -728,7 +712,7 @@ Test(kafka, fatal_producer_error_recovers)
     insert_events(10);
     th_wait_position(&scope, RELAY_NAME, 80);
     kt_wait_ids(&kafka, 71, 80);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 }
 
 /* ---- kill -9 ------------------------------------------------------------------------------ */
@@ -754,7 +738,7 @@ Test(kafka, kill9_restart)
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay1.err", err1);
     th_path(&scope, "relay2.err", err2);
-    migrate(config);
+    th_migrate(config);
     insert_events((int)n_events);
 
     pid_t first = th_relay_start(&scope, config, out, err1);
@@ -773,7 +757,7 @@ Test(kafka, kill9_restart)
     pid_t second = th_relay_start(&scope, config, out, err2);
     th_wait_position(&scope, RELAY_NAME, n_events);
     kt_wait_ids(&kafka, 1, n_events);
-    stop_relay(second);
+    th_relay_stop(&scope, second);
     /* The restart resumed after the committed position, not from the start: the first batch,
      * committed before the kill, was not sent again. */
     cr_assert_eq(kt_times_seen(&kafka, 1), 1, "event 1 arrived %u times", kt_times_seen(&kafka, 1));
@@ -804,7 +788,7 @@ Test(kafka, oversized_stop)
                        "      message.max.bytes: 10000\n");
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     insert_with_oversized();
 
     pid_t pid = th_relay_start(&scope, config, out, err);
@@ -827,7 +811,7 @@ Test(kafka, oversized_dead_letter)
                        "      message.max.bytes: 10000\n");
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     insert_with_oversized();
 
     pid_t pid = th_relay_start(&scope, config, out, err);
@@ -837,7 +821,7 @@ Test(kafka, oversized_dead_letter)
     th_wait_position(&scope, RELAY_NAME, 30);
     kt_wait_ids(&kafka, 1, 10);
     kt_wait_ids(&kafka, 12, 30);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     cr_assert_eq(kt_times_seen(&kafka, 11), 0, "the oversized event reached Kafka");
     char sql[256];

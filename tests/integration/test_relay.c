@@ -37,22 +37,6 @@ static void teardown(void)
 
 TestSuite(relay, .timeout = 180);
 
-static void migrate(const char *config)
-{
-    char *out, *err;
-    int code = th_run_cli(&out, &err, "migrate", "-c", config);
-    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
-    free(out);
-    free(err);
-}
-
-static void stop_relay(pid_t pid)
-{
-    th_relay_signal(pid, SIGTERM);
-    int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
-    cr_assert_eq(code, 0, "relay exited %d after SIGTERM", code);
-}
-
 /* arg: the relay's output file. */
 static bool nothing_delivered(void *arg)
 {
@@ -87,7 +71,7 @@ Test(relay, delivered_in_order_intact, .init = setup, .fini = teardown)
     th_write_stdout_config(&scope, config, "1s", 64);
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
 
     th_insert_events(scope.conn, 250, LONG_AGO);
     /* The awkward ones, in the middle of ordinary traffic: escapes in key and type, a payload
@@ -107,7 +91,7 @@ Test(relay, delivered_in_order_intact, .init = setup, .fini = teardown)
 
     pid_t pid = th_relay_start(&scope, config, out, err);
     th_wait_position(&scope, RELAY_NAME, n_events);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     /* The expected lines, from PostgreSQL's own renderings of each value. */
     PGresult *res = PQexec(
@@ -142,7 +126,7 @@ Test(relay, out_of_order_commit, .init = setup, .fini = teardown)
     th_write_stdout_config(&scope, config, "2s", 64);
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     pid_t pid = th_relay_start(&scope, config, out, err);
     th_wait_until(&scope, TH_DEADLINE_MS, relay_is_up, NULL, "the relay to load its checkpoint");
 
@@ -175,7 +159,7 @@ Test(relay, out_of_order_commit, .init = setup, .fini = teardown)
     assert_ids_range(ids, n, 1, 2, "output");
     free(ids);
     cr_assert_eq(th_position(&scope, RELAY_NAME), 2);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 }
 
 Test(relay, cut_at_first_row_inside_margin, .init = setup, .fini = teardown)
@@ -184,7 +168,7 @@ Test(relay, cut_at_first_row_inside_margin, .init = setup, .fini = teardown)
     th_write_stdout_config(&scope, config, "3s", 64);
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     /* id 1 is fresh, id 2 old: the batch must stop before id 1, so id 2 waits too. */
     th_exec(scope.conn, "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, "
                         "kind, body, created_at) VALUES "
@@ -213,7 +197,7 @@ Test(relay, cut_at_first_row_inside_margin, .init = setup, .fini = teardown)
     size_t n = th_read_stdout_ids(out, &ids);
     assert_ids_range(ids, n, 1, 2, "output");
     free(ids);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 }
 
 typedef struct position_window {
@@ -236,7 +220,7 @@ Test(relay, kill9_restart, .init = setup, .fini = teardown)
     th_path(&scope, "relay1.err", err1);
     th_path(&scope, "relay2.out", out2);
     th_path(&scope, "relay2.err", err2);
-    migrate(config);
+    th_migrate(config);
     th_insert_events(scope.conn, (int)n_events, LONG_AGO);
 
     pid_t first = th_relay_start(&scope, config, out1, err1);
@@ -252,7 +236,7 @@ Test(relay, kill9_restart, .init = setup, .fini = teardown)
 
     pid_t second = th_relay_start(&scope, config, out2, err2);
     th_wait_position(&scope, RELAY_NAME, n_events);
-    stop_relay(second);
+    th_relay_stop(&scope, second);
 
     int64_t *ids1, *ids2;
     size_t n1 = th_read_stdout_ids(out1, &ids1);
@@ -330,7 +314,7 @@ Test(relay, failing_sink_holds_position, .init = setup, .fini = teardown)
                     "  max: 200ms\n",
                     RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), sink_out, attempts,
                     fail);
-    migrate(config);
+    th_migrate(config);
     th_insert_events(scope.conn, 10, LONG_AGO);
 
     pid_t pid = th_relay_start(&scope, config, out, err);
@@ -345,7 +329,7 @@ Test(relay, failing_sink_holds_position, .init = setup, .fini = teardown)
 
     cr_assert_eq(unlink(fail), 0);
     th_wait_position(&scope, RELAY_NAME, 10);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     int64_t *ids;
     size_t n = th_read_testsink_ids(sink_out, &ids);
@@ -443,7 +427,7 @@ Test(relay, postgres_restart, .fini = teardown_own_cluster)
     th_write_stdout_config(&scope, config, "0s", 64);
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     th_insert_events(scope.conn, 10, LONG_AGO);
 
     pid_t pid = th_relay_start(&scope, config, out, err);
@@ -468,7 +452,7 @@ Test(relay, postgres_restart, .fini = teardown_own_cluster)
             highest = ids[i];
     }
     free(ids);
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 }
 
 typedef struct pipe_reader {
@@ -517,7 +501,7 @@ Test(relay, sigterm_finishes_batch, .init = setup, .fini = teardown)
     th_path(&scope, "relay.fifo", fifo);
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
-    migrate(config);
+    th_migrate(config);
     th_insert_events(scope.conn, (int)n_events, LONG_AGO);
 
     cr_assert_eq(mkfifo(fifo, 0600), 0);
@@ -589,7 +573,7 @@ Test(relay, reject_stop, .init = setup, .fini = teardown)
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
     write_rejecting_config(config, sink_out, "6", "");
-    migrate(config);
+    th_migrate(config);
     th_insert_events(scope.conn, 10, LONG_AGO);
 
     pid_t pid = th_relay_start(&scope, config, out, err);
@@ -620,13 +604,13 @@ Test(relay, reject_dead_letter, .init = setup, .fini = teardown)
     th_path(&scope, "relay.out", out);
     th_path(&scope, "relay.err", err);
     write_rejecting_config(config, sink_out, "3,7", "  on_reject: dead_letter\n");
-    migrate(config);
+    th_migrate(config);
     th_insert_events(scope.conn, 10, LONG_AGO);
 
     pid_t pid = th_relay_start(&scope, config, out, err);
     th_wait_position(&scope, RELAY_NAME, 10);
     /* Still running: SIGTERM finds it and it exits 0. */
-    stop_relay(pid);
+    th_relay_stop(&scope, pid);
 
     char *dead = th_query_text(scope.conn,
                                "SELECT string_agg(event_id || ' ' || relay_name || ' ' || reason,"
