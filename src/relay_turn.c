@@ -348,7 +348,7 @@ static int64_t idle_wait(relay_state *s, const relay_batch *b, bool *wake_on_not
         }
     } else if (s->config->mode == RELAY_MODE_MARGIN && !s->gaps_full && b->fetched > b->count) {
         /* Cut by the margin: sleep until the first held row leaves it. */
-        int64_t cut_id = strtoll(PQgetvalue(b->res, (int)b->count, 0), NULL, 10);
+        int64_t cut_id = relay_batch_row_id(b, b->count);
         char err[1024];
         if (relay_source_settle_in(s->conn, s->config, cut_id, &wait, err, sizeof err) != 0)
             wait = poll;

@@ -1,5 +1,6 @@
 #include "source.h"
 
+#include <endian.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -124,14 +125,16 @@ int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_
     return 0;
 }
 
-/* Appends ", <expr>" for a role, quoting the column, or ", NULL" when it is unmapped. */
+/* Appends ", <expr>" for a role, quoting the column, or a NULL of the cast's type when it is
+ * unmapped. */
 static int append_column(PGconn *conn, const relay_config *config, int role, const char *cast,
                          char *sql, size_t sqllen, char *err, size_t errlen)
 {
     const char *column = mapped_column(config, role);
     size_t used = strlen(sql);
     if (!column)
-        return snprintf(sql + used, sqllen - used, ", NULL") < (int)(sqllen - used) ? 0 : -1;
+        return snprintf(sql + used, sqllen - used, ", NULL%s", cast) < (int)(sqllen - used) ? 0
+                                                                                          : -1;
 
     char quoted[600];
     if (relay_db_quote_ident(conn, column, quoted, sizeof quoted, err, errlen) != 0)
@@ -178,24 +181,26 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
                              errlen) != 0)
         return -1;
 
-    /* Columns 0..5: id, key, type, version, payload, metadata; column 6: created_at, in ISO style
-     * and UTC (see relay_db_connect), for fill_batch to render. */
+    /* Columns 0..6: id, key, type, version, payload, metadata, created_at, cast to the types
+     * fill_batch reads in binary (a timestamp without time zone is taken as UTC, the session's
+     * zone: see relay_db_connect). */
     char columns[4096];
     snprintf(columns, sizeof columns, "SELECT t.%s::bigint", id);
     static const struct {
         int role;
         const char *cast;
     } rest[] = {{COL_KEY, "::text"},     {COL_TYPE, "::text"},     {COL_VERSION, "::bigint"},
-                {COL_PAYLOAD, "::text"}, {COL_METADATA, "::text"}, {COL_CREATED_AT, ""}};
+                {COL_PAYLOAD, "::text"}, {COL_METADATA, "::text"}, {COL_CREATED_AT, "::timestamptz"}};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
         if (append_column(conn, config, rest[i].role, rest[i].cast, columns, sizeof columns, err,
                           errlen) != 0)
             return -1;
 
     /* Column 7: whether the row is older than the margin, on the database's clock. A NULL
-     * created_at can never settle; rather than stall the relay for good it counts as settled. */
+     * created_at can never settle; rather than stall the relay for good it counts as settled. The
+     * sub-select computes the cut-off once per fetch rather than once per row. */
     if (prepare(conn, FETCH_STATEMENT, 3, err, errlen,
-                "%s, t.%s IS NULL OR t.%s <= now() - $2::bigint * interval '1 millisecond'"
+                "%s, t.%s IS NULL OR t.%s <= (SELECT now() - $2::bigint * interval '1 millisecond')"
                 " FROM %s t WHERE t.%s > $1 ORDER BY t.%s LIMIT $3",
                 columns, created_at, created_at, info->quoted_table, id, id) != 0)
         return -1;
@@ -254,11 +259,50 @@ int relay_source_send_fetch(PGconn *conn, const relay_config *config, int64_t po
     snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
     const char *params[3] = {position_text, margin_text, limit_text};
 
-    if (!PQsendQueryPrepared(conn, FETCH_STATEMENT, 3, params, NULL, NULL, 0)) {
+    if (!PQsendQueryPrepared(conn, FETCH_STATEMENT, 3, params, NULL, NULL, 1)) {
         relay_db_error(conn, NULL, "reading events", err, errlen);
         return -1;
     }
     return 0;
+}
+
+/* The fetch's columns, in binary: rendering ids and timestamps as text is work for the server,
+ * which is the relay's bottleneck, and parsing them back is work for the relay. */
+enum { ROW_ID, ROW_KEY, ROW_TYPE, ROW_VERSION, ROW_PAYLOAD, ROW_METADATA, ROW_CREATED_AT,
+       ROW_SETTLED, N_ROW_COLUMNS };
+
+/* pg_type OIDs, fixed since PostgreSQL's first catalogs: int8, text, timestamptz, bool. */
+static const Oid row_types[N_ROW_COLUMNS] = {20, 25, 25, 20, 25, 25, 1184, 16};
+
+/* A binary int8 or timestamptz: 8 bytes, most significant first. */
+static int64_t binary_int64(const PGresult *res, int row, int column)
+{
+    uint64_t be;
+    memcpy(&be, PQgetvalue(res, row, column), sizeof be);
+    return (int64_t)be64toh(be);
+}
+
+/* Whether res has the fetch's columns, so that fill_batch may read them blind. */
+static int check_columns(const PGresult *res, char *err, size_t errlen)
+{
+    if (PQnfields(res) != N_ROW_COLUMNS) {
+        snprintf(err, errlen, "reading events: %d columns, expected %d", PQnfields(res),
+                 N_ROW_COLUMNS);
+        return -1;
+    }
+    for (int c = 0; c < N_ROW_COLUMNS; c++) {
+        if (PQftype(res, c) != row_types[c] || PQfformat(res, c) != 1) {
+            snprintf(err, errlen, "reading events: column %d has type %u in format %d", c,
+                     PQftype(res, c), PQfformat(res, c));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int64_t relay_batch_row_id(const relay_batch *batch, size_t row)
+{
+    return binary_int64(batch->res, (int)row, ROW_ID);
 }
 
 /* Points the events at the rows of res, up to the first row still inside the margin. */
@@ -270,30 +314,33 @@ static void fill_batch(relay_batch *batch, PGresult *res)
         int row = (int)i;
         /* The cut: everything from the first row still inside the margin waits for a later
          * fetch, or the position could pass a lower id that is visible but not yet settled. */
-        if (PQgetvalue(res, row, 7)[0] != 't')
+        if (PQgetvalue(res, row, ROW_SETTLED)[0] == 0)
             break;
         relay_sink_event *e = &batch->events[i];
         e->flags = 0;
-        e->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
-        e->key = PQgetvalue(res, row, 1);
-        e->key_len = (size_t)PQgetlength(res, row, 1);
-        e->type = PQgetvalue(res, row, 2);
-        e->type_len = (size_t)PQgetlength(res, row, 2);
-        e->has_version = !PQgetisnull(res, row, 3);
-        e->version = e->has_version ? strtoll(PQgetvalue(res, row, 3), NULL, 10) : 0;
-        if (PQgetisnull(res, row, 4)) {
+        e->id = binary_int64(res, row, ROW_ID);
+        /* libpq ends binary values with a NUL too, as the ABI promises for the strings. */
+        e->key = PQgetvalue(res, row, ROW_KEY);
+        e->key_len = (size_t)PQgetlength(res, row, ROW_KEY);
+        e->type = PQgetvalue(res, row, ROW_TYPE);
+        e->type_len = (size_t)PQgetlength(res, row, ROW_TYPE);
+        e->has_version = !PQgetisnull(res, row, ROW_VERSION);
+        e->version = e->has_version ? binary_int64(res, row, ROW_VERSION) : 0;
+        if (PQgetisnull(res, row, ROW_PAYLOAD)) {
             e->payload = "null";
             e->payload_len = 4;
         } else {
-            e->payload = PQgetvalue(res, row, 4);
-            e->payload_len = (size_t)PQgetlength(res, row, 4);
+            e->payload = PQgetvalue(res, row, ROW_PAYLOAD);
+            e->payload_len = (size_t)PQgetlength(res, row, ROW_PAYLOAD);
         }
-        e->metadata = PQgetisnull(res, row, 5) ? NULL : PQgetvalue(res, row, 5);
-        e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, 5) : 0;
-        const char *created_at = PQgetvalue(res, row, 6);
-        e->created_at = relay_timestamp_rfc3339(created_at, batch->created_at[i]) == 0
-                            ? batch->created_at[i]
-                            : created_at;
+        e->metadata = PQgetisnull(res, row, ROW_METADATA) ? NULL : PQgetvalue(res, row, ROW_METADATA);
+        e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, ROW_METADATA) : 0;
+        if (PQgetisnull(res, row, ROW_CREATED_AT)) {
+            e->created_at = "";
+        } else {
+            relay_timestamp_rfc3339(binary_int64(res, row, ROW_CREATED_AT), batch->created_at[i]);
+            e->created_at = batch->created_at[i];
+        }
         batch->count = i + 1;
     }
 }
@@ -308,6 +355,8 @@ int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size
         relay_db_error(conn, res, "reading events", err, errlen);
     for (PGresult *extra; (extra = PQgetResult(conn)) != NULL;)
         PQclear(extra);
+    if (ok && check_columns(res, err, errlen) != 0)
+        ok = 0;
     if (!ok) {
         PQclear(res);
         return -1;
@@ -344,7 +393,7 @@ int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const rela
     char limit_text[24];
     snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
     const char *params[3] = {lows, highs, limit_text};
-    int sent = PQsendQueryPrepared(conn, FETCH_GAPS_STATEMENT, 3, params, NULL, NULL, 0);
+    int sent = PQsendQueryPrepared(conn, FETCH_GAPS_STATEMENT, 3, params, NULL, NULL, 1);
     free(lows);
     free(highs);
     if (!sent) {

@@ -45,6 +45,9 @@ typedef struct relay_batch {
     size_t fetched; /* rows read, including those still inside the margin */
 } relay_batch;
 
+/* The id of a row read (row < fetched), whether in the batch or cut off by the margin. */
+int64_t relay_batch_row_id(const relay_batch *batch, size_t row);
+
 /* Allocates the event array for batch_size rows. Returns 0, or -1 with err (out of memory). */
 int relay_batch_init(relay_batch *batch, int batch_size, char *err, size_t errlen);
 void relay_batch_clear(relay_batch *batch); /* drops the rows, keeps the array */

@@ -3,10 +3,13 @@
 # producer: preloads N events into a throwaway PostgreSQL, starts a librdkafka mock cluster of 3
 # brokers in a process of its own, times kafka_floor sending the messages the relay would send
 # (idempotent, acks=all, read into memory first) to one topic, then times the relay draining the
-# same events to another topic of as many partitions, and reports its peak resident memory.
+# same events to another topic of as many partitions, and reports its peak resident memory and
+# the CPU time each part used. Floor and relay take turns for a number of rounds (3 by default),
+# from the start each time, and the report gives the medians: on a shared machine a single run
+# can be a third off either way.
 #
 #   tests/bench/bench-kafka.sh [--events N] [--batch-size N] [--partitions N] [--aggregates N]
-#                              [--timeout SECONDS]
+#                              [--rounds N] [--timeout SECONDS]
 #
 # BUILD_DIR overrides the build (default: build/; do not use the sanitized build), RELAY_BIN the
 # relay binary in it. The build needs librdkafka and json-c (scripts/deps) for the benchmark's
@@ -24,6 +27,7 @@ readonly RELAY_TOPIC=bench-relay
 readonly MOCK_START_TIMEOUT=30
 
 PARTITIONS=3
+ROUNDS=3
 MOCK_CLUSTER_BIN="$BUILD_DIR/tests/bench/kafka_mock_cluster"
 FLOOR_BIN="$BUILD_DIR/tests/bench/kafka_floor"
 KAFKA_PLUGIN="$(dirname "$RELAY_BIN")/plugins/kafka/kafka.so"
@@ -32,10 +36,23 @@ MOCK_PID=""
 MOCK_STDIN=""
 BOOTSTRAP=""
 FLOOR_SECONDS=""
+FLOOR_CPU_TICKS=""
+FLOOR_BROKER_TICKS=""
+RELAY_BROKER_TICKS=""
+# One entry per round.
+FLOOR_RUNS=()
+RELAY_RUNS=()
+# Sums over the rounds.
+FLOOR_CPU_SUM=0
+FLOOR_BROKER_SUM=0
+RELAY_CPU_SUM=0
+RELAY_POSTGRES_SUM=0
+RELAY_BROKER_SUM=0
+RELAY_RSS_MAX=0
 
 usage() {
     echo "usage: $0 [--events N] [--batch-size N] [--partitions N] [--aggregates N]" \
-        "[--timeout SECONDS]" >&2
+        "[--rounds N] [--timeout SECONDS]" >&2
     exit 2
 }
 
@@ -44,6 +61,7 @@ parse_arguments() {
         (($# >= 2)) || usage
         case "$1" in
         --partitions) PARTITIONS=$(positive_integer "$1" "$2") ;;
+        --rounds) ROUNDS=$(positive_integer "$1" "$2") ;;
         *) parse_common_option "$1" "$2" || usage ;;
         esac
         shift 2
@@ -114,17 +132,70 @@ kafka_sink_config() {
 EOF
 }
 
-# Sets FLOOR_SECONDS from kafka_floor's "floor SECONDS EVENTS".
+# Sets FLOOR_SECONDS and FLOOR_CPU_TICKS from kafka_floor's "floor SECONDS EVENTS CPU_SECONDS",
+# and FLOOR_BROKER_TICKS to the mock cluster's CPU time meanwhile (it idles while the floor loads).
 time_floor() {
-    local output label seconds count
+    local output label seconds count cpu brokers_before
+    brokers_before=$(process_ticks "$MOCK_PID")
     output=$("$FLOOR_BIN" "$CONNINFO" "$BOOTSTRAP" "$FLOOR_TOPIC" 2>"$WORK_DIR/floor.log") || {
         tail -n 20 "$WORK_DIR/floor.log" >&2
         die "kafka_floor failed"
     }
-    read -r label seconds count <<<"$output"
-    [[ "$label" == floor && "$count" == "$EVENTS" ]] ||
-        die "kafka_floor said '$output', expected 'floor SECONDS $EVENTS'"
+    FLOOR_BROKER_TICKS=$(($(process_ticks "$MOCK_PID") - brokers_before))
+    read -r label seconds count cpu <<<"$output"
+    [[ "$label" == floor && "$count" == "$EVENTS" && -n "$cpu" ]] ||
+        die "kafka_floor said '$output', expected 'floor SECONDS $EVENTS CPU_SECONDS'"
     FLOOR_SECONDS=$seconds
+    FLOOR_CPU_TICKS=$(awk -v s="$cpu" -v hz="$CLOCK_TICKS" 'BEGIN { printf "%.0f", s * hz }')
+}
+
+# One round: the floor, then the relay from position 0; adds their figures to the runs and sums.
+run_round() {
+    local round=$1 brokers_before
+    time_floor
+    FLOOR_RUNS+=("$FLOOR_SECONDS")
+    FLOOR_CPU_SUM=$((FLOOR_CPU_SUM + FLOOR_CPU_TICKS))
+    FLOOR_BROKER_SUM=$((FLOOR_BROKER_SUM + FLOOR_BROKER_TICKS))
+    if ! have_kafka_relay; then
+        say "round $round/$ROUNDS: floor $FLOOR_SECONDS s"
+        return
+    fi
+    forget_relay_position
+    brokers_before=$(process_ticks "$MOCK_PID")
+    time_relay
+    RELAY_BROKER_TICKS=$(($(process_ticks "$MOCK_PID") - brokers_before))
+    RELAY_RUNS+=("$RELAY_SECONDS")
+    RELAY_CPU_SUM=$((RELAY_CPU_SUM + RELAY_CPU_TICKS))
+    RELAY_POSTGRES_SUM=$((RELAY_POSTGRES_SUM + RELAY_POSTGRES_TICKS))
+    RELAY_BROKER_SUM=$((RELAY_BROKER_SUM + RELAY_BROKER_TICKS))
+    ((RELAY_RSS_KIB > RELAY_RSS_MAX)) && RELAY_RSS_MAX=$RELAY_RSS_KIB
+    say "round $round/$ROUNDS: floor $FLOOR_SECONDS s, relay $RELAY_SECONDS s," \
+        "$(ratio_text "$FLOOR_SECONDS" "$RELAY_SECONDS")"
+    # It logs warnings and errors only: anything there explains a slow run.
+    if [[ -s "$WORK_DIR/relay.log" ]]; then
+        say "the relay logged $(wc -l <"$WORK_DIR/relay.log") lines; the last ones:"
+        tail -n 10 "$WORK_DIR/relay.log" >&2
+    fi
+}
+
+# The CPU lines of the report, per round on average: who used how much, and how many of the
+# machine's cores that makes. A run that keeps them all busy is bound by the machine, not by
+# waiting.
+report_cpu() {
+    local floor_seconds relay_seconds
+    floor_seconds=$(sum_of "${FLOOR_RUNS[@]}")
+    report_line "floor, CPU" "$(cpu_text $((FLOOR_CPU_SUM + FLOOR_BROKER_SUM)) "$floor_seconds" \
+        "$ROUNDS")" "(producer $(ticks_text "$FLOOR_CPU_SUM" "$ROUNDS")," \
+        "brokers $(ticks_text "$FLOOR_BROKER_SUM" "$ROUNDS"))"
+    if ((${#RELAY_RUNS[@]} > 0)); then
+        relay_seconds=$(sum_of "${RELAY_RUNS[@]}")
+        report_line "relay, CPU" "$(cpu_text $((RELAY_CPU_SUM + RELAY_POSTGRES_SUM + \
+            RELAY_BROKER_SUM)) "$relay_seconds" "$ROUNDS")" \
+            "(relay $(ticks_text "$RELAY_CPU_SUM" "$ROUNDS")," \
+            "PostgreSQL $(ticks_text "$RELAY_POSTGRES_SUM" "$ROUNDS")," \
+            "brokers $(ticks_text "$RELAY_BROKER_SUM" "$ROUNDS"))"
+    fi
+    report_line "cores" "$(nproc)"
 }
 
 main() {
@@ -141,33 +212,31 @@ main() {
     create_schema
     preload
 
-    say "timing the floor: a plain idempotent producer (acks=all)"
-    time_floor
-    if have_kafka_relay; then
-        say "timing the relay (batch_size $BATCH_SIZE)"
-        time_relay
-        # It logs warnings and errors only: anything there explains a slow run.
-        if [[ -s "$WORK_DIR/relay.log" ]]; then
-            say "the relay logged $(wc -l <"$WORK_DIR/relay.log") lines; the last ones:"
-            tail -n 10 "$WORK_DIR/relay.log" >&2
-        fi
-    else
-        say "no relay with a Kafka plugin at $KAFKA_PLUGIN: skipping the relay part" \
-            "(build it with: meson setup build && ninja -C build)"
-    fi
+    say "$ROUNDS rounds of the floor (a plain idempotent producer, acks=all), then the relay" \
+        "(batch_size $BATCH_SIZE)"
+    have_kafka_relay || say "no relay with a Kafka plugin at $KAFKA_PLUGIN: skipping the relay" \
+        "part (build it with: meson setup build && ninja -C build)"
+    local round floor relay
+    for ((round = 1; round <= ROUNDS; round++)); do
+        run_round "$round"
+    done
 
+    floor=$(median_of "${FLOOR_RUNS[@]}")
     echo
     report_line "events" "$EVENTS"
     report_line "cluster" "3 mock brokers, $PARTITIONS partitions, idempotent, acks=all"
-    report_line "floor, librdkafka" "$(rate_text "$FLOOR_SECONDS")"
-    if [[ -n "$RELAY_SECONDS" ]]; then
-        report_line "relay, kafka sink" "$(rate_text "$RELAY_SECONDS") (batch_size $BATCH_SIZE)"
+    report_line "rounds" "$ROUNDS (medians below)"
+    report_line "floor, librdkafka" "$(rate_text "$floor")"
+    if ((${#RELAY_RUNS[@]} > 0)); then
+        relay=$(median_of "${RELAY_RUNS[@]}")
+        report_line "relay, kafka sink" "$(rate_text "$relay") (batch_size $BATCH_SIZE)"
         # Throughput, relay over floor: the goal is 0.7 or more.
-        report_line "relay speed / floor" "$(ratio_text "$FLOOR_SECONDS" "$RELAY_SECONDS")"
-        report_line "relay peak RSS" "$(rss_text "$RELAY_RSS_KIB")"
+        report_line "relay speed / floor" "$(ratio_text "$floor" "$relay")"
+        report_line "relay peak RSS" "$(rss_text "$RELAY_RSS_MAX")"
     else
         report_line "relay" "skipped (no Kafka plugin built)"
     fi
+    report_cpu
 }
 
 main "$@"

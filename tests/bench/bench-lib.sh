@@ -23,6 +23,10 @@ CONFIG=""
 RELAY_PID=""
 RELAY_SECONDS=""
 RELAY_RSS_KIB=""
+RELAY_CPU_TICKS=""
+RELAY_POSTGRES_TICKS=""
+CLOCK_TICKS=$(getconf CLK_TCK)
+readonly CLOCK_TICKS
 
 say() {
     echo "bench: $*" >&2
@@ -146,25 +150,84 @@ EOF
         'SELECT round(avg(length(body::text))) FROM events') bytes)"
 }
 
-relay_position() {
-    sql -A -t -c "SELECT coalesce(max(position), 0) FROM relay_checkpoints WHERE name = '$RELAY_NAME'"
+# Makes the next relay run start from the first event again.
+forget_relay_position() {
+    sql -c "DELETE FROM relay_checkpoints WHERE name = '$RELAY_NAME';
+            DELETE FROM relay_gaps WHERE relay_name = '$RELAY_NAME'"
+}
+
+# Prints the relay's committed position every 20 ms through one database session, until its
+# output is closed (psql then dies of SIGPIPE). A psql process per look would cost a good part of a
+# core, taken from the relay on a small machine.
+watch_position() {
+    echo "SELECT coalesce(max(position), 0) FROM relay_checkpoints WHERE name = '$RELAY_NAME'" \
+        '\watch 0.02' | psql "$CONNINFO" -X -q -A -t
+}
+
+# CPU clock ticks (user and system, every thread) process $1 has used so far; 0 once it is gone.
+process_ticks() {
+    local stat fields
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
+        echo 0
+        return
+    }
+    # The command name in parentheses may hold spaces; after it, utime and stime are the 12th and
+    # 13th fields (14 and 15 in proc(5)'s count).
+    read -r -a fields <<<"${stat##*) }"
+    echo $((fields[11] + fields[12]))
+}
+
+# CPU ticks used so far by the benchmark's PostgreSQL: its postmaster and every child process
+# alive now (a backend that exits takes its figure along: read this before stopping a client).
+postgres_ticks() {
+    local postmaster pid total=0
+    postmaster=$(head -n 1 "$WORK_DIR/pg/data/postmaster.pid")
+    for pid in "$postmaster" $(pgrep -P "$postmaster"); do
+        total=$((total + $(process_ticks "$pid")))
+    done
+    echo "$total"
+}
+
+# "S s" for T clock ticks, divided by N (default 1), for an average.
+ticks_text() {
+    awk -v t="$1" -v hz="$CLOCK_TICKS" -v n="${2:-1}" 'BEGIN { printf "%.2f s", t / hz / n }'
+}
+
+# "C s of CPU over W s: N cores" for C ticks in W seconds, each divided by N (default 1).
+cpu_text() {
+    awk -v t="$1" -v hz="$CLOCK_TICKS" -v w="$2" -v n="${3:-1}" \
+        'BEGIN { printf "%.2f s of CPU over %.2f s: %.1f cores", t / hz / n, w / n, t / hz / w }'
+}
+
+# The median of the numbers given.
+median_of() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+        END { printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# The sum of the numbers given.
+sum_of() {
+    printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.3f", s }'
 }
 
 peak_rss_kib() {
     awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
 }
 
-# Runs the relay until its committed position reaches the last event; sets RELAY_SECONDS and
-# RELAY_RSS_KIB (its peak resident set, read just before stopping it).
+# Runs the relay until its committed position reaches the last event; sets RELAY_SECONDS,
+# RELAY_RSS_KIB (its peak resident set, read just before stopping it), RELAY_CPU_TICKS (its CPU
+# time, every thread) and RELAY_POSTGRES_TICKS (the CPU time PostgreSQL used meanwhile).
 time_relay() {
-    local max_id start deadline position status=0
+    local max_id start deadline position=0 positions status=0 postgres_before
     max_id=$(sql -A -t -c 'SELECT max(id) FROM events')
+    exec {positions}< <(watch_position)
+    postgres_before=$(postgres_ticks)
     start=$EPOCHREALTIME
     "$RELAY_BIN" run -c "$CONFIG" >/dev/null 2>"$WORK_DIR/relay.log" &
     RELAY_PID=$!
     deadline=$((SECONDS + TIMEOUT))
-    # Polling the committed position is the condition itself; 50 ms bounds the timing error.
-    while position=$(relay_position) && ((position < max_id)); do
+    # Each line is the condition itself; the watch's period bounds the timing error.
+    while ((position < max_id)); do
         if ! kill -0 "$RELAY_PID" 2>/dev/null; then
             tail -n 20 "$WORK_DIR/relay.log" >&2
             RELAY_PID=""
@@ -174,13 +237,19 @@ time_relay() {
             tail -n 20 "$WORK_DIR/relay.log" >&2
             die "the relay did not reach event $max_id within ${TIMEOUT}s (position $position)"
         fi
-        sleep 0.05
+        # A timeout (status above 128) runs the checks above again; end of file means psql is
+        # gone. The watch writes whole lines with one write(2) each, so none is read in part.
+        read -r -t 1 -u "$positions" position || (($? > 128)) ||
+            die "watching the relay's position failed (see the relay's log: $WORK_DIR/relay.log)"
     done
     # shellcheck disable=SC2034 # the results, for the sourcing script's report
     {
         RELAY_SECONDS=$(seconds_since "$start")
         RELAY_RSS_KIB=$(peak_rss_kib "$RELAY_PID")
+        RELAY_CPU_TICKS=$(process_ticks "$RELAY_PID")
+        RELAY_POSTGRES_TICKS=$(($(postgres_ticks) - postgres_before))
     }
+    exec {positions}<&-
     kill -TERM "$RELAY_PID"
     wait "$RELAY_PID" || status=$?
     RELAY_PID=""
@@ -190,8 +259,9 @@ time_relay() {
     fi
 }
 
+# A label, then the rest of the arguments joined by spaces.
 report_line() {
-    printf '%-22s %s\n' "$1" "$2"
+    printf '%-22s %s\n' "$1" "${*:2}"
 }
 
 # "S s, R events/s" for EVENTS events in SECONDS.

@@ -12,13 +12,14 @@
  * payload, headers id, type, version (absent when NULL) and created_at. PROPERTY=VALUE pairs go to
  * librdkafka after the defaults (enable.idempotence=true, acks=all).
  *
- * Prints "floor SECONDS EVENTS" on success; exits 1 when anything failed, including a single
- * failed delivery report.
+ * Prints "floor SECONDS EVENTS CPU_SECONDS" on success, the last the CPU time of all its threads
+ * while the clock ran; exits 1 when anything failed, including a single failed delivery report.
  */
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <libpq-fe.h>
@@ -198,12 +199,23 @@ static int floor_produce(rd_kafka_t *rk, const char *topic, const PGresult *res,
     }
 }
 
-/* Produces every row and flushes; *seconds gets the time both took. Returns 0 once every report
- * came back successful, or -1 with the reason in err. */
+/* CPU time of the whole process, every thread, in seconds. */
+static double floor_cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Produces every row and flushes; *seconds gets the time both took, *cpu_seconds the CPU time
+ * meanwhile. Returns 0 once every report came back successful, or -1 with the reason in err. */
 static int floor_run(rd_kafka_t *rk, const char *topic, const PGresult *res,
-                     const floor_reports *reports, double *seconds, char *err, size_t errlen)
+                     const floor_reports *reports, double *seconds, double *cpu_seconds, char *err,
+                     size_t errlen)
 {
     int n = PQntuples(res);
+    double cpu_start = floor_cpu_seconds();
     double start = floor_now();
     for (int i = 0; i < n; i++) {
         if (floor_produce(rk, topic, res, i, err, errlen) != 0)
@@ -213,6 +225,7 @@ static int floor_run(rd_kafka_t *rk, const char *topic, const PGresult *res,
     }
     rd_kafka_resp_err_t e = rd_kafka_flush(rk, FLOOR_FLUSH_TIMEOUT_MS);
     *seconds = floor_now() - start;
+    *cpu_seconds = floor_cpu_seconds() - cpu_start;
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         snprintf(err, errlen, "flush: %s (%d messages still queued)", rd_kafka_err2str(e),
                  rd_kafka_outq_len(rk));
@@ -253,13 +266,13 @@ int main(int argc, char **argv)
         rd_kafka_destroy(rk);
         return 1;
     }
-    double seconds = 0;
+    double seconds = 0, cpu_seconds = 0;
     rd_kafka_topic_t *rkt = NULL;
     int status = floor_warm_up(rk, argv[3], &rkt, err, sizeof err);
     if (status == 0)
-        status = floor_run(rk, argv[3], res, &reports, &seconds, err, sizeof err);
+        status = floor_run(rk, argv[3], res, &reports, &seconds, &cpu_seconds, err, sizeof err);
     if (status == 0)
-        printf("floor %.3f %d\n", seconds, PQntuples(res));
+        printf("floor %.3f %d %.3f\n", seconds, PQntuples(res), cpu_seconds);
     else
         fprintf(stderr, "kafka_floor: %s\n", err);
     PQclear(res);
