@@ -7,13 +7,28 @@
 
 #include "db.h"
 
+#define STORE_POSITION_STATEMENT "relay_store_position"
+
 int relay_checkpoint_session_setup(PGconn *conn, char *err, size_t errlen)
 {
     /* At-least-once tolerates a lost checkpoint (it repeats the batch), never a lost event; the
      * events themselves are committed by the application. Waiting for a WAL flush per batch would
      * buy nothing but a slower relay. */
-    return relay_db_exec(conn, "setting synchronous_commit", "SET synchronous_commit = off", err,
-                         errlen);
+    if (relay_db_exec(conn, "setting synchronous_commit", "SET synchronous_commit = off", err,
+                      errlen) != 0)
+        return -1;
+    /* Run once per batch: parsed and planned each time, it took 0.13 ms rather than 0.08. */
+    PGresult *res = PQprepare(conn, STORE_POSITION_STATEMENT,
+                              "UPDATE relay_checkpoints"
+                              "   SET position = $2, updated_at = clock_timestamp(),"
+                              "       late_events = late_events + $3"
+                              " WHERE name = $1",
+                              3, NULL);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        relay_db_error(conn, res, "preparing the checkpoint update", err, errlen);
+    PQclear(res);
+    return ok ? 0 : -1;
 }
 
 int relay_checkpoint_try_lock(PGconn *conn, const char *name, int *acquired, char *err,
@@ -107,12 +122,7 @@ static int store_position(PGconn *conn, const char *name, const relay_checkpoint
     snprintf(position_text, sizeof position_text, "%" PRId64, u->position);
     snprintf(late_text, sizeof late_text, "%" PRId64, u->late_events);
     const char *params[3] = {name, position_text, late_text};
-    PGresult *res = PQexecParams(conn,
-                                 "UPDATE relay_checkpoints"
-                                 "   SET position = $2, updated_at = clock_timestamp(),"
-                                 "       late_events = late_events + $3"
-                                 " WHERE name = $1",
-                                 3, NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(conn, STORE_POSITION_STATEMENT, 3, params, NULL, NULL, 0);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         relay_db_error(conn, res, "storing the checkpoint", err, errlen);

@@ -49,7 +49,8 @@ typedef struct relay_checkpoint_update {
  * Stores an update in one transaction: an event is either recorded as a dead letter, watched as a
  * gap, or still ahead of the position, never none of these. The session's synchronous_commit is
  * off (see relay_checkpoint_session_setup): a checkpoint lost in a server crash only means the last
- * batches are delivered again. Returns 0, or -1 with err (then nothing changed).
+ * batches are delivered again. conn must have had relay_checkpoint_session_setup. Returns 0, or -1
+ * with err (then nothing changed).
  */
 int relay_checkpoint_commit(PGconn *conn, const char *name, const relay_checkpoint_update *update,
                             char *err, size_t errlen);
@@ -63,7 +64,8 @@ int relay_checkpoint_set_system(PGconn *conn, const char *name, int64_t system_i
 int relay_checkpoint_reset(PGconn *conn, const char *name, int64_t position,
                            int64_t system_identifier, char *err, size_t errlen);
 
-/* Session settings for the relay's connection. Returns 0, or -1 with err. */
+/* Session settings for the relay's connection, and the statement relay_checkpoint_commit uses:
+ * call it on a connection before committing on it. Returns 0, or -1 with err. */
 int relay_checkpoint_session_setup(PGconn *conn, char *err, size_t errlen);
 
 #endif

@@ -132,14 +132,11 @@ static int append_column(PGconn *conn, const relay_config *config, int role, con
 {
     const char *column = mapped_column(config, role);
     size_t used = strlen(sql);
-    if (!column)
-        return snprintf(sql + used, sqllen - used, ", NULL%s", cast) < (int)(sqllen - used) ? 0
-                                                                                          : -1;
-
     char quoted[600];
-    if (relay_db_quote_ident(conn, column, quoted, sizeof quoted, err, errlen) != 0)
+    if (column && relay_db_quote_ident(conn, column, quoted, sizeof quoted, err, errlen) != 0)
         return -1;
-    int n = snprintf(sql + used, sqllen - used, ", t.%s%s", quoted, cast);
+    int n = column ? snprintf(sql + used, sqllen - used, ", t.%s%s", quoted, cast)
+                   : snprintf(sql + used, sqllen - used, ", NULL%s", cast);
     if (n >= (int)(sqllen - used)) {
         snprintf(err, errlen, "the fetch statement is too long");
         return -1;
@@ -189,8 +186,9 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
     static const struct {
         int role;
         const char *cast;
-    } rest[] = {{COL_KEY, "::text"},     {COL_TYPE, "::text"},     {COL_VERSION, "::bigint"},
-                {COL_PAYLOAD, "::text"}, {COL_METADATA, "::text"}, {COL_CREATED_AT, "::timestamptz"}};
+    } rest[] = {{COL_KEY, "::text"},       {COL_TYPE, "::text"},
+                {COL_VERSION, "::bigint"}, {COL_PAYLOAD, "::text"},
+                {COL_METADATA, "::text"},  {COL_CREATED_AT, "::timestamptz"}};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
         if (append_column(conn, config, rest[i].role, rest[i].cast, columns, sizeof columns, err,
                           errlen) != 0)
@@ -268,8 +266,17 @@ int relay_source_send_fetch(PGconn *conn, const relay_config *config, int64_t po
 
 /* The fetch's columns, in binary: rendering ids and timestamps as text is work for the server,
  * which is the relay's bottleneck, and parsing them back is work for the relay. */
-enum { ROW_ID, ROW_KEY, ROW_TYPE, ROW_VERSION, ROW_PAYLOAD, ROW_METADATA, ROW_CREATED_AT,
-       ROW_SETTLED, N_ROW_COLUMNS };
+enum {
+    ROW_ID,
+    ROW_KEY,
+    ROW_TYPE,
+    ROW_VERSION,
+    ROW_PAYLOAD,
+    ROW_METADATA,
+    ROW_CREATED_AT,
+    ROW_SETTLED,
+    N_ROW_COLUMNS
+};
 
 /* pg_type OIDs, fixed since PostgreSQL's first catalogs: int8, text, timestamptz, bool. */
 static const Oid row_types[N_ROW_COLUMNS] = {20, 25, 25, 20, 25, 25, 1184, 16};
@@ -333,7 +340,8 @@ static void fill_batch(relay_batch *batch, PGresult *res)
             e->payload = PQgetvalue(res, row, ROW_PAYLOAD);
             e->payload_len = (size_t)PQgetlength(res, row, ROW_PAYLOAD);
         }
-        e->metadata = PQgetisnull(res, row, ROW_METADATA) ? NULL : PQgetvalue(res, row, ROW_METADATA);
+        e->metadata =
+            PQgetisnull(res, row, ROW_METADATA) ? NULL : PQgetvalue(res, row, ROW_METADATA);
         e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, ROW_METADATA) : 0;
         if (PQgetisnull(res, row, ROW_CREATED_AT)) {
             e->created_at = "";

@@ -120,6 +120,61 @@ Test(relay, delivered_in_order_intact, .init = setup, .fini = teardown)
     PQclear(res);
 }
 
+/* A table of another shape: json payload, timestamp without time zone (read as UTC), no version
+ * or metadata column, an int4 id. */
+Test(relay, unmapped_columns_and_plain_timestamps, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_write_config(&scope, config,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: %s\n"
+                    "source:\n"
+                    "  table: plain_outbox\n"
+                    "  poll_interval: 50ms\n"
+                    "  columns:\n"
+                    "    id: n\n"
+                    "    created_at: at\n"
+                    "    key: k\n"
+                    "    type: t\n"
+                    "    version: ~\n"
+                    "    payload: p\n"
+                    "    metadata: ~\n"
+                    "sink:\n"
+                    "  plugin: stdout\n",
+                    RELAY_NAME, scope.conninfo_yaml);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_exec(scope.conn, "CREATE TABLE plain_outbox (n serial PRIMARY KEY, at timestamp, k text NOT "
+                        "NULL, t text NOT NULL, p json)");
+    th_migrate(config);
+    th_exec(scope.conn,
+            "INSERT INTO plain_outbox (at, k, t, p) VALUES "
+            "('1999-12-31 23:59:59.999999', 'a', 'x', '{ \"kept\" : \"as written\" }'), "
+            "('2024-02-29 12:00:00', 'b', 'y', NULL), "
+            "(NULL, 'c', 'z', '[1]')");
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 3);
+    th_relay_stop(&scope, pid);
+
+    static const char *const expected[] = {
+        "{\"id\":1,\"key\":\"a\",\"type\":\"x\",\"version\":null,\"payload\":{ \"kept\" : \"as "
+        "written\" },\"metadata\":null,\"created_at\":\"1999-12-31T23:59:59.999999Z\"}",
+        "{\"id\":2,\"key\":\"b\",\"type\":\"y\",\"version\":null,\"payload\":null,\"metadata\":"
+        "null,\"created_at\":\"2024-02-29T12:00:00.000000Z\"}",
+        "{\"id\":3,\"key\":\"c\",\"type\":\"z\",\"version\":null,\"payload\":[1],\"metadata\":"
+        "null,\"created_at\":\"\"}",
+    };
+    char **lines;
+    size_t n_lines = th_read_lines(out, &lines);
+    cr_assert_eq(n_lines, 3, "%zu lines", n_lines);
+    for (size_t i = 0; i < n_lines; i++)
+        cr_assert_str_eq(lines[i], expected[i], "line %zu:\n  got      %s\n  expected %s", i + 1,
+                         lines[i], expected[i]);
+    th_free_lines(lines, n_lines);
+}
+
 Test(relay, out_of_order_commit, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
