@@ -56,9 +56,8 @@ PGconn *relay_db_connect(const relay_config *config, char *err, size_t errlen)
         PQfinish(conn);
         return NULL;
     }
-    /* Timestamps come as ISO text in UTC (rendered as RFC 3339 by the client), and a timestamp
-     * without time zone column is compared with now() as UTC, whatever the server's or the role's
-     * defaults are. */
+    /* A timestamp without time zone column is read and compared with now() as UTC, and status
+     * renders times in UTC, whatever the server's or the role's defaults are. */
     /* NOTICEs ("relation already exists, skipping") would reach stderr through libpq's default
      * notice processor, outside the log format. */
     if (relay_db_exec(conn, "configuring the session",
