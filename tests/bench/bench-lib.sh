@@ -239,8 +239,10 @@ time_relay() {
         fi
         # A timeout (status above 128) runs the checks above again; end of file means psql is
         # gone. The watch writes whole lines with one write(2) each, so none is read in part.
-        read -r -t 1 -u "$positions" position || (($? > 128)) ||
-            die "watching the relay's position failed (see the relay's log: $WORK_DIR/relay.log)"
+        read -r -t 1 -u "$positions" position || (($? > 128)) || {
+            tail -n 20 "$WORK_DIR/relay.log" >&2
+            die "psql watching the relay's position exited (position $position)"
+        }
     done
     # shellcheck disable=SC2034 # the results, for the sourcing script's report
     {
