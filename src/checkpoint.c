@@ -115,14 +115,28 @@ static int exec_params(PGconn *conn, const char *what, const char *sql, int n,
     return ok ? 0 : -1;
 }
 
-static int store_position(PGconn *conn, const char *name, const relay_checkpoint_update *u,
-                          char *err, size_t errlen)
+static int send_position(PGconn *conn, const char *name, int64_t position, int64_t late_events,
+                         char *err, size_t errlen)
 {
     char position_text[24], late_text[24];
-    snprintf(position_text, sizeof position_text, "%" PRId64, u->position);
-    snprintf(late_text, sizeof late_text, "%" PRId64, u->late_events);
+    snprintf(position_text, sizeof position_text, "%" PRId64, position);
+    snprintf(late_text, sizeof late_text, "%" PRId64, late_events);
     const char *params[3] = {name, position_text, late_text};
-    PGresult *res = PQexecPrepared(conn, STORE_POSITION_STATEMENT, 3, params, NULL, NULL, 0);
+    if (PQsendQueryPrepared(conn, STORE_POSITION_STATEMENT, 3, params, NULL, NULL, 0))
+        return 0;
+    relay_db_error(conn, NULL, "storing the checkpoint", err, errlen);
+    return -1;
+}
+
+int relay_checkpoint_send_position(PGconn *conn, const char *name, int64_t position, char *err,
+                                   size_t errlen)
+{
+    return send_position(conn, name, position, 0, err, errlen);
+}
+
+int relay_checkpoint_receive_position(PGconn *conn, const char *name, char *err, size_t errlen)
+{
+    PGresult *res = PQgetResult(conn);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         relay_db_error(conn, res, "storing the checkpoint", err, errlen);
@@ -131,7 +145,18 @@ static int store_position(PGconn *conn, const char *name, const relay_checkpoint
         ok = 0;
     }
     PQclear(res);
+    /* The statement's results end with NULL, in a pipeline too. */
+    for (PGresult *extra; (extra = PQgetResult(conn)) != NULL;)
+        PQclear(extra);
     return ok ? 0 : -1;
+}
+
+static int store_position(PGconn *conn, const char *name, const relay_checkpoint_update *u,
+                          char *err, size_t errlen)
+{
+    if (send_position(conn, name, u->position, u->late_events, err, errlen) != 0)
+        return -1;
+    return relay_checkpoint_receive_position(conn, name, err, errlen);
 }
 
 static int store_dead_letters(PGconn *conn, const char *name, const relay_checkpoint_update *u,

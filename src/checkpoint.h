@@ -55,6 +55,15 @@ typedef struct relay_checkpoint_update {
 int relay_checkpoint_commit(PGconn *conn, const char *name, const relay_checkpoint_update *update,
                             char *err, size_t errlen);
 
+/*
+ * Storing a position alone (no dead letters, gaps or late events) in two halves, so that it can
+ * share a pipeline with the next fetch: send, then receive its result before any sent after it.
+ * conn must have had relay_checkpoint_session_setup. Each returns 0, or -1 with err.
+ */
+int relay_checkpoint_send_position(PGconn *conn, const char *name, int64_t position, char *err,
+                                   size_t errlen);
+int relay_checkpoint_receive_position(PGconn *conn, const char *name, char *err, size_t errlen);
+
 /* Records which database the position belongs to. Returns 0, or -1 with err. */
 int relay_checkpoint_set_system(PGconn *conn, const char *name, int64_t system_identifier,
                                 char *err, size_t errlen);

@@ -147,3 +147,33 @@ void relay_db_rollback(PGconn *conn)
 {
     PQclear(PQexec(conn, "ROLLBACK"));
 }
+
+int relay_db_pipeline_begin(PGconn *conn, char *err, size_t errlen)
+{
+    if (PQenterPipelineMode(conn))
+        return 0;
+    relay_db_error(conn, NULL, "entering pipeline mode", err, errlen);
+    return -1;
+}
+
+int relay_db_pipeline_send(PGconn *conn, char *err, size_t errlen)
+{
+    if (PQpipelineSync(conn))
+        return 0;
+    relay_db_error(conn, NULL, "sending a pipeline", err, errlen);
+    return -1;
+}
+
+int relay_db_pipeline_end(PGconn *conn, char *err, size_t errlen)
+{
+    PGresult *res = PQgetResult(conn);
+    int ok = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+    if (!ok)
+        relay_db_error(conn, res, "ending a pipeline", err, errlen);
+    PQclear(res);
+    if (ok && !PQexitPipelineMode(conn)) {
+        relay_db_error(conn, NULL, "leaving pipeline mode", err, errlen);
+        ok = 0;
+    }
+    return ok ? 0 : -1;
+}

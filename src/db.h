@@ -26,6 +26,17 @@ int relay_db_quote_table(PGconn *conn, const char *table, char *out, size_t outl
 int relay_db_quote_ident(PGconn *conn, const char *ident, char *out, size_t outlen, char *err,
                          size_t errlen);
 
+/*
+ * A pipeline: statements sent together, executed by the server one after the other without
+ * waiting for the client between them. relay_db_pipeline_begin enters pipeline mode (conn must be
+ * idle); the caller then sends its statements; relay_db_pipeline_send ends them with a sync
+ * point and sends it all. Once every statement's results are read, relay_db_pipeline_end reads
+ * the sync point and leaves pipeline mode. Each returns 0, or -1 with err.
+ */
+int relay_db_pipeline_begin(PGconn *conn, char *err, size_t errlen);
+int relay_db_pipeline_send(PGconn *conn, char *err, size_t errlen);
+int relay_db_pipeline_end(PGconn *conn, char *err, size_t errlen);
+
 /* Runs a statement that returns no rows. Returns 0, or -1 with "what: libpq's message" in err. */
 int relay_db_exec(PGconn *conn, const char *what, const char *sql, char *err, size_t errlen);
 

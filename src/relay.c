@@ -87,6 +87,8 @@ static void drop_connection(relay_state *s)
     relay_batch_clear(s->current);
     relay_batch_clear(s->next);
     s->current_ready = s->prefetching = s->next_ready = false;
+    /* The next connection reloads the stored position: the batch after it is delivered again. */
+    s->position_unstored = s->storing = false;
     s->listening = false;
 }
 
@@ -301,6 +303,9 @@ int relay_run(const relay_config *config, const relay_logger *log)
     }
 
     relay_notify_stopping();
+    /* Not behind a fetch still in flight: that is a sink's fatal error, stopping at once. */
+    if (s.conn && !s.prefetching && relay_store_position(&s, err, sizeof err) != 0)
+        relay_warn(log, "%s; the last batch will be delivered again after a restart", err);
     if (s.exit_code == RELAY_EXIT_OK)
         relay_info(log, "stopped at position %" PRId64 " after delivering %" PRIu64 " events",
                    s.position, s.delivered);

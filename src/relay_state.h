@@ -35,7 +35,13 @@ typedef struct relay_state {
     bool has_snapshots; /* the server has pg_current_snapshot() */
     bool listening;     /* LISTENing on config->notify_channel */
     bool woken;         /* a NOTIFY arrived: new rows committed */
-    int64_t position;   /* the committed position: every id up to it was acknowledged */
+    int64_t position;   /* every id up to it was acknowledged by the sink */
+    /* While the backlog lasts, a position is stored in one round trip with the next fetch:
+     * position_unstored says it waits for that fetch, storing that it travels with it (its result
+     * is read when the prefetch is collected). Either way the stored position is the one before,
+     * so a crash repeats a batch more, and loses nothing. */
+    bool position_unstored;
+    bool storing;
     uint64_t delivered;
 
     /* Margin mode: ids passed while missing, delivered late if they appear. */
@@ -76,6 +82,10 @@ step relay_database_failed(relay_state *s, const char *err);
 
 /* Updates systemd's STATUS= at most once a second. */
 void relay_report_status(relay_state *s);
+
+/* Stores a position left unstored (see position_unstored), if any; conn must be idle. Returns 0,
+ * or -1 with err. */
+int relay_store_position(relay_state *s, char *err, size_t errlen);
 
 /* One turn of the loop, connected: read, cut, deliver, commit (relay_turn.c). */
 step relay_turn(relay_state *s);

@@ -7,19 +7,59 @@
 #include <stdlib.h>
 
 #include "checkpoint.h"
+#include "db.h"
 #include "exit_codes.h"
 #include "notify.h"
 #include "relay_state.h"
 #include "snapshot.h"
 
-/* Receives the prefetched batch, if one was sent. Returns 0, or -1 with err. */
+int relay_store_position(relay_state *s, char *err, size_t errlen)
+{
+    if (!s->position_unstored)
+        return 0;
+    relay_checkpoint_update u = {.position = s->position};
+    if (relay_checkpoint_commit(s->conn, s->config->name, &u, err, errlen) != 0)
+        return -1;
+    s->position_unstored = false;
+    return 0;
+}
+
+/* Sends the fetch of the batch after `after`, the unstored position ahead of it: the server goes
+ * from one to the other without waiting for the relay. Returns 0, or -1 with err. */
+static int send_prefetch(relay_state *s, int64_t after, char *err, size_t errlen)
+{
+    if (s->position_unstored) {
+        if (relay_db_pipeline_begin(s->conn, err, errlen) != 0 ||
+            relay_checkpoint_send_position(s->conn, s->config->name, s->position, err, errlen) !=
+                0 ||
+            relay_source_send_fetch(s->conn, s->config, after, err, errlen) != 0 ||
+            relay_db_pipeline_send(s->conn, err, errlen) != 0)
+            return -1;
+        s->position_unstored = false;
+        s->storing = true;
+    } else if (relay_source_send_fetch(s->conn, s->config, after, err, errlen) != 0) {
+        return -1;
+    }
+    s->prefetching = true;
+    return 0;
+}
+
+/* Receives the prefetched batch, if one was sent, and the result of the position stored with it.
+ * Returns 0, or -1 with err. */
 static int collect_prefetch(relay_state *s, char *err, size_t errlen)
 {
     if (!s->prefetching)
         return 0;
     s->prefetching = false;
-    if (relay_source_receive_fetch(s->conn, s->next, err, errlen) != 0)
+    if (s->storing) {
+        s->storing = false;
+        if (relay_checkpoint_receive_position(s->conn, s->config->name, err, errlen) != 0 ||
+            relay_source_receive_fetch(s->conn, s->next, err, errlen) != 0 ||
+            relay_db_pipeline_end(s->conn, err, errlen) != 0)
+            return -1;
+    } else if (relay_source_receive_fetch(s->conn, s->next, err, errlen) != 0) {
         return -1;
+    }
     s->next_ready = true;
     return 0;
 }
@@ -58,8 +98,10 @@ static step deliver(relay_state *s, const relay_batch *b)
             return STEP_FATAL;
         }
         /* The sink may stay down for long: take the prefetched rows off the server now rather
-         * than keep its statement (and snapshot) open meanwhile. */
-        if (collect_prefetch(s, err, sizeof err) != 0)
+         * than keep its statement (and snapshot) open meanwhile, and store what was acknowledged,
+         * so that `status` tells where the relay stands. */
+        if (collect_prefetch(s, err, sizeof err) != 0 ||
+            relay_store_position(s, err, sizeof err) != 0)
             return relay_database_failed(s, err);
         if (!s->sink_failing) {
             relay_warn(s->log,
@@ -120,6 +162,17 @@ static step commit(relay_state *s, const relay_batch *b, int64_t new_position, b
     if (sink->n_rejections > 0 && s->config->sink_on_reject == RELAY_ON_REJECT_STOP)
         return stop_at_rejection(s, late);
 
+    /* More is waiting (a full batch), and nothing but the position changes: it is stored with
+     * the next fetch, in one round trip. */
+    if (!late && sink->n_rejections == 0 && !s->gaps.dirty &&
+        b->count == (size_t)s->config->batch_size) {
+        s->position = new_position;
+        s->position_unstored = true;
+        s->delivered += b->count;
+        relay_report_status(s);
+        return STEP_OK;
+    }
+
     relay_checkpoint_update u = {.position = new_position};
     if (sink->n_rejections > 0) {
         u.dead_letters = sink->rejections;
@@ -135,6 +188,7 @@ static step commit(relay_state *s, const relay_batch *b, int64_t new_position, b
         return relay_database_failed(s, err);
     s->gaps.dirty = false;
     s->position = new_position;
+    s->position_unstored = false;
     s->delivered += b->count;
     for (size_t i = 0; i < u.n_dead_letters; i++)
         relay_warn(s->log,
@@ -395,6 +449,8 @@ step relay_turn(relay_state *s)
     size_t count = b->count;
     bool wake_on_notify = true;
     if (count == 0) {
+        if (relay_store_position(s, err, sizeof err) != 0)
+            return relay_database_failed(s, err);
         int64_t wait = idle_wait(s, b, &wake_on_notify);
         s->current_ready = false;
         relay_batch_clear(b);
@@ -404,11 +460,8 @@ step relay_turn(relay_state *s)
 
     /* A full batch means more is probably waiting: the database reads it while the sink works.
      * Reading past an unacknowledged batch is safe; only committing past one is not. */
-    if (count == (size_t)s->config->batch_size) {
-        if (relay_source_send_fetch(s->conn, s->config, last, err, sizeof err) != 0)
-            return relay_database_failed(s, err);
-        s->prefetching = true;
-    }
+    if (count == (size_t)s->config->batch_size && send_prefetch(s, last, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
 
     if ((st = deliver(s, b)) != STEP_OK)
         return st;
