@@ -145,9 +145,7 @@ int relay_checkpoint_receive_position(PGconn *conn, const char *name, char *err,
         ok = 0;
     }
     PQclear(res);
-    /* The statement's results end with NULL, in a pipeline too. */
-    for (PGresult *extra; (extra = PQgetResult(conn)) != NULL;)
-        PQclear(extra);
+    relay_db_discard_results(conn);
     return ok ? 0 : -1;
 }
 

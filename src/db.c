@@ -148,6 +148,12 @@ void relay_db_rollback(PGconn *conn)
     PQclear(PQexec(conn, "ROLLBACK"));
 }
 
+void relay_db_discard_results(PGconn *conn)
+{
+    for (PGresult *extra; (extra = PQgetResult(conn)) != NULL;)
+        PQclear(extra);
+}
+
 int relay_db_pipeline_begin(PGconn *conn, char *err, size_t errlen)
 {
     if (PQenterPipelineMode(conn))

@@ -26,6 +26,10 @@ int relay_db_quote_table(PGconn *conn, const char *table, char *out, size_t outl
 int relay_db_quote_ident(PGconn *conn, const char *ident, char *out, size_t outlen, char *err,
                          size_t errlen);
 
+/* Reads and drops the rest of a sent statement's results, up to the NULL that ends them (in a
+ * pipeline too, where a sync point follows). Cannot fail: an error result is dropped as well. */
+void relay_db_discard_results(PGconn *conn);
+
 /*
  * A pipeline: statements sent together, executed by the server one after the other without
  * waiting for the client between them. relay_db_pipeline_begin enters pipeline mode (conn must be

@@ -361,8 +361,7 @@ int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size
     int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     if (!ok)
         relay_db_error(conn, res, "reading events", err, errlen);
-    for (PGresult *extra; (extra = PQgetResult(conn)) != NULL;)
-        PQclear(extra);
+    relay_db_discard_results(conn);
     if (ok && check_columns(res, err, errlen) != 0)
         ok = 0;
     if (!ok) {
