@@ -79,7 +79,7 @@ int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out,
 
     relay_gaps_free(gaps);
     res = PQexecParams(conn,
-                       "SELECT low_id, high_id, first_seen_ms, coalesce(snapshot_xmax, -1)"
+                       "SELECT low_id, high_id, first_seen_ms"
                        " FROM relay_gaps WHERE relay_name = $1 ORDER BY low_id",
                        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -88,9 +88,10 @@ int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out,
         return -1;
     }
     for (int i = 0; i < PQntuples(res); i++) {
-        relay_gap gap = {
-            strtoll(PQgetvalue(res, i, 0), NULL, 10), strtoll(PQgetvalue(res, i, 1), NULL, 10),
-            strtoll(PQgetvalue(res, i, 2), NULL, 10), strtoll(PQgetvalue(res, i, 3), NULL, 10)};
+        /* Their writers are looked at anew (see relay_gaps_set_round). */
+        relay_gap gap = {strtoll(PQgetvalue(res, i, 0), NULL, 10),
+                         strtoll(PQgetvalue(res, i, 1), NULL, 10),
+                         strtoll(PQgetvalue(res, i, 2), NULL, 10), 0};
         if (relay_gaps_append(gaps, gap) != 0) {
             snprintf(err, errlen, "out of memory loading %d watched gaps", PQntuples(res));
             PQclear(res);
@@ -98,8 +99,12 @@ int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out,
             return -1;
         }
     }
-    gaps->dirty = false;
     PQclear(res);
+    if (relay_gaps_mark_stored(gaps) != 0) {
+        snprintf(err, errlen, "out of memory loading %zu watched gaps", gaps->count);
+        relay_gaps_free(gaps);
+        return -1;
+    }
     return 0;
 }
 
@@ -115,111 +120,126 @@ static int exec_params(PGconn *conn, const char *what, const char *sql, int n,
     return ok ? 0 : -1;
 }
 
-static int send_position(PGconn *conn, const char *name, int64_t position, int64_t late_events,
-                         char *err, size_t errlen)
+/* Sends a statement into the pipeline and counts it. Returns 0, or -1 with err. */
+static int send_statement(PGconn *conn, const char *what, const char *sql, int n,
+                          const char *const *params, int *statements, char *err, size_t errlen)
 {
-    char position_text[24], late_text[24];
-    snprintf(position_text, sizeof position_text, "%" PRId64, position);
-    snprintf(late_text, sizeof late_text, "%" PRId64, late_events);
-    const char *params[3] = {name, position_text, late_text};
-    if (PQsendQueryPrepared(conn, STORE_POSITION_STATEMENT, 3, params, NULL, NULL, 0))
-        return 0;
-    relay_db_error(conn, NULL, "storing the checkpoint", err, errlen);
-    return -1;
-}
-
-int relay_checkpoint_send_position(PGconn *conn, const char *name, int64_t position, char *err,
-                                   size_t errlen)
-{
-    return send_position(conn, name, position, 0, err, errlen);
-}
-
-int relay_checkpoint_receive_position(PGconn *conn, const char *name, char *err, size_t errlen)
-{
-    PGresult *res = PQgetResult(conn);
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    if (!ok)
-        relay_db_error(conn, res, "storing the checkpoint", err, errlen);
-    else if (strcmp(PQcmdTuples(res), "1") != 0) {
-        snprintf(err, errlen, "storing the checkpoint: the row for '%s' is gone", name);
-        ok = 0;
-    }
-    PQclear(res);
-    relay_db_discard_results(conn);
-    return ok ? 0 : -1;
-}
-
-static int store_position(PGconn *conn, const char *name, const relay_checkpoint_update *u,
-                          char *err, size_t errlen)
-{
-    if (send_position(conn, name, u->position, u->late_events, err, errlen) != 0)
+    if (!PQsendQueryParams(conn, sql, n, NULL, params, NULL, NULL, 0)) {
+        relay_db_error(conn, NULL, what, err, errlen);
         return -1;
-    return relay_checkpoint_receive_position(conn, name, err, errlen);
+    }
+    ++*statements;
+    return 0;
 }
 
-static int store_dead_letters(PGconn *conn, const char *name, const relay_checkpoint_update *u,
-                              char *err, size_t errlen)
+static int send_dead_letters(PGconn *conn, const char *name, const relay_checkpoint_update *u,
+                             int *statements, char *err, size_t errlen)
 {
     for (size_t i = 0; i < u->n_dead_letters; i++) {
         char id_text[24];
         snprintf(id_text, sizeof id_text, "%" PRId64, u->dead_letters[i].event_id);
         const char *params[3] = {name, id_text, u->dead_letters[i].reason};
-        if (exec_params(conn, "recording a dead letter",
-                        "INSERT INTO relay_dead_letters (relay_name, event_id, reason)"
-                        " VALUES ($1, $2, $3)",
-                        3, params, err, errlen) != 0)
+        if (send_statement(conn, "recording a dead letter",
+                           "INSERT INTO relay_dead_letters (relay_name, event_id, reason)"
+                           " VALUES ($1, $2, $3)",
+                           3, params, statements, err, errlen) != 0)
             return -1;
     }
     return 0;
 }
 
-/* Replaces the stored gaps by the watched ones: four parallel arrays, unnested server-side. */
-static int store_gaps(PGconn *conn, const char *name, const relay_gaps *gaps, char *err,
-                      size_t errlen)
+/* Writes what changed in the watched gaps since they were last stored, in one statement: the
+ * deleted and the upserted low ids never overlap, so neither half sees the other's rows. */
+static int send_gaps(PGconn *conn, const char *name, relay_gaps *gaps, int *statements, char *err,
+                     size_t errlen)
 {
-    const char *params[5] = {name};
-    if (exec_params(conn, "storing the watched gaps",
-                    "DELETE FROM relay_gaps WHERE relay_name = $1", 1, params, err, errlen) != 0)
-        return -1;
-    if (gaps->count == 0)
-        return 0;
-
-    char *arrays[4];
-    int ok = 1;
-    for (int a = 0; a < 4; a++)
-        ok = (arrays[a] = relay_gaps_array(gaps, (relay_gap_field)a)) != NULL && ok;
-    if (!ok)
+    relay_gaps_changes c;
+    if (relay_gaps_changes_build(gaps, &c) != 0) {
         snprintf(err, errlen, "out of memory storing the watched gaps");
-    else {
-        params[1] = arrays[0], params[2] = arrays[1], params[3] = arrays[2], params[4] = arrays[3];
-        ok = exec_params(conn, "storing the watched gaps",
-                         "INSERT INTO relay_gaps"
-                         " (relay_name, low_id, high_id, first_seen_ms, snapshot_xmax)"
-                         " SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[],"
-                         " $5::bigint[])",
-                         5, params, err, errlen) == 0;
+        return -1;
     }
-    for (int a = 0; a < 4; a++)
-        free(arrays[a]);
+    int rc = 0;
+    if (c.n_deleted > 0 || c.n_upserted > 0) {
+        const char *params[5] = {name, c.deleted_lows, c.lows, c.highs, c.first_seen};
+        rc = send_statement(
+            conn, "storing the watched gaps",
+            "WITH gone AS (DELETE FROM relay_gaps"
+            "               WHERE relay_name = $1 AND low_id = ANY($2::bigint[]))"
+            " INSERT INTO relay_gaps (relay_name, low_id, high_id, first_seen_ms)"
+            " SELECT $1, * FROM unnest($3::bigint[], $4::bigint[], $5::bigint[])"
+            " ON CONFLICT (relay_name, low_id) DO UPDATE"
+            " SET high_id = EXCLUDED.high_id, first_seen_ms = EXCLUDED.first_seen_ms",
+            5, params, statements, err, errlen);
+    }
+    relay_gaps_changes_free(&c);
+    /* Taken as stored once sent: if the pipeline fails, the connection is dropped and the gaps
+     * are loaded again from what the database has. */
+    if (rc == 0 && relay_gaps_mark_stored(gaps) != 0) {
+        snprintf(err, errlen, "out of memory keeping the stored gaps");
+        rc = -1;
+    }
+    return rc;
+}
+
+int relay_checkpoint_send(PGconn *conn, const char *name, const relay_checkpoint_update *u,
+                          int *statements, char *err, size_t errlen)
+{
+    *statements = 0;
+    if (send_dead_letters(conn, name, u, statements, err, errlen) != 0 ||
+        (u->gaps && send_gaps(conn, name, u->gaps, statements, err, errlen) != 0))
+        return -1;
+
+    char position_text[24], late_text[24];
+    snprintf(position_text, sizeof position_text, "%" PRId64, u->position);
+    snprintf(late_text, sizeof late_text, "%" PRId64, u->late_events);
+    const char *params[3] = {name, position_text, late_text};
+    if (!PQsendQueryPrepared(conn, STORE_POSITION_STATEMENT, 3, params, NULL, NULL, 0)) {
+        relay_db_error(conn, NULL, "storing the checkpoint", err, errlen);
+        return -1;
+    }
+    ++*statements;
+    return 0;
+}
+
+int relay_checkpoint_receive(PGconn *conn, const char *name, int statements, char *err,
+                             size_t errlen)
+{
+    /* Every result is read, to the sync point's, even after the first error: the pipeline must
+     * be left clean. The first error is the one that tells. */
+    int ok = 1;
+    for (int i = 0; i < statements; i++) {
+        PGresult *res = PQgetResult(conn);
+        if (ok && PQresultStatus(res) != PGRES_COMMAND_OK) {
+            relay_db_error(conn, res, "storing the checkpoint", err, errlen);
+            ok = 0;
+        } else if (ok && i == statements - 1 && strcmp(PQcmdTuples(res), "1") != 0) {
+            /* The position's update comes last. */
+            snprintf(err, errlen, "storing the checkpoint: the row for '%s' is gone", name);
+            ok = 0;
+        }
+        PQclear(res);
+        relay_db_discard_results(conn);
+    }
     return ok ? 0 : -1;
 }
 
 int relay_checkpoint_commit(PGconn *conn, const char *name, const relay_checkpoint_update *u,
                             char *err, size_t errlen)
 {
-    /* The common case is one statement, its own transaction. */
-    if (u->n_dead_letters == 0 && u->gaps == NULL)
-        return store_position(conn, name, u, err, errlen);
-
-    if (relay_db_exec(conn, "storing the checkpoint", "BEGIN", err, errlen) != 0)
+    /* The statements between two sync points of a pipeline are one implicit transaction: all of
+     * them or none, in one round trip. */
+    int statements = 0;
+    if (relay_db_pipeline_begin(conn, err, errlen) != 0 ||
+        relay_checkpoint_send(conn, name, u, &statements, err, errlen) != 0 ||
+        relay_db_pipeline_send(conn, err, errlen) != 0)
         return -1;
-    if (store_dead_letters(conn, name, u, err, errlen) == 0 &&
-        (u->gaps == NULL || store_gaps(conn, name, u->gaps, err, errlen) == 0) &&
-        store_position(conn, name, u, err, errlen) == 0 &&
-        relay_db_exec(conn, "storing the checkpoint", "COMMIT", err, errlen) == 0)
-        return 0;
-    relay_db_rollback(conn);
-    return -1;
+    int rc = relay_checkpoint_receive(conn, name, statements, err, errlen);
+    /* The sync point is read after an error too, so that the connection stays usable. */
+    char end_err[256];
+    if (relay_db_pipeline_end(conn, rc == 0 ? err : end_err, rc == 0 ? errlen : sizeof end_err) !=
+        0)
+        rc = -1;
+    return rc;
 }
 
 int relay_checkpoint_set_system(PGconn *conn, const char *name, int64_t system_identifier,

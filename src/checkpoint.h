@@ -41,28 +41,33 @@ typedef struct relay_checkpoint_update {
     int64_t position;
     const relay_sink_rejection *dead_letters; /* recorded in relay_dead_letters */
     size_t n_dead_letters;
-    const relay_gaps *gaps; /* non-NULL: replaces the stored gaps */
-    int64_t late_events;    /* added to the count */
+    /* Non-NULL: what changed in the gaps since they were last stored is written, and they are
+     * marked stored (borrowed, updated). */
+    relay_gaps *gaps;
+    int64_t late_events; /* added to the count */
 } relay_checkpoint_update;
 
 /*
- * Stores an update in one transaction: an event is either recorded as a dead letter, watched as a
- * gap, or still ahead of the position, never none of these. The session's synchronous_commit is
- * off (see relay_checkpoint_session_setup): a checkpoint lost in a server crash only means the last
- * batches are delivered again. conn must have had relay_checkpoint_session_setup. Returns 0, or -1
- * with err (then nothing changed).
+ * Stores an update in one transaction and one round trip: an event is either recorded as a dead
+ * letter, watched as a gap, or still ahead of the position, never none of these. The session's
+ * synchronous_commit is off (see relay_checkpoint_session_setup): a checkpoint lost in a server
+ * crash only means the last batches are delivered again. conn must have had
+ * relay_checkpoint_session_setup. Returns 0, or -1 with err: then nothing was stored, and the
+ * caller drops the connection (the gaps may be marked stored already; they are loaded again).
  */
 int relay_checkpoint_commit(PGconn *conn, const char *name, const relay_checkpoint_update *update,
                             char *err, size_t errlen);
 
 /*
- * Storing a position alone (no dead letters, gaps or late events) in two halves, so that it can
- * share a pipeline with the next fetch: send, then receive its result before any sent after it.
- * conn must have had relay_checkpoint_session_setup. Each returns 0, or -1 with err.
+ * The same in two halves, so that it can share a pipeline with the next fetch: send into a
+ * pipeline the caller began (it ends it with a sync point), then, once the sync is sent, receive
+ * the results of the *statements it sent before those of anything sent after them. Each returns
+ * 0, or -1 with err (the caller drops the connection, as above).
  */
-int relay_checkpoint_send_position(PGconn *conn, const char *name, int64_t position, char *err,
-                                   size_t errlen);
-int relay_checkpoint_receive_position(PGconn *conn, const char *name, char *err, size_t errlen);
+int relay_checkpoint_send(PGconn *conn, const char *name, const relay_checkpoint_update *update,
+                          int *statements, char *err, size_t errlen);
+int relay_checkpoint_receive(PGconn *conn, const char *name, int statements, char *err,
+                             size_t errlen);
 
 /* Records which database the position belongs to. Returns 0, or -1 with err. */
 int relay_checkpoint_set_system(PGconn *conn, const char *name, int64_t system_identifier,

@@ -569,6 +569,17 @@ static int parse_mapping(parse_ctx *ctx, const field *f, yaml_node_t *node, void
 }
 
 /* retry.max may only be compared with retry.initial once both are read. */
+/* Where key's value stands in mapping node, or the mapping itself when the key is not written. */
+static yaml_mark_t mark_of_value(parse_ctx *ctx, yaml_node_t *node, const char *key)
+{
+    yaml_mark_t mark = node->start_mark;
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++)
+        if (strcmp(scalar_text(node_at(ctx, p->key)), key) == 0)
+            mark = node_at(ctx, p->value)->start_mark;
+    return mark;
+}
+
 static int parse_retry(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
 {
     const relay_config *c = ctx->config;
@@ -577,15 +588,27 @@ static int parse_retry(parse_ctx *ctx, const field *f, yaml_node_t *node, void *
     if (c->retry_max_ms >= c->retry_initial_ms)
         return 0;
     /* Point at max when it was written; else at this mapping, which raised initial above it. */
-    yaml_mark_t mark = node->start_mark;
-    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
-         p++)
-        if (strcmp(scalar_text(node_at(ctx, p->key)), "max") == 0)
-            mark = node_at(ctx, p->value)->start_mark;
     char initial[32];
     format_duration(c->retry_initial_ms, initial, sizeof initial);
+    yaml_mark_t mark = mark_of_value(ctx, node, "max");
     path_push(ctx, "max");
     return fail(ctx, mark, "must be at least retry.initial (%s)", initial);
+}
+
+static int parse_source(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    const relay_config *c = ctx->config;
+    if (parse_mapping(ctx, f, node, dest) < 0)
+        return -1;
+    if (!c->ids_taken_ahead || c->gap_floor_ms > 0)
+        return 0;
+    /* Ids taken before the insert escape the proof of death; only an age can stand in for it,
+     * and no default age is right for every application. */
+    yaml_mark_t mark = mark_of_value(ctx, node, "ids_taken_ahead");
+    path_push(ctx, "ids_taken_ahead");
+    return fail(ctx, mark,
+                "needs source.gap_floor: how long the application may hold an id before the "
+                "transaction that inserts it ends");
 }
 
 static const field columns_fields[] = {
@@ -613,7 +636,8 @@ static const field source_fields[] = {
     {"poll_interval", parse_duration, AT(poll_interval_ms), 0, NULL, 1, INT64_MAX},
     {"mode", parse_mode, AT(mode), 0, NULL, 0, 0},
     {"gap_watch", parse_bool, AT(gap_watch), 0, NULL, 0, 0},
-    {"gap_floor", parse_duration, AT(gap_floor_ms), 0, NULL, 0, MS_PER_HOUR},
+    {"gap_floor", parse_duration, AT(gap_floor_ms), 0, NULL, 0, 24 * MS_PER_HOUR},
+    {"ids_taken_ahead", parse_bool, AT(ids_taken_ahead), 0, NULL, 0, 0},
     {"gap_max_age", parse_duration, AT(gap_max_age_ms), 0, NULL, 1, 24 * MS_PER_HOUR},
     {"max_gaps", parse_int, AT(max_gaps), 0, NULL, 1, 1000000},
     {"notify_channel", parse_string, AT(notify_channel), F_NULLABLE, NULL, 0, 0},
@@ -643,7 +667,7 @@ static const field log_fields[] = {
 static const field root_fields[] = {
     {"name", parse_name, AT(name), F_REQUIRED, NULL, 0, 0},
     {"database", parse_mapping, 0, F_REQUIRED, database_fields, 0, 0},
-    {"source", parse_mapping, 0, 0, source_fields, 0, 0},
+    {"source", parse_source, 0, 0, source_fields, 0, 0},
     {"sink", parse_mapping, 0, F_REQUIRED, sink_fields, 0, 0},
     {"plugin_dir", parse_string, AT(plugin_dir), F_NULLABLE, NULL, 0, 0},
     {"retry", parse_retry, 0, 0, retry_fields, 0, 0},
@@ -662,7 +686,7 @@ static int set_defaults(relay_config *c)
     c->batch_size = 1000;
     c->poll_interval_ms = 200;
     c->gap_watch = true;
-    c->gap_floor_ms = MS_PER_SECOND;
+    c->gap_floor_ms = 0;
     c->gap_max_age_ms = 10 * MS_PER_MINUTE;
     c->max_gaps = 10000;
     c->sink_flush_timeout_ms = 30 * MS_PER_SECOND;

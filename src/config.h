@@ -54,7 +54,9 @@ typedef struct relay_config {
     int batch_size;
     relay_source_mode mode;
     bool gap_watch;       /* remember ids missing below the position; deliver them if they appear */
-    int64_t gap_floor_ms; /* settled mode: a gap is never proven dead younger than this */
+    int64_t gap_floor_ms; /* a gap is never proven dead younger than this (0: the proof alone) */
+    bool
+        ids_taken_ahead; /* ids may be taken before the insert: gap_floor stands in for the proof */
     int64_t gap_max_age_ms; /* without snapshots (not PostgreSQL): forget a gap after this */
     int max_gaps;           /* the watch holds at most this many gaps (ranges of ids) */
     char *notify_channel;   /* LISTENed for wake-ups; NULL: poll only */

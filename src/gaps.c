@@ -8,22 +8,29 @@
 void relay_gaps_free(relay_gaps *g)
 {
     free(g->items);
+    free(g->stored);
     memset(g, 0, sizeof *g);
+}
+
+/* Makes room for want gaps in *items. Returns 0, or -1 out of memory (then *items is as it was). */
+static int grow(relay_gap **items, size_t *cap, size_t want)
+{
+    if (want <= *cap)
+        return 0;
+    size_t new_cap = *cap ? *cap : 16;
+    while (new_cap < want)
+        new_cap *= 2;
+    relay_gap *grown = realloc(*items, new_cap * sizeof *grown);
+    if (!grown)
+        return -1;
+    *items = grown;
+    *cap = new_cap;
+    return 0;
 }
 
 static int reserve(relay_gaps *g, size_t more)
 {
-    if (g->count + more <= g->cap)
-        return 0;
-    size_t cap = g->cap ? g->cap : 16;
-    while (cap < g->count + more)
-        cap *= 2;
-    relay_gap *items = realloc(g->items, cap * sizeof *items);
-    if (!items)
-        return -1;
-    g->items = items;
-    g->cap = cap;
-    return 0;
+    return grow(&g->items, &g->cap, g->count + more);
 }
 
 size_t relay_gaps_count_new(int64_t position, const relay_sink_event *events, size_t count)
@@ -57,14 +64,14 @@ int relay_gaps_append(relay_gaps *g, relay_gap gap)
 }
 
 int relay_gaps_add_batch(relay_gaps *g, int64_t position, const relay_sink_event *events,
-                         size_t count, int64_t first_seen_ms, int64_t snapshot_xmax)
+                         size_t count, int64_t first_seen_ms, int64_t round)
 {
     if (reserve(g, relay_gaps_count_new(position, events, count)) != 0)
         return -1;
     for (size_t i = 0; i < count; i++) {
         if (events[i].id > position + 1)
             g->items[g->count++] =
-                (relay_gap){position + 1, events[i].id - 1, first_seen_ms, snapshot_xmax};
+                (relay_gap){position + 1, events[i].id - 1, first_seen_ms, round};
         position = events[i].id;
     }
     g->dirty = true;
@@ -100,25 +107,25 @@ int relay_gaps_fill(relay_gaps *g, int64_t id)
     return 0;
 }
 
-bool relay_gap_is_dead(const relay_gap *gap, int64_t now_ms, int64_t xmin, int64_t min_age_ms,
+bool relay_gap_is_dead(const relay_gap *gap, const relay_gap_evidence *ev, int64_t min_age_ms,
                        int64_t max_age_ms)
 {
-    int64_t age = now_ms - gap->first_seen_ms;
+    int64_t age = ev->now_ms - gap->first_seen_ms;
     if (age < min_age_ms)
         return false;
-    /* Without a snapshot from the time it was seen (or from this database), only age can tell. */
-    if (gap->snapshot_xmax < 0 || xmin < 0)
+    if (!ev->writers_known)
         return age >= max_age_ms;
-    return xmin >= gap->snapshot_xmax;
+    /* The look must come after the sight, and every writer it saw must have come after that. */
+    return gap->round <= ev->round && ev->oldest_since > gap->round;
 }
 
-int64_t relay_gaps_forget_dead(relay_gaps *g, int64_t now_ms, int64_t xmin, int64_t min_age_ms,
+int64_t relay_gaps_forget_dead(relay_gaps *g, const relay_gap_evidence *ev, int64_t min_age_ms,
                                int64_t max_age_ms)
 {
     int64_t forgotten = 0;
     size_t kept = 0;
     for (size_t i = 0; i < g->count; i++) {
-        if (relay_gap_is_dead(&g->items[i], now_ms, xmin, min_age_ms, max_age_ms))
+        if (relay_gap_is_dead(&g->items[i], ev, min_age_ms, max_age_ms))
             forgotten += g->items[i].high - g->items[i].low + 1;
         else
             g->items[kept++] = g->items[i];
@@ -162,7 +169,17 @@ void relay_gaps_trim(relay_gaps *g, int64_t max_id)
     g->count = kept;
 }
 
-char *relay_gaps_array(const relay_gaps *g, relay_gap_field field)
+void relay_gaps_set_round(relay_gaps *g, int64_t round)
+{
+    for (size_t i = 0; i < g->count; i++)
+        g->items[i].round = round;
+}
+
+/* An array literal of n values, value(i) each. Returns it (the caller frees it), or NULL out of
+ * memory. */
+typedef int64_t (*value_at)(const relay_gap *gaps, size_t i);
+
+static char *array_literal(const relay_gap *gaps, const size_t *index, size_t n, value_at value)
 {
     char *text = NULL;
     size_t len = 0;
@@ -170,19 +187,8 @@ char *relay_gaps_array(const relay_gaps *g, relay_gap_field field)
     if (!f)
         return NULL;
     fputc('{', f);
-    for (size_t i = 0; i < g->count; i++) {
-        const relay_gap *gap = &g->items[i];
-        int64_t value = field == RELAY_GAP_LOW          ? gap->low
-                        : field == RELAY_GAP_HIGH       ? gap->high
-                        : field == RELAY_GAP_FIRST_SEEN ? gap->first_seen_ms
-                                                        : gap->snapshot_xmax;
-        if (i > 0)
-            fputc(',', f);
-        if (field == RELAY_GAP_SNAPSHOT_XMAX && value < 0)
-            fputs("NULL", f);
-        else
-            fprintf(f, "%" PRId64, value);
-    }
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, i > 0 ? ",%" PRId64 : "%" PRId64, value(gaps, index ? index[i] : i));
     fputc('}', f);
     int failed = ferror(f);
     fclose(f);
@@ -191,4 +197,95 @@ char *relay_gaps_array(const relay_gaps *g, relay_gap_field field)
         return NULL;
     }
     return text;
+}
+
+static int64_t low_of(const relay_gap *gaps, size_t i)
+{
+    return gaps[i].low;
+}
+
+static int64_t high_of(const relay_gap *gaps, size_t i)
+{
+    return gaps[i].high;
+}
+
+static int64_t first_seen_of(const relay_gap *gaps, size_t i)
+{
+    return gaps[i].first_seen_ms;
+}
+
+static bool same_stored(const relay_gap *a, const relay_gap *b)
+{
+    return a->low == b->low && a->high == b->high && a->first_seen_ms == b->first_seen_ms;
+}
+
+void relay_gaps_changes_free(relay_gaps_changes *c)
+{
+    free(c->deleted_lows);
+    free(c->lows);
+    free(c->highs);
+    free(c->first_seen);
+    memset(c, 0, sizeof *c);
+}
+
+int relay_gaps_changes_build(const relay_gaps *g, relay_gaps_changes *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t *deleted = malloc((g->n_stored + 1) * sizeof *deleted);
+    size_t *upserted = malloc((g->count + 1) * sizeof *upserted);
+    int rc = -1;
+    if (!deleted || !upserted)
+        goto done;
+
+    /* Both lists ascend by low id: one merge finds what went and what came. A stored gap whose
+     * low id stays but whose range changed is written again, not deleted. */
+    size_t i = 0, j = 0;
+    while (i < g->n_stored || j < g->count) {
+        const relay_gap *old = i < g->n_stored ? &g->stored[i] : NULL;
+        const relay_gap *now = j < g->count ? &g->items[j] : NULL;
+        if (old && (!now || old->low < now->low)) {
+            deleted[out->n_deleted++] = i++;
+        } else if (now && (!old || now->low < old->low)) {
+            upserted[out->n_upserted++] = j++;
+        } else {
+            if (!same_stored(old, now))
+                upserted[out->n_upserted++] = j;
+            i++, j++;
+        }
+    }
+    out->deleted_lows = array_literal(g->stored, deleted, out->n_deleted, low_of);
+    out->lows = array_literal(g->items, upserted, out->n_upserted, low_of);
+    out->highs = array_literal(g->items, upserted, out->n_upserted, high_of);
+    out->first_seen = array_literal(g->items, upserted, out->n_upserted, first_seen_of);
+    if (out->deleted_lows && out->lows && out->highs && out->first_seen)
+        rc = 0;
+    else
+        relay_gaps_changes_free(out);
+done:
+    free(deleted);
+    free(upserted);
+    return rc;
+}
+
+int relay_gaps_mark_stored(relay_gaps *g)
+{
+    if (grow(&g->stored, &g->stored_cap, g->count) != 0)
+        return -1;
+    if (g->count > 0)
+        memcpy(g->stored, g->items, g->count * sizeof *g->items);
+    g->n_stored = g->count;
+    g->dirty = false;
+    return 0;
+}
+
+int relay_gaps_ranges(const relay_gaps *g, char **lows, char **highs)
+{
+    *lows = array_literal(g->items, NULL, g->count, low_of);
+    *highs = array_literal(g->items, NULL, g->count, high_of);
+    if (*lows && *highs)
+        return 0;
+    free(*lows);
+    free(*highs);
+    *lows = *highs = NULL;
+    return -1;
 }

@@ -14,7 +14,7 @@
 #include "signals.h"
 #include "relay_state.h"
 #include "restore.h"
-#include "snapshot.h"
+#include "lockers.h"
 #include "source.h"
 
 int64_t relay_now_ms(void)
@@ -88,7 +88,8 @@ static void drop_connection(relay_state *s)
     relay_batch_clear(s->next);
     s->current_ready = s->prefetching = s->next_ready = false;
     /* The next connection reloads the stored position: the batch after it is delivered again. */
-    s->position_unstored = s->storing = false;
+    s->position_unstored = false;
+    s->storing = 0;
     s->listening = false;
 }
 
@@ -204,7 +205,7 @@ static step connect_database(relay_state *s)
         return missing ? fatal(s, RELAY_EXIT_DATABASE, err) : relay_database_failed(s, err);
     if (relay_checkpoint_session_setup(s->conn, err, sizeof err) != 0 ||
         relay_source_prepare(s->conn, s->config, &info, err, sizeof err) != 0 ||
-        relay_snapshot_supported(s->conn, &s->has_snapshots, err, sizeof err) != 0)
+        relay_lockers_prepare(s->conn, info.quoted_table, &s->lockers, err, sizeof err) != 0)
         return relay_database_failed(s, err);
 
     step st = take_lock(s);
@@ -217,6 +218,11 @@ static step connect_database(relay_state *s)
         return missing ? fatal(s, RELAY_EXIT_DATABASE, err) : relay_database_failed(s, err);
     if ((st = check_restore(s, &info, &cp)) != STEP_OK || (st = listen_for_wakeups(s)) != STEP_OK)
         return st;
+    /* Whoever could fill a stored gap, if still running, holds the table's lock now: its writers
+     * are looked at anew, and the gaps belong to this look. */
+    if (relay_lockers_observe(s->conn, &s->lockers, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    relay_gaps_set_round(&s->gaps, s->lockers.round);
     s->position = cp.position;
     s->ahead.count = 0;
     s->next_gap_check = 0;
@@ -315,5 +321,6 @@ int relay_run(const relay_config *config, const relay_logger *log)
     relay_batch_free(s.next);
     relay_gaps_free(&s.gaps);
     relay_gaps_free(&s.ahead);
+    relay_lockers_free(&s.lockers);
     return s.exit_code;
 }

@@ -13,6 +13,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "gaps.h"
+#include "lockers.h"
 #include "log.h"
 #include "plugin.h"
 #include "source.h"
@@ -31,17 +32,17 @@ typedef struct relay_state {
     bool prefetching;   /* a fetch into next was sent; its result is not collected yet */
     bool next_ready;    /* next holds the collected prefetch */
 
-    PGconn *conn;       /* NULL while the database is unreachable */
-    bool has_snapshots; /* the server has pg_current_snapshot() */
-    bool listening;     /* LISTENing on config->notify_channel */
-    bool woken;         /* a NOTIFY arrived: new rows committed */
-    int64_t position;   /* every id up to it was acknowledged by the sink */
+    PGconn *conn;          /* NULL while the database is unreachable */
+    relay_lockers lockers; /* the writers of the outbox table, looked at in rounds */
+    bool listening;        /* LISTENing on config->notify_channel */
+    bool woken;            /* a NOTIFY arrived: new rows committed */
+    int64_t position;      /* every id up to it was acknowledged by the sink */
     /* While the backlog lasts, a position is stored in one round trip with the next fetch:
-     * position_unstored says it waits for that fetch, storing that it travels with it (its result
-     * is read when the prefetch is collected). Either way the stored position is the one before,
-     * so a crash repeats a batch more, and loses nothing. */
+     * position_unstored says it waits for that fetch, storing how many statements travel with it
+     * (their results are read when the prefetch is collected). Either way the stored position is
+     * the one before, so a crash repeats a batch more, and loses nothing. */
     bool position_unstored;
-    bool storing;
+    int storing;
     uint64_t delivered;
 
     /* Margin mode: ids passed while missing, delivered late if they appear. */

@@ -11,13 +11,20 @@
 #include "exit_codes.h"
 #include "notify.h"
 #include "relay_state.h"
-#include "snapshot.h"
+#include "lockers.h"
+
+/* The update that stores the acknowledged position, with the gaps when they changed. */
+static relay_checkpoint_update position_update(relay_state *s)
+{
+    return (relay_checkpoint_update){.position = s->position,
+                                     .gaps = s->gaps.dirty ? &s->gaps : NULL};
+}
 
 int relay_store_position(relay_state *s, char *err, size_t errlen)
 {
     if (!s->position_unstored)
         return 0;
-    relay_checkpoint_update u = {.position = s->position};
+    relay_checkpoint_update u = position_update(s);
     if (relay_checkpoint_commit(s->conn, s->config->name, &u, err, errlen) != 0)
         return -1;
     s->position_unstored = false;
@@ -29,14 +36,13 @@ int relay_store_position(relay_state *s, char *err, size_t errlen)
 static int send_prefetch(relay_state *s, int64_t after, char *err, size_t errlen)
 {
     if (s->position_unstored) {
+        relay_checkpoint_update u = position_update(s);
         if (relay_db_pipeline_begin(s->conn, err, errlen) != 0 ||
-            relay_checkpoint_send_position(s->conn, s->config->name, s->position, err, errlen) !=
-                0 ||
+            relay_checkpoint_send(s->conn, s->config->name, &u, &s->storing, err, errlen) != 0 ||
             relay_source_send_fetch(s->conn, s->config, after, err, errlen) != 0 ||
             relay_db_pipeline_send(s->conn, err, errlen) != 0)
             return -1;
         s->position_unstored = false;
-        s->storing = true;
     } else if (relay_source_send_fetch(s->conn, s->config, after, err, errlen) != 0) {
         return -1;
     }
@@ -51,9 +57,10 @@ static int collect_prefetch(relay_state *s, char *err, size_t errlen)
     if (!s->prefetching)
         return 0;
     s->prefetching = false;
-    if (s->storing) {
-        s->storing = false;
-        if (relay_checkpoint_receive_position(s->conn, s->config->name, err, errlen) != 0 ||
+    if (s->storing > 0) {
+        int statements = s->storing;
+        s->storing = 0;
+        if (relay_checkpoint_receive(s->conn, s->config->name, statements, err, errlen) != 0 ||
             relay_source_receive_fetch(s->conn, s->next, err, errlen) != 0 ||
             relay_db_pipeline_end(s->conn, err, errlen) != 0)
             return -1;
@@ -162,10 +169,9 @@ static step commit(relay_state *s, const relay_batch *b, int64_t new_position, b
     if (sink->n_rejections > 0 && s->config->sink_on_reject == RELAY_ON_REJECT_STOP)
         return stop_at_rejection(s, late);
 
-    /* More is waiting (a full batch), and nothing but the position changes: it is stored with
-     * the next fetch, in one round trip. */
-    if (!late && sink->n_rejections == 0 && !s->gaps.dirty &&
-        b->count == (size_t)s->config->batch_size) {
+    /* More is waiting (a full batch), and nothing but the position and the gaps change: they
+     * are stored with the next fetch, in one round trip. */
+    if (!late && sink->n_rejections == 0 && b->count == (size_t)s->config->batch_size) {
         s->position = new_position;
         s->position_unstored = true;
         s->delivered += b->count;
@@ -186,7 +192,6 @@ static step commit(relay_state *s, const relay_batch *b, int64_t new_position, b
     char err[1024];
     if (relay_checkpoint_commit(s->conn, s->config->name, &u, err, sizeof err) != 0)
         return relay_database_failed(s, err);
-    s->gaps.dirty = false;
     s->position = new_position;
     s->position_unstored = false;
     s->delivered += b->count;
@@ -199,19 +204,26 @@ static step commit(relay_state *s, const relay_batch *b, int64_t new_position, b
     return STEP_OK;
 }
 
+/* The minimum age of a gap before it may be proven dead. */
+static int64_t gap_min_age(const relay_state *s)
+{
+    return s->config->gap_floor_ms;
+}
+
 /*
  * Delivers rows that appeared in watched gaps (their transactions committed after the position
- * passed them) and forgets the gaps proven dead. The horizon is read before the rows: a gap that
- * is dead under it cannot be filled by a row this read misses.
+ * passed them) and forgets the gaps proven dead. The writers are looked at before the rows are
+ * read: a writer gone at that look has left the snapshot horizon before it let go of its lock, so
+ * the read that follows sees its row if it committed one.
  */
 static step watch_gaps(relay_state *s)
 {
     char err[1024];
-    relay_snapshot snap;
     relay_batch *late = s->next; /* free at the start of a turn */
-    if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) != 0 ||
+    if (relay_lockers_observe(s->conn, &s->lockers, err, sizeof err) != 0 ||
         relay_source_fetch_gaps(s->conn, s->config, &s->gaps, late, err, sizeof err) != 0)
         return relay_database_failed(s, err);
+    relay_gap_evidence ev = relay_lockers_evidence(&s->lockers);
     s->next_gap_check = relay_now_ms() + s->config->poll_interval_ms;
 
     if (late->count > 0) {
@@ -226,7 +238,7 @@ static step watch_gaps(relay_state *s)
             relay_warn(s->log,
                        "event %" PRId64 " delivered late: it committed %.1f s after the relay "
                        "passed its id",
-                       e->id, gap ? (double)(snap.now_ms - gap->first_seen_ms) / 1000.0 : 0.0);
+                       e->id, gap ? (double)(ev.now_ms - gap->first_seen_ms) / 1000.0 : 0.0);
             /* Out of memory leaves the id watched: a duplicate later, never a loss. */
             relay_gaps_fill(&s->gaps, e->id);
         }
@@ -234,16 +246,16 @@ static step watch_gaps(relay_state *s)
 
     /* Only a complete read proves absence: past a full batch, more rows may sit in gaps. */
     if (late->fetched < (size_t)s->config->batch_size) {
-        int64_t min_age = s->config->mode == RELAY_MODE_SETTLED ? s->config->gap_floor_ms
-                                                                : s->config->safety_margin_ms;
-        int64_t forgotten = relay_gaps_forget_dead(&s->gaps, snap.now_ms, snap.xmin, min_age,
-                                                   s->config->gap_max_age_ms);
+        int64_t forgotten =
+            relay_gaps_forget_dead(&s->gaps, &ev, gap_min_age(s), s->config->gap_max_age_ms);
         if (forgotten > 0)
             relay_info(s->log,
                        "forgot %" PRId64 " missing id%s proven dead (rolled back or never "
                        "written); %zu gaps still watched",
                        forgotten, forgotten == 1 ? "" : "s", s->gaps.count);
     }
+    relay_debug(s->log, "gap watch: round %" PRId64 ", %zu gaps watched, %zu writers", ev.round,
+                s->gaps.count, s->lockers.count);
 
     step st = STEP_OK;
     if (late->count > 0 || s->gaps.dirty)
@@ -280,14 +292,10 @@ static step cut_margin(relay_state *s, relay_batch *b)
     if (relay_gaps_count_new(s->position, b->events, b->count) == 0)
         return STEP_OK;
 
-    /* A horizon read after the batch is later than the gap's first sight: it can only make the
-     * proof of death wait longer, never come too early. */
-    char err[1024];
-    relay_snapshot snap;
-    if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) != 0)
-        return relay_database_failed(s, err);
-    if (relay_gaps_add_batch(&s->gaps, s->position, b->events, b->count, snap.now_ms, snap.xmax) !=
-        0) {
+    /* The writers that may fill them are those of the next look, which comes after this read. */
+    if (relay_gaps_add_batch(&s->gaps, s->position, b->events, b->count,
+                             relay_lockers_db_now_ms(&s->lockers),
+                             relay_lockers_next_round(&s->lockers)) != 0) {
         relay_error(s->log, "out of memory recording %zu new gaps",
                     relay_gaps_count_new(s->position, b->events, b->count));
         s->exit_code = RELAY_EXIT_RUNTIME;
@@ -305,14 +313,14 @@ static step remember_ahead(relay_state *s, const relay_batch *b, size_t from, si
                            int64_t expected)
 {
     relay_gaps ahead = {0};
-    bool unseen = false;
+    int64_t now_ms = relay_lockers_db_now_ms(&s->lockers);
+    int64_t round = relay_lockers_next_round(&s->lockers);
     for (size_t i = from; i < total; i++) {
         int64_t id = b->events[i].id;
         if (id > expected) {
             const relay_gap *known = relay_gaps_find(&s->ahead, expected);
-            relay_gap gap = {expected, id - 1, known ? known->first_seen_ms : -1,
-                             known ? known->snapshot_xmax : -1};
-            unseen = unseen || !known;
+            relay_gap gap = {expected, id - 1, known ? known->first_seen_ms : now_ms,
+                             known ? known->round : round};
             if (relay_gaps_append(&ahead, gap) != 0) {
                 relay_gaps_free(&ahead);
                 relay_error(s->log, "out of memory remembering the gaps ahead");
@@ -322,32 +330,17 @@ static step remember_ahead(relay_state *s, const relay_batch *b, size_t from, si
         }
         expected = id + 1;
     }
-    if (unseen) {
-        /* Read after the rows: a later horizon only makes the proof wait longer. */
-        char err[1024];
-        relay_snapshot snap;
-        if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) != 0) {
-            relay_gaps_free(&ahead);
-            return relay_database_failed(s, err);
-        }
-        for (size_t i = 0; i < ahead.count; i++) {
-            if (ahead.items[i].first_seen_ms < 0) {
-                ahead.items[i].first_seen_ms = snap.now_ms;
-                ahead.items[i].snapshot_xmax = snap.xmax;
-            }
-        }
-    }
     relay_gaps_free(&s->ahead);
     s->ahead = ahead;
     return STEP_OK;
 }
 
 /*
- * Settled mode: takes the contiguous run of ids after the position, passing gaps proven dead under
- * the horizon `before` (read before this batch; NULL when no gap was known), and holds at the
- * first gap that is not.
+ * Settled mode: takes the contiguous run of ids after the position, passing gaps proven dead by
+ * the look at the writers `before` this batch was read (NULL when no gap was known), and holds at
+ * the first gap that is not.
  */
-static step cut_settled(relay_state *s, relay_batch *b, const relay_snapshot *before)
+static step cut_settled(relay_state *s, relay_batch *b, const relay_gap_evidence *before)
 {
     int64_t expected = s->position + 1;
     size_t total = b->count, n = 0;
@@ -356,8 +349,7 @@ static step cut_settled(relay_state *s, relay_batch *b, const relay_snapshot *be
         if (id != expected) {
             const relay_gap *gap = before ? relay_gaps_find(&s->ahead, expected) : NULL;
             if (!gap || gap->high < id - 1 ||
-                !relay_gap_is_dead(gap, before->now_ms, before->xmin, s->config->gap_floor_ms,
-                                   s->config->gap_max_age_ms))
+                !relay_gap_is_dead(gap, before, gap_min_age(s), s->config->gap_max_age_ms))
                 break;
             relay_info(s->log,
                        "ids %" PRId64 "..%" PRId64 " proven dead (rolled back or never written)",
@@ -392,14 +384,11 @@ static int64_t idle_wait(relay_state *s, const relay_batch *b, bool *wake_on_not
     *wake_on_notify = true;
     const relay_gap *held = s->config->mode == RELAY_MODE_SETTLED ? held_gap(s) : NULL;
     if (held) {
-        /* A NOTIFY ends the wait when the gap fills; a rolled-back one needs its floor age, and
-         * past that, the transactions it waits for to end: no wake-up tells, so poll. */
-        relay_snapshot snap;
-        char err[1024];
-        if (relay_snapshot_read(s->conn, s->has_snapshots, &snap, err, sizeof err) == 0) {
-            int64_t floor_left = held->first_seen_ms + s->config->gap_floor_ms - snap.now_ms;
-            wait = floor_left > 0 ? floor_left : poll;
-        }
+        /* A NOTIFY ends the wait when the gap fills; a rolled-back one needs its writers gone
+         * (and its floor age, if any): no wake-up tells, so poll. */
+        int64_t floor_left =
+            held->first_seen_ms + gap_min_age(s) - relay_lockers_db_now_ms(&s->lockers);
+        wait = floor_left > 0 ? floor_left : poll;
     } else if (s->config->mode == RELAY_MODE_MARGIN && !s->gaps_full && b->fetched > b->count) {
         /* Cut by the margin: sleep until the first held row leaves it. */
         int64_t cut_id = relay_batch_row_id(b, b->count);
@@ -425,13 +414,15 @@ step relay_turn(relay_state *s)
     }
     s->woken = false;
 
-    /* Settled mode: the horizon comes before the rows, so that a gap dead under it cannot hide a
-     * row this read misses. A prefetched batch was read before it: read again. */
-    relay_snapshot before;
+    /* Settled mode: the writers are looked at before the rows are read, so that a gap whose
+     * writers are gone at that look cannot hide a row this read misses. A prefetched batch was
+     * read before it: read again. */
+    relay_gap_evidence before;
     bool have_before = false;
     if (settled && s->ahead.count > 0) {
-        if (relay_snapshot_read(s->conn, s->has_snapshots, &before, err, sizeof err) != 0)
+        if (relay_lockers_observe(s->conn, &s->lockers, err, sizeof err) != 0)
             return relay_database_failed(s, err);
+        before = relay_lockers_evidence(&s->lockers);
         have_before = true;
         s->current_ready = false;
     }

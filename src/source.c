@@ -203,11 +203,14 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
                 columns, created_at, created_at, info->quoted_table, id, id) != 0)
         return -1;
 
-    /* Rows that filled watched gaps: committed, hence final, so all count as settled. */
+    /* Rows that filled watched gaps: committed, hence final, so all count as settled. One index
+     * probe per gap, so that the cost follows the gaps, not the table; the gaps ascend and are
+     * disjoint, so the rows come in id order. */
     if (prepare(conn, FETCH_GAPS_STATEMENT, 3, err, errlen,
-                "%s, true FROM %s t JOIN unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
-                " ON t.%s BETWEEN g.low AND g.high ORDER BY t.%s LIMIT $3",
-                columns, info->quoted_table, id, id) != 0)
+                "%s, true FROM unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
+                " CROSS JOIN LATERAL (SELECT * FROM %s t WHERE t.%s BETWEEN g.low AND g.high"
+                " ORDER BY t.%s LIMIT $3) AS t ORDER BY t.%s LIMIT $3",
+                columns, info->quoted_table, id, id, id) != 0)
         return -1;
 
     /* How long until a row leaves the margin, so that the relay sleeps exactly that long. */
@@ -389,11 +392,8 @@ int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const rela
                             relay_batch *batch, char *err, size_t errlen)
 {
     relay_batch_clear(batch);
-    char *lows = relay_gaps_array(gaps, RELAY_GAP_LOW);
-    char *highs = relay_gaps_array(gaps, RELAY_GAP_HIGH);
-    if (!lows || !highs) {
-        free(lows);
-        free(highs);
+    char *lows, *highs;
+    if (relay_gaps_ranges(gaps, &lows, &highs) != 0) {
         snprintf(err, errlen, "out of memory listing the watched gaps");
         return -1;
     }

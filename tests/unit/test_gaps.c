@@ -10,7 +10,6 @@
 #include "gaps.h"
 
 #define MAX_EVENTS 32
-#define NO_SNAPSHOT (-1)
 
 /* A batch with these ids; only the id matters to the gap watch. */
 typedef struct id_batch {
@@ -94,7 +93,7 @@ Test(gaps, fit_cuts_before_the_first_gap_that_does_not_fit)
 
 /* ---- add ---------------------------------------------------------------------------------- */
 
-Test(gaps, add_batch_records_each_hole_with_its_horizon)
+Test(gaps, add_batch_records_each_hole_with_its_round)
 {
     relay_gaps g = {0};
     id_batch b = BATCH(3, 4, 10, 13);
@@ -102,7 +101,7 @@ Test(gaps, add_batch_records_each_hole_with_its_horizon)
     ASSERT_RANGES(&g, 1, 2, 5, 9, 11, 12);
     for (size_t i = 0; i < g.count; i++) {
         cr_assert_eq(g.items[i].first_seen_ms, 1000);
-        cr_assert_eq(g.items[i].snapshot_xmax, 77);
+        cr_assert_eq(g.items[i].round, 77);
     }
     cr_assert(g.dirty);
     cr_assert_eq(relay_gaps_ids(&g), 2 + 5 + 2);
@@ -129,7 +128,7 @@ Test(gaps, later_batches_append_above_earlier_ones)
     ASSERT_RANGES(&g, 1, 1, 4, 5);
     cr_assert_eq(g.items[0].first_seen_ms, 1000);
     cr_assert_eq(g.items[1].first_seen_ms, 2000);
-    cr_assert_eq(g.items[1].snapshot_xmax, 20);
+    cr_assert_eq(g.items[1].round, 20);
     relay_gaps_free(&g);
 }
 
@@ -153,11 +152,11 @@ Test(gaps, grows_past_its_first_allocation)
 Test(gaps, append_keeps_loaded_gaps_as_given)
 {
     relay_gaps g = {0};
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 4, 100, NO_SNAPSHOT}), 0);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 4, 100, 0}), 0);
     cr_assert_eq(relay_gaps_append(&g, (relay_gap){9, 9, 200, 42}), 0);
     ASSERT_RANGES(&g, 3, 4, 9, 9);
-    cr_assert_eq(g.items[0].snapshot_xmax, NO_SNAPSHOT);
-    cr_assert_eq(g.items[1].snapshot_xmax, 42);
+    cr_assert_eq(g.items[0].round, 0);
+    cr_assert_eq(g.items[1].round, 42);
     relay_gaps_free(&g);
     cr_assert_null(g.items);
     cr_assert_eq(g.count, 0);
@@ -195,16 +194,16 @@ Test(gaps, fill_shrinks_a_range_from_either_end)
     relay_gaps_free(&g);
 }
 
-Test(gaps, fill_in_the_middle_splits_and_keeps_the_horizon)
+Test(gaps, fill_in_the_middle_splits_and_keeps_the_round)
 {
     relay_gaps g;
     three_gaps(&g);
     cr_assert_eq(relay_gaps_fill(&g, 5), 0);
     ASSERT_RANGES(&g, 1, 1, 3, 4, 6, 7, 10, 12);
-    /* Both halves were seen at the same time, under the same snapshot. */
+    /* Both halves were seen at the same time, before the same look at the writers. */
     for (size_t i = 0; i < g.count; i++) {
         cr_assert_eq(g.items[i].first_seen_ms, 1000);
-        cr_assert_eq(g.items[i].snapshot_xmax, 50);
+        cr_assert_eq(g.items[i].round, 50);
     }
     cr_assert_eq(relay_gaps_ids(&g), 1 + 2 + 2 + 3);
     relay_gaps_free(&g);
@@ -323,51 +322,79 @@ Test(gaps, trim_above_every_gap_changes_nothing)
 
 #define MIN_AGE 1000
 #define MAX_AGE 600000
+#define NO_WRITER INT64_MAX
 
-Test(gaps, with_snapshots_dead_once_old_enough_and_xmin_passed)
+/* The evidence of a look at the writers: round `round` at now_ms, the oldest writer present first
+ * seen at round `oldest` (NO_WRITER: none; 0: a prepared transaction). */
+static relay_gap_evidence look(int64_t now_ms, int64_t round, int64_t oldest)
 {
-    relay_gap gap = {1, 1, 10000, 500};
-    /* Old enough, and every transaction in flight then (xid < 500) has ended. */
-    cr_assert(relay_gap_is_dead(&gap, 10000 + MIN_AGE, 500, MIN_AGE, MAX_AGE));
-    cr_assert(relay_gap_is_dead(&gap, 10000 + MIN_AGE, 501, MIN_AGE, MAX_AGE));
-    /* Old enough, but a transaction from then may still be running. */
-    cr_assert_not(relay_gap_is_dead(&gap, 10000 + MIN_AGE, 499, MIN_AGE, MAX_AGE));
-    /* Even far past the maximum age: the snapshot rule, not a timeout, decides. */
-    cr_assert_not(relay_gap_is_dead(&gap, 10000 + 10 * MAX_AGE, 499, MIN_AGE, MAX_AGE));
+    return (relay_gap_evidence){now_ms, true, round, oldest};
 }
 
-Test(gaps, with_snapshots_never_dead_younger_than_the_minimum_age)
+static relay_gap_evidence without_pg_locks(int64_t now_ms)
 {
-    /* nextval() runs before the inserting transaction has an xid: a young gap may belong to a
-     * transaction the horizon does not know about yet. */
-    relay_gap gap = {1, 1, 10000, 500};
-    cr_assert_not(relay_gap_is_dead(&gap, 10000, 10000, MIN_AGE, MAX_AGE));
-    cr_assert_not(relay_gap_is_dead(&gap, 10000 + MIN_AGE - 1, 10000, MIN_AGE, MAX_AGE));
-    cr_assert(relay_gap_is_dead(&gap, 10000 + MIN_AGE, 10000, MIN_AGE, MAX_AGE));
-    /* A zero minimum (margin 0) leaves the snapshot rule alone. */
-    cr_assert(relay_gap_is_dead(&gap, 10000, 500, 0, MAX_AGE));
-    cr_assert_not(relay_gap_is_dead(&gap, 10000, 499, 0, MAX_AGE));
+    return (relay_gap_evidence){now_ms, false, 0, 0};
 }
 
-Test(gaps, without_snapshots_dead_after_the_maximum_age)
+Test(gaps, dead_once_every_writer_of_its_round_is_gone)
 {
-    relay_gap gap = {1, 1, 10000, NO_SNAPSHOT};
-    cr_assert_not(relay_gap_is_dead(&gap, 10000 + MIN_AGE, NO_SNAPSHOT, MIN_AGE, MAX_AGE));
-    cr_assert_not(relay_gap_is_dead(&gap, 10000 + MAX_AGE - 1, NO_SNAPSHOT, MIN_AGE, MAX_AGE));
-    cr_assert(relay_gap_is_dead(&gap, 10000 + MAX_AGE, NO_SNAPSHOT, MIN_AGE, MAX_AGE));
+    relay_gap gap = {1, 1, 10000, 5};
+    /* At its own round: dead only if nobody held the lock then. */
+    relay_gap_evidence ev = look(10000, 5, NO_WRITER);
+    cr_assert(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
+    ev = look(10000, 5, 5);
+    cr_assert_not(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
+    /* Later: the writers left are all younger than the gap's round. */
+    ev = look(10000, 9, 6);
+    cr_assert(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
+    /* A writer seen at the gap's round or before is still there. */
+    ev = look(10000, 9, 5);
+    cr_assert_not(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
+    ev = look(10000, 9, 1);
+    cr_assert_not(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
+    /* Even far past the maximum age: the writers, not a timeout, decide. */
+    ev = look(10000 + 10 * MAX_AGE, 9, 1);
+    cr_assert_not(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
 }
 
-Test(gaps, a_gap_seen_without_snapshot_waits_for_the_maximum_age_even_with_one_now)
+Test(gaps, never_dead_before_the_look_that_follows_its_sight)
 {
-    /* Stored by a relay on a database without snapshots (or loaded with NULL), then judged
-     * where there is one: its horizon is unknown, so only age can prove it dead. */
-    relay_gap gap = {1, 1, 10000, NO_SNAPSHOT};
-    cr_assert_not(relay_gap_is_dead(&gap, 10000 + MIN_AGE, 1000000, MIN_AGE, MAX_AGE));
-    cr_assert(relay_gap_is_dead(&gap, 10000 + MAX_AGE, 1000000, MIN_AGE, MAX_AGE));
-    /* And the other way: a horizon from then, but no snapshot now. */
-    relay_gap seen = {1, 1, 10000, 500};
-    cr_assert_not(relay_gap_is_dead(&seen, 10000 + MIN_AGE, NO_SNAPSHOT, MIN_AGE, MAX_AGE));
-    cr_assert(relay_gap_is_dead(&seen, 10000 + MAX_AGE, NO_SNAPSHOT, MIN_AGE, MAX_AGE));
+    /* Seen after round 4: the look of round 4 came before the sight, so its empty list of
+     * writers proves nothing about the gap. */
+    relay_gap gap = {1, 1, 10000, 5};
+    relay_gap_evidence ev = look(10000, 4, NO_WRITER);
+    cr_assert_not(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
+}
+
+Test(gaps, a_prepared_transaction_holds_every_gap)
+{
+    relay_gap gap = {1, 1, 10000, 5};
+    relay_gap_evidence ev = look(10000, 100, 0);
+    cr_assert_not(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
+}
+
+Test(gaps, never_dead_younger_than_the_floor)
+{
+    /* Ids taken ahead of the insert: the floor stands in for the writers it cannot see. */
+    relay_gap gap = {1, 1, 10000, 5};
+    relay_gap_evidence ev = look(10000 + MIN_AGE - 1, 9, NO_WRITER);
+    cr_assert_not(relay_gap_is_dead(&gap, &ev, MIN_AGE, MAX_AGE));
+    ev = look(10000 + MIN_AGE, 9, NO_WRITER);
+    cr_assert(relay_gap_is_dead(&gap, &ev, MIN_AGE, MAX_AGE));
+    /* Old enough, but a writer from then is still there. */
+    ev = look(10000 + 10 * MIN_AGE, 9, 3);
+    cr_assert_not(relay_gap_is_dead(&gap, &ev, MIN_AGE, MAX_AGE));
+}
+
+Test(gaps, without_pg_locks_dead_after_the_maximum_age)
+{
+    relay_gap gap = {1, 1, 10000, 5};
+    relay_gap_evidence ev = without_pg_locks(10000 + MIN_AGE);
+    cr_assert_not(relay_gap_is_dead(&gap, &ev, MIN_AGE, MAX_AGE));
+    ev = without_pg_locks(10000 + MAX_AGE - 1);
+    cr_assert_not(relay_gap_is_dead(&gap, &ev, MIN_AGE, MAX_AGE));
+    ev = without_pg_locks(10000 + MAX_AGE);
+    cr_assert(relay_gap_is_dead(&gap, &ev, MIN_AGE, MAX_AGE));
 }
 
 /* ---- forget_dead -------------------------------------------------------------------------- */
@@ -375,21 +402,24 @@ Test(gaps, a_gap_seen_without_snapshot_waits_for_the_maximum_age_even_with_one_n
 Test(gaps, forget_dead_keeps_the_living_in_order)
 {
     relay_gaps g = {0};
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){1, 2, 1000, 100}), 0);   /* dead */
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){4, 4, 1000, 300}), 0);   /* xmin not past */
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){6, 9, 1000, 200}), 0);   /* dead */
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){11, 11, 9500, 50}), 0);  /* too young */
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){13, 15, 1000, 250}), 0); /* dead: xmin == */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){1, 2, 1000, 3}), 0);   /* dead */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){4, 4, 1000, 6}), 0);   /* its writer is left */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){6, 9, 1000, 4}), 0);   /* dead */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){11, 11, 9500, 8}), 0); /* not looked at yet */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){13, 15, 1000, 5}), 0); /* dead */
     g.dirty = false;
 
-    int64_t forgotten = relay_gaps_forget_dead(&g, 10000, 250, MIN_AGE, MAX_AGE);
+    /* Round 7: the oldest writer left was first seen at round 6. */
+    relay_gap_evidence ev = look(10000, 7, 6);
+    int64_t forgotten = relay_gaps_forget_dead(&g, &ev, 0, MAX_AGE);
     cr_assert_eq(forgotten, 2 + 4 + 3);
     ASSERT_RANGES(&g, 4, 4, 11, 11);
     cr_assert(g.dirty);
 
-    /* Later, every transaction from then ended and the young one aged. */
+    /* Round 8: that writer ended, and nobody holds the lock. */
     g.dirty = false;
-    cr_assert_eq(relay_gaps_forget_dead(&g, 10500, 300, MIN_AGE, MAX_AGE), 2);
+    ev = look(10500, 8, NO_WRITER);
+    cr_assert_eq(relay_gaps_forget_dead(&g, &ev, 0, MAX_AGE), 2);
     assert_empty(&g);
     cr_assert(g.dirty);
     relay_gaps_free(&g);
@@ -398,23 +428,37 @@ Test(gaps, forget_dead_keeps_the_living_in_order)
 Test(gaps, forget_dead_with_nothing_dead_leaves_the_watch_clean)
 {
     relay_gaps g;
-    three_gaps(&g); /* seen at 1000 under xmax 50 */
-    cr_assert_eq(relay_gaps_forget_dead(&g, 1000 + MIN_AGE, 49, MIN_AGE, MAX_AGE), 0);
-    cr_assert_eq(relay_gaps_forget_dead(&g, 1000 + MIN_AGE - 1, 1000, MIN_AGE, MAX_AGE), 0);
+    three_gaps(&g); /* seen at 1000, round 50 */
+    relay_gap_evidence ev = look(1000 + MIN_AGE, 60, 50);
+    cr_assert_eq(relay_gaps_forget_dead(&g, &ev, 0, MAX_AGE), 0);
+    ev = look(1000 + MIN_AGE - 1, 60, NO_WRITER);
+    cr_assert_eq(relay_gaps_forget_dead(&g, &ev, MIN_AGE, MAX_AGE), 0);
     ASSERT_RANGES(&g, 1, 1, 3, 7, 10, 12);
     cr_assert_not(g.dirty, "nothing was forgotten, yet the watch would be stored again");
     relay_gaps_free(&g);
 }
 
-Test(gaps, forget_dead_without_snapshots_goes_by_age)
+Test(gaps, forget_dead_without_pg_locks_goes_by_age)
 {
     relay_gaps g = {0};
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){1, 1, 0, NO_SNAPSHOT}), 0);
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 5, 5000, NO_SNAPSHOT}), 0);
-    cr_assert_eq(relay_gaps_forget_dead(&g, MAX_AGE, NO_SNAPSHOT, MIN_AGE, MAX_AGE), 1);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){1, 1, 0, 1}), 0);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 5, 5000, 1}), 0);
+    relay_gap_evidence ev = without_pg_locks(MAX_AGE);
+    cr_assert_eq(relay_gaps_forget_dead(&g, &ev, MIN_AGE, MAX_AGE), 1);
     ASSERT_RANGES(&g, 3, 5);
-    cr_assert_eq(relay_gaps_forget_dead(&g, MAX_AGE + 5000, NO_SNAPSHOT, MIN_AGE, MAX_AGE), 3);
+    ev = without_pg_locks(MAX_AGE + 5000);
+    cr_assert_eq(relay_gaps_forget_dead(&g, &ev, MIN_AGE, MAX_AGE), 3);
     assert_empty(&g);
+    relay_gaps_free(&g);
+}
+
+Test(gaps, set_round_gives_loaded_gaps_one_round)
+{
+    relay_gaps g;
+    three_gaps(&g);
+    relay_gaps_set_round(&g, 77);
+    for (size_t i = 0; i < g.count; i++)
+        cr_assert_eq(g.items[i].round, 77);
     relay_gaps_free(&g);
 }
 
@@ -430,20 +474,76 @@ Test(gaps, free_is_safe_on_an_empty_watch_and_twice)
     cr_assert_eq(g.cap, 0);
 }
 
-Test(gaps, array_literals_for_sql)
+Test(gaps, ranges_as_array_literals)
 {
     relay_gaps g = {0};
-    char *empty = relay_gaps_array(&g, RELAY_GAP_LOW);
-    cr_assert_str_eq(empty, "{}");
-    free(empty);
+    char *lows, *highs;
+    cr_assert_eq(relay_gaps_ranges(&g, &lows, &highs), 0);
+    cr_assert_str_eq(lows, "{}");
+    cr_assert_str_eq(highs, "{}");
+    free(lows);
+    free(highs);
 
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 4, 1000, 77}), 0);
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){9, 9, 2000, -1}), 0);
-    const char *want[] = {"{3,9}", "{4,9}", "{1000,2000}", "{77,NULL}"};
-    for (int field = RELAY_GAP_LOW; field <= RELAY_GAP_SNAPSHOT_XMAX; field++) {
-        char *text = relay_gaps_array(&g, (relay_gap_field)field);
-        cr_assert_str_eq(text, want[field], "field %d", field);
-        free(text);
-    }
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 4, 1000, 1}), 0);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){9, 9, 2000, 1}), 0);
+    cr_assert_eq(relay_gaps_ranges(&g, &lows, &highs), 0);
+    cr_assert_str_eq(lows, "{3,9}");
+    cr_assert_str_eq(highs, "{4,9}");
+    free(lows);
+    free(highs);
+    relay_gaps_free(&g);
+}
+
+/* ---- changes since stored ----------------------------------------------------------------- */
+
+static void assert_changes(const relay_gaps *g, const char *deleted, const char *lows,
+                           const char *highs, const char *first_seen)
+{
+    relay_gaps_changes c;
+    cr_assert_eq(relay_gaps_changes_build(g, &c), 0);
+    cr_assert_str_eq(c.deleted_lows, deleted);
+    cr_assert_str_eq(c.lows, lows);
+    cr_assert_str_eq(c.highs, highs);
+    cr_assert_str_eq(c.first_seen, first_seen);
+    relay_gaps_changes_free(&c);
+}
+
+Test(gaps, changes_of_a_new_watch_are_every_gap)
+{
+    relay_gaps g;
+    three_gaps(&g);
+    assert_changes(&g, "{}", "{1,3,10}", "{1,7,12}", "{1000,1000,1000}");
+    cr_assert_eq(relay_gaps_mark_stored(&g), 0);
+    cr_assert_not(g.dirty);
+    assert_changes(&g, "{}", "{}", "{}", "{}");
+    relay_gaps_free(&g);
+}
+
+Test(gaps, changes_write_only_what_moved)
+{
+    relay_gaps g;
+    three_gaps(&g);
+    cr_assert_eq(relay_gaps_mark_stored(&g), 0);
+    /* 1 filled (gone), 3..7 split at 5 (3..4 changed, 6..7 new), 10..12 kept, 20 new. */
+    cr_assert_eq(relay_gaps_fill(&g, 1), 0);
+    cr_assert_eq(relay_gaps_fill(&g, 5), 0);
+    id_batch b = BATCH(21);
+    cr_assert_eq(relay_gaps_add_batch(&g, 19, b.events, b.count, 3000, 9), 0);
+    ASSERT_RANGES(&g, 3, 4, 6, 7, 10, 12, 20, 20);
+    assert_changes(&g, "{1}", "{3,6,20}", "{4,7,20}", "{1000,1000,3000}");
+    cr_assert_eq(relay_gaps_mark_stored(&g), 0);
+    /* Everything forgotten: every stored low goes. */
+    relay_gaps_trim(&g, 0);
+    assert_changes(&g, "{3,6,10,20}", "{}", "{}", "{}");
+    relay_gaps_free(&g);
+}
+
+Test(gaps, a_round_alone_is_not_a_change_to_store)
+{
+    relay_gaps g;
+    three_gaps(&g);
+    cr_assert_eq(relay_gaps_mark_stored(&g), 0);
+    relay_gaps_set_round(&g, 99);
+    assert_changes(&g, "{}", "{}", "{}", "{}");
     relay_gaps_free(&g);
 }
