@@ -5,6 +5,7 @@
 
 #include "db.h"
 #include "exit_codes.h"
+#include "ids.h"
 #include "plugin.h"
 #include "source.h"
 #include "status.h"
@@ -34,6 +35,25 @@ static int check_database(const relay_config *config, const relay_logger *log, F
     for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
         fprintf(out, " %s=%s", roles[i], info.column_types[i][0] ? info.column_types[i] : "-");
     fprintf(out, "\n");
+
+    relay_ids_verdict ids;
+    char why[1024];
+    if (relay_ids_inspect(conn, config, &info, &ids, why, sizeof why, err, sizeof err) != 0) {
+        relay_error(log, "%s", err);
+        PQfinish(conn);
+        return RELAY_EXIT_DATABASE;
+    }
+    if (ids == RELAY_IDS_REFUSE) {
+        relay_error(log, "%s", why);
+        PQfinish(conn);
+        return RELAY_EXIT_DATABASE;
+    }
+    if (ids == RELAY_IDS_WARN)
+        relay_warn(log, "%s", why);
+    fprintf(out, "ids        %s\n",
+            config->ids_taken_ahead ? "taken ahead by the application: gaps die by gap_floor"
+            : ids == RELAY_IDS_OK   ? "assigned by the insert: missing ids are proven dead"
+                                    : "not assigned by a sequence default (see the warning)");
 
     relay_status_info status;
     if (relay_status_read(conn, config, &status, &missing, err, sizeof err) != 0) {

@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "db.h"
 #include "exit_codes.h"
+#include "ids.h"
 #include "notify.h"
 #include "plugin.h"
 #include "signals.h"
@@ -203,6 +204,14 @@ static step connect_database(relay_state *s)
     int missing = 0;
     if (relay_source_inspect(s->conn, s->config, &info, &missing, err, sizeof err) != 0)
         return missing ? fatal(s, RELAY_EXIT_DATABASE, err) : relay_database_failed(s, err);
+    relay_ids_verdict ids;
+    char why[1024];
+    if (relay_ids_inspect(s->conn, s->config, &info, &ids, why, sizeof why, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    if (ids == RELAY_IDS_REFUSE)
+        return fatal(s, RELAY_EXIT_DATABASE, why);
+    if (ids == RELAY_IDS_WARN)
+        relay_warn(s->log, "%s", why);
     if (relay_checkpoint_session_setup(s->conn, err, sizeof err) != 0 ||
         relay_source_prepare(s->conn, s->config, &info, err, sizeof err) != 0 ||
         relay_lockers_prepare(s->conn, info.quoted_table, &s->lockers, err, sizeof err) != 0)
