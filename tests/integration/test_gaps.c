@@ -15,13 +15,9 @@
 #include <criterion/criterion.h>
 
 #include "../harness/harness.h"
+#include "scene.h"
 
 #define RELAY_NAME scope.schema
-/* Each event an aggregate of its own: (aggregate_id, aggregate_version) is unique, and two open
- * transactions inserting the same pair would wait for each other. */
-#define INSERT_ONE                                                                                 \
-    "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind, body)"             \
-    " VALUES (gen_random_uuid()::text, 'order', 1, 'created', '{}') RETURNING id"
 
 /* Sources of the scenarios: margin mode with a 1 s margin, with and without the gap watch, and
  * settled mode with a short floor so that rolled-back ids hold the stream only briefly. */
@@ -34,6 +30,7 @@ static th_scope scope;
 static void setup(void)
 {
     th_scope_new(&scope);
+    sc_begin(&scope);
 }
 
 static void teardown(void)
@@ -42,223 +39,6 @@ static void teardown(void)
 }
 
 TestSuite(gaps, .timeout = 180);
-
-/* ---- helpers ----------------------------------------------------------------------------- */
-
-/* A stdout-sink config for this scope; source_yaml is the body of the source: section. */
-static void write_config(char path[TH_PATH_MAX], const char *source_yaml)
-{
-    th_write_config(&scope, path,
-                    "name: %s\n"
-                    "database:\n"
-                    "  conninfo: %s\n"
-                    "source:\n"
-                    "%s"
-                    "sink:\n"
-                    "  plugin: stdout\n"
-                    "retry:\n"
-                    "  initial: 50ms\n"
-                    "  max: 1s\n",
-                    RELAY_NAME, scope.conninfo_yaml, source_yaml);
-}
-
-/* The relay named in a log, with its output files. */
-typedef struct relay_files {
-    char out[TH_PATH_MAX];
-    char err[TH_PATH_MAX];
-} relay_files;
-
-static relay_files files_named(const char *stem)
-{
-    relay_files f;
-    char name[64];
-    snprintf(name, sizeof name, "%s.out", stem);
-    th_path(&scope, name, f.out);
-    snprintf(name, sizeof name, "%s.err", stem);
-    th_path(&scope, name, f.err);
-    return f;
-}
-
-static bool log_says_reading(void *arg)
-{
-    const relay_files *f = arg;
-    return th_file_contains(f->err, "reading ");
-}
-
-/* Starts a relay and waits until it has loaded its checkpoint and gaps and listens. */
-static pid_t start_relay(const char *config, relay_files *f)
-{
-    pid_t pid = th_relay_start(&scope, config, f->out, f->err);
-    th_wait_until(&scope, TH_DEADLINE_MS, log_says_reading, f, "the relay to start reading");
-    return pid;
-}
-
-/* How many lines of the output carry id. */
-static size_t times_delivered(const char *out, int64_t id)
-{
-    int64_t *ids;
-    size_t n = th_read_stdout_ids(out, &ids);
-    size_t times = 0;
-    for (size_t i = 0; i < n; i++)
-        times += ids[i] == id;
-    free(ids);
-    return times;
-}
-
-/* The output line of id (caller frees), or NULL. */
-static char *line_of(const char *out, int64_t id)
-{
-    char **lines;
-    size_t n = th_read_lines(out, &lines);
-    char *found = NULL;
-    for (size_t i = 0; i < n && !found; i++) {
-        int64_t line_id;
-        if (sscanf(lines[i], "{\"id\":%" SCNd64 ",", &line_id) == 1 && line_id == id)
-            found = strdup(lines[i]);
-    }
-    th_free_lines(lines, n);
-    return found;
-}
-
-static bool is_late(const char *line)
-{
-    const char *suffix = ",\"late\":true}";
-    size_t len = strlen(line), suffix_len = strlen(suffix);
-    return len >= suffix_len && strcmp(line + len - suffix_len, suffix) == 0;
-}
-
-typedef struct id_goal {
-    const char *out;
-    int64_t id;
-} id_goal;
-
-static bool id_delivered(void *arg)
-{
-    const id_goal *goal = arg;
-    return times_delivered(goal->out, goal->id) > 0;
-}
-
-static bool id_absent(void *arg)
-{
-    return !id_delivered(arg);
-}
-
-static void wait_delivered(const char *out, int64_t id)
-{
-    id_goal goal = {out, id};
-    char what[64];
-    snprintf(what, sizeof what, "id %" PRId64 " in the output", id);
-    th_wait_until(&scope, TH_DEADLINE_MS, id_delivered, &goal, what);
-}
-
-/* Inserts one event on conn and returns its id. */
-static int64_t insert_one(PGconn *conn)
-{
-    return th_query_int64(conn, INSERT_ONE);
-}
-
-static int64_t stored_gaps(void)
-{
-    return th_query_int64(scope.conn, "SELECT count(*) FROM relay_gaps");
-}
-
-static bool no_stored_gaps(void *arg)
-{
-    (void)arg;
-    return stored_gaps() == 0;
-}
-
-/* One number of `status --json`. */
-static int64_t status_field(const char *config, const char *field)
-{
-    char *out, *err;
-    int code = th_run_cli(&out, &err, "status", "-c", config, "--json");
-    cr_assert_eq(code, 0, "status exited %d: %s", code, err);
-    char key[64];
-    snprintf(key, sizeof key, "\"%s\":", field);
-    const char *at = strstr(out, key);
-    cr_assert_not_null(at, "status --json has no %s: %s", field, out);
-    int64_t value = strtoll(at + strlen(key), NULL, 10);
-    free(out);
-    free(err);
-    return value;
-}
-
-/* The sum of N over the log's "forgot N missing id(s)" lines. */
-static int64_t ids_forgotten(const char *err_path)
-{
-    char **lines;
-    size_t n = th_read_lines(err_path, &lines);
-    int64_t sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *at = strstr(lines[i], "forgot ");
-        int64_t count;
-        if (at && sscanf(at, "forgot %" SCNd64 " missing id", &count) == 1)
-            sum += count;
-    }
-    th_free_lines(lines, n);
-    return sum;
-}
-
-typedef struct forgotten_goal {
-    const char *err;
-    int64_t ids;
-} forgotten_goal;
-
-static bool forgot_all(void *arg)
-{
-    const forgotten_goal *goal = arg;
-    return ids_forgotten(goal->err) >= goal->ids && stored_gaps() == 0;
-}
-
-typedef struct position_goal {
-    const char *out;
-    int64_t id; /* delivered, and the position at least there */
-} position_goal;
-
-static bool delivered_and_passed(void *arg)
-{
-    const position_goal *goal = arg;
-    return th_position(&scope, RELAY_NAME) >= goal->id && times_delivered(goal->out, goal->id) > 0;
-}
-
-static void wait_passed(const char *out, int64_t id)
-{
-    position_goal goal = {out, id};
-    char what[96];
-    snprintf(what, sizeof what, "id %" PRId64 " delivered and the position past it", id);
-    th_wait_until(&scope, TH_DEADLINE_MS, delivered_and_passed, &goal, what);
-}
-
-/* How long a gap must stay open before the test fills it: well past the margin that is its
- * minimum age, so that a relay forgetting it by age alone is caught. */
-#define GAP_AGE_MS 2000
-
-static bool gap_old_or_gone(void *arg)
-{
-    const int64_t *id = arg;
-    char sql[256];
-    snprintf(
-        sql, sizeof sql,
-        "SELECT (count(*) = 0 OR bool_and((extract(epoch FROM clock_timestamp()) * 1000)::bigint"
-        " - first_seen_ms >= %d))::int FROM relay_gaps WHERE %" PRId64
-        " BETWEEN low_id AND high_id",
-        GAP_AGE_MS, *id);
-    return th_query_int64(scope.conn, sql);
-}
-
-/* Keeps id's transaction open until its gap is older than GAP_AGE_MS on the database's clock (the
- * one the relay judges by), the relay polling it all along; asserts it is still watched. */
-static void keep_gap_open(int64_t id)
-{
-    char what[96], sql[128];
-    snprintf(what, sizeof what, "the watched gap of id %" PRId64 " to age past the margin", id);
-    th_wait_until(&scope, TH_DEADLINE_MS, gap_old_or_gone, &id, what);
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM relay_gaps WHERE %" PRId64 " BETWEEN low_id AND high_id", id);
-    cr_assert_eq(th_query_int64(scope.conn, sql), 1,
-                 "the gap of id %" PRId64 " forgotten while its transaction is open", id);
-}
 
 /* ---- margin mode: the gap watch ---------------------------------------------------------- */
 
@@ -269,47 +49,47 @@ static void keep_gap_open(int64_t id)
 static void pass_an_open_transaction(PGconn *t1, PGconn *t2, const char *out)
 {
     th_exec(t1, "BEGIN");
-    cr_assert_eq(insert_one(t1), 1);
-    cr_assert_eq(insert_one(t2), 2);
-    wait_passed(out, 2);
-    cr_assert_eq(times_delivered(out, 1), 0, "id 1 delivered before its commit");
+    cr_assert_eq(sc_insert_one(t1), 1);
+    cr_assert_eq(sc_insert_one(t2), 2);
+    sc_wait_passed(out, 2);
+    cr_assert_eq(sc_times_delivered(out, 1), 0, "id 1 delivered before its commit");
     th_exec(t1, "COMMIT");
 }
 
 Test(gaps, long_transaction_margin, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    write_config(config, MARGIN_1S);
+    sc_write_config(config, MARGIN_1S);
     th_migrate(config);
-    relay_files f = files_named("relay");
-    pid_t pid = start_relay(config, &f);
+    sc_relay_files f = sc_files_named("relay");
+    pid_t pid = sc_start_relay(config, &f);
     PGconn *t1 = th_scope_connect(&scope), *t2 = th_scope_connect(&scope);
 
     th_exec(t1, "BEGIN");
-    cr_assert_eq(insert_one(t1), 1);
-    cr_assert_eq(insert_one(t2), 2);
-    wait_passed(f.out, 2);
+    cr_assert_eq(sc_insert_one(t1), 1);
+    cr_assert_eq(sc_insert_one(t2), 2);
+    sc_wait_passed(f.out, 2);
     /* The position passed id 1 while it is in flight: it is watched, and stored with the
      * position it belongs to. */
-    cr_assert_eq(times_delivered(f.out, 1), 0, "id 1 delivered before its commit");
+    cr_assert_eq(sc_times_delivered(f.out, 1), 0, "id 1 delivered before its commit");
     cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_gaps"
                                             " WHERE low_id = 1 AND high_id = 1"),
                  1, "gap {1} is not stored with position 2");
-    cr_assert_eq(status_field(config, "watched_gaps"), 1);
-    cr_assert_eq(status_field(config, "watched_ids"), 1);
-    keep_gap_open(1);
+    cr_assert_eq(sc_status_field(config, "watched_gaps"), 1);
+    cr_assert_eq(sc_status_field(config, "watched_ids"), 1);
+    sc_keep_gap_open(1);
     /* Longer than the margin, by the database's clock: the margin alone would not save it. */
     cr_assert(th_query_int64(t1, "SELECT (clock_timestamp() - created_at > interval '3 s')::int"
                                  " FROM events WHERE id = 1"));
     th_exec(t1, "COMMIT");
 
-    wait_delivered(f.out, 1);
-    char *late_line = line_of(f.out, 1), *on_time_line = line_of(f.out, 2);
-    cr_assert(is_late(late_line), "id 1 not flagged late: %s", late_line);
-    cr_assert_not(is_late(on_time_line), "id 2 flagged late: %s", on_time_line);
+    sc_wait_delivered(f.out, 1);
+    char *late_line = sc_line_of(f.out, 1), *on_time_line = sc_line_of(f.out, 2);
+    cr_assert(sc_is_late(late_line), "id 1 not flagged late: %s", late_line);
+    cr_assert_not(sc_is_late(on_time_line), "id 2 flagged late: %s", on_time_line);
     free(late_line);
     free(on_time_line);
-    th_wait_until(&scope, TH_DEADLINE_MS, no_stored_gaps, NULL, "the filled gap to be dropped");
+    th_wait_until(&scope, TH_DEADLINE_MS, sc_no_stored_gaps, NULL, "the filled gap to be dropped");
     cr_assert(th_file_contains(f.err, "event 1 delivered late"));
     th_relay_stop(&scope, pid);
 
@@ -320,65 +100,65 @@ Test(gaps, long_transaction_margin, .init = setup, .fini = teardown)
     cr_assert(ids[0] == 2 && ids[1] == 1, "order %" PRId64 ", %" PRId64, ids[0], ids[1]);
     free(ids);
     cr_assert_eq(th_position(&scope, RELAY_NAME), 2);
-    cr_assert_eq(status_field(config, "late_events"), 1);
-    cr_assert_eq(status_field(config, "watched_gaps"), 0);
-    cr_assert_eq(status_field(config, "watched_ids"), 0);
+    cr_assert_eq(sc_status_field(config, "late_events"), 1);
+    cr_assert_eq(sc_status_field(config, "watched_gaps"), 0);
+    cr_assert_eq(sc_status_field(config, "watched_ids"), 0);
 }
 
 /* The same scenario without the watch loses the event: what the test above guards against. */
 Test(gaps, long_transaction_lost_without_gap_watch, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    write_config(config, MARGIN_1S_NO_WATCH);
+    sc_write_config(config, MARGIN_1S_NO_WATCH);
     th_migrate(config);
-    relay_files f = files_named("relay");
-    pid_t pid = start_relay(config, &f);
+    sc_relay_files f = sc_files_named("relay");
+    pid_t pid = sc_start_relay(config, &f);
     PGconn *t1 = th_scope_connect(&scope), *t2 = th_scope_connect(&scope);
 
     pass_an_open_transaction(t1, t2, f.out);
-    cr_assert_eq(stored_gaps(), 0);
+    cr_assert_eq(sc_stored_gaps(), 0);
     /* The relay reads on past the committed id 1... */
-    cr_assert_eq(insert_one(t2), 3);
-    wait_passed(f.out, 3);
+    cr_assert_eq(sc_insert_one(t2), 3);
+    sc_wait_passed(f.out, 3);
     /* ...and never goes back for it. */
-    id_goal lost = {f.out, 1};
-    th_hold_for(&scope, 1500, id_absent, &lost, "id 1 never delivered");
+    sc_id_goal lost = {f.out, 1};
+    th_hold_for(&scope, 1500, sc_id_absent, &lost, "id 1 never delivered");
     th_relay_stop(&scope, pid);
-    cr_assert_eq(status_field(config, "late_events"), 0);
+    cr_assert_eq(sc_status_field(config, "late_events"), 0);
 }
 
 Test(gaps, rollback_gaps_forgotten, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    write_config(config, MARGIN_1S);
+    sc_write_config(config, MARGIN_1S);
     th_migrate(config);
-    relay_files f = files_named("relay");
-    pid_t pid = start_relay(config, &f);
+    sc_relay_files f = sc_files_named("relay");
+    pid_t pid = sc_start_relay(config, &f);
     PGconn *w = th_scope_connect(&scope);
 
     /* Committed 1, 3, 6 and 9; rolled back 2, 4..5 and 7..8 (one of them alongside a committed
      * session's insert, so that its gap is seen with other transactions in flight). */
-    cr_assert_eq(insert_one(w), 1);
+    cr_assert_eq(sc_insert_one(w), 1);
     th_exec(w, "BEGIN");
-    cr_assert_eq(insert_one(w), 2);
+    cr_assert_eq(sc_insert_one(w), 2);
     th_exec(w, "ROLLBACK");
-    cr_assert_eq(insert_one(w), 3);
+    cr_assert_eq(sc_insert_one(w), 3);
     th_exec(w, "BEGIN");
-    cr_assert_eq(insert_one(w), 4);
-    cr_assert_eq(insert_one(w), 5);
+    cr_assert_eq(sc_insert_one(w), 4);
+    cr_assert_eq(sc_insert_one(w), 5);
     th_exec(w, "ROLLBACK");
-    cr_assert_eq(insert_one(w), 6);
-    wait_passed(f.out, 6);
+    cr_assert_eq(sc_insert_one(w), 6);
+    sc_wait_passed(f.out, 6);
 
     th_exec(w, "BEGIN");
-    cr_assert_eq(insert_one(w), 7);
-    cr_assert_eq(insert_one(w), 8);
-    cr_assert_eq(insert_one(scope.conn), 9);
-    wait_passed(f.out, 9);
+    cr_assert_eq(sc_insert_one(w), 7);
+    cr_assert_eq(sc_insert_one(w), 8);
+    cr_assert_eq(sc_insert_one(scope.conn), 9);
+    sc_wait_passed(f.out, 9);
     th_exec(w, "ROLLBACK");
 
-    forgotten_goal all = {f.err, 5};
-    th_wait_until(&scope, TH_DEADLINE_MS, forgot_all, &all,
+    sc_forgotten_goal all = {f.err, 5};
+    th_wait_until(&scope, TH_DEADLINE_MS, sc_forgot_all, &all,
                   "the 5 rolled-back ids to be forgotten as proven dead");
     th_relay_stop(&scope, pid);
 
@@ -389,10 +169,10 @@ Test(gaps, rollback_gaps_forgotten, .init = setup, .fini = teardown)
     for (size_t i = 0; i < n; i++)
         cr_assert_eq(ids[i], expected[i], "line %zu: id %" PRId64, i + 1, ids[i]);
     free(ids);
-    cr_assert_eq(ids_forgotten(f.err), 5, "the log forgot %" PRId64 " ids, expected 5",
-                 ids_forgotten(f.err));
-    cr_assert_eq(status_field(config, "late_events"), 0);
-    cr_assert_eq(status_field(config, "watched_gaps"), 0);
+    cr_assert_eq(sc_ids_forgotten(f.err), 5, "the log forgot %" PRId64 " ids, expected 5",
+                 sc_ids_forgotten(f.err));
+    cr_assert_eq(sc_status_field(config, "late_events"), 0);
+    cr_assert_eq(sc_status_field(config, "watched_gaps"), 0);
 }
 
 /* ---- xid order and id order disagree ----------------------------------------------------- */
@@ -405,35 +185,35 @@ Test(gaps, rollback_gaps_forgotten, .init = setup, .fini = teardown)
 static void xid_position_inversion(const char *source_yaml, bool settled)
 {
     char config[TH_PATH_MAX];
-    write_config(config, source_yaml);
+    sc_write_config(config, source_yaml);
     th_migrate(config);
-    relay_files f = files_named("relay");
-    pid_t pid = start_relay(config, &f);
+    sc_relay_files f = sc_files_named("relay");
+    pid_t pid = sc_start_relay(config, &f);
     PGconn *t1 = th_scope_connect(&scope), *t2 = th_scope_connect(&scope);
 
     th_exec(t1, "BEGIN");
     th_exec(t1, "SELECT pg_current_xact_id()");
-    cr_assert_eq(insert_one(t2), 1);
-    wait_passed(f.out, 1);
-    cr_assert_eq(insert_one(t1), 2);
-    cr_assert_eq(insert_one(t2), 3);
+    cr_assert_eq(sc_insert_one(t2), 1);
+    sc_wait_passed(f.out, 1);
+    cr_assert_eq(sc_insert_one(t1), 2);
+    cr_assert_eq(sc_insert_one(t2), 3);
     if (settled) {
         /* Strict id order: nothing passes the open transaction's id. */
-        id_goal three = {f.out, 3};
-        th_hold_for(&scope, 500, id_absent, &three, "id 3 held behind the open id 2");
+        sc_id_goal three = {f.out, 3};
+        th_hold_for(&scope, 500, sc_id_absent, &three, "id 3 held behind the open id 2");
         cr_assert_eq(th_position(&scope, RELAY_NAME), 1);
     } else {
-        wait_passed(f.out, 3);
-        keep_gap_open(2);
+        sc_wait_passed(f.out, 3);
+        sc_keep_gap_open(2);
     }
     th_exec(t1, "COMMIT");
-    wait_delivered(f.out, 2);
-    wait_passed(f.out, 3);
+    sc_wait_delivered(f.out, 2);
+    sc_wait_passed(f.out, 3);
     th_relay_stop(&scope, pid);
 
     for (int64_t id = 1; id <= 3; id++)
-        cr_assert_eq(times_delivered(f.out, id), 1, "id %" PRId64 " delivered %zu times", id,
-                     times_delivered(f.out, id));
+        cr_assert_eq(sc_times_delivered(f.out, id), 1, "id %" PRId64 " delivered %zu times", id,
+                     sc_times_delivered(f.out, id));
     if (settled) {
         int64_t *ids;
         size_t n = th_read_stdout_ids(f.out, &ids);
@@ -441,12 +221,12 @@ static void xid_position_inversion(const char *source_yaml, bool settled)
             cr_assert_eq(ids[i], (int64_t)i + 1, "settled: line %zu has id %" PRId64, i + 1,
                          ids[i]);
         free(ids);
-        cr_assert_eq(status_field(config, "late_events"), 0);
+        cr_assert_eq(sc_status_field(config, "late_events"), 0);
     } else {
-        char *line = line_of(f.out, 2);
-        cr_assert(is_late(line), "id 2 not flagged late: %s", line);
+        char *line = sc_line_of(f.out, 2);
+        cr_assert(sc_is_late(line), "id 2 not flagged late: %s", line);
         free(line);
-        cr_assert_eq(status_field(config, "late_events"), 1);
+        cr_assert_eq(sc_status_field(config, "late_events"), 1);
     }
 }
 
@@ -527,7 +307,7 @@ static void write_concurrently(writer *ws, writes *out)
             w->rollback = rand_r(&seed) % 40 == 0;
         }
         if (w->n_ids < 5 && rand_r(&seed) % 3 != 0) {
-            w->ids[w->n_ids++] = insert_one(w->conn);
+            w->ids[w->n_ids++] = sc_insert_one(w->conn);
             taken++;
         }
         if (w->steps_left-- <= 0 && w->n_ids > 0)
@@ -556,10 +336,10 @@ static bool all_lines_and_position(void *arg)
 Test(gaps, settled_strict_order, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    write_config(config, SETTLED "  batch_size: 100\n");
+    sc_write_config(config, SETTLED "  batch_size: 100\n");
     th_migrate(config);
-    relay_files f = files_named("relay");
-    pid_t pid = start_relay(config, &f);
+    sc_relay_files f = sc_files_named("relay");
+    pid_t pid = sc_start_relay(config, &f);
 
     writer ws[WRITERS] = {0};
     for (int i = 0; i < WRITERS; i++)
@@ -610,24 +390,24 @@ Test(gaps, settled_strict_order, .init = setup, .fini = teardown)
 Test(gaps, settled_latency_from_notify, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    write_config(config, SLOW_POLL);
+    sc_write_config(config, SLOW_POLL);
     th_migrate(config);
-    relay_files f = files_named("relay");
+    sc_relay_files f = sc_files_named("relay");
     /* The first event is read at start; from then on the relay sits in its 10 s wait. */
-    cr_assert_eq(insert_one(scope.conn), 1);
-    pid_t pid = start_relay(config, &f);
-    wait_passed(f.out, 1);
+    cr_assert_eq(sc_insert_one(scope.conn), 1);
+    pid_t pid = sc_start_relay(config, &f);
+    sc_wait_passed(f.out, 1);
 
     int64_t worst = 0;
     for (int64_t id = 2; id <= 6; id++) {
         int64_t committed = monotonic_ms();
-        cr_assert_eq(insert_one(scope.conn), id);
+        cr_assert_eq(sc_insert_one(scope.conn), id);
         /* Half the poll: past that, only the poll could still deliver it. */
-        id_goal goal = {f.out, id};
-        th_wait_until(&scope, 5000, id_delivered, &goal, "a delivery woken by NOTIFY");
+        sc_id_goal goal = {f.out, id};
+        th_wait_until(&scope, 5000, sc_id_delivered, &goal, "a delivery woken by NOTIFY");
         int64_t latency = monotonic_ms() - committed;
         worst = latency > worst ? latency : worst;
-        wait_passed(f.out, id); /* idle again before the next one */
+        sc_wait_passed(f.out, id); /* idle again before the next one */
     }
     cr_log_info("worst commit-to-output latency: %" PRId64 " ms", worst);
     cr_assert_lt(worst, 500, "an event took %" PRId64 " ms with a 10 s poll: no wake-up", worst);
@@ -638,15 +418,15 @@ Test(gaps, settled_latency_from_notify, .init = setup, .fini = teardown)
 Test(gaps, settled_latency_without_notify_is_the_poll, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    write_config(config, SLOW_POLL "  notify_channel: ~\n");
+    sc_write_config(config, SLOW_POLL "  notify_channel: ~\n");
     th_migrate(config);
-    relay_files f = files_named("relay");
-    cr_assert_eq(insert_one(scope.conn), 1);
-    pid_t pid = start_relay(config, &f);
-    wait_passed(f.out, 1);
-    cr_assert_eq(insert_one(scope.conn), 2);
-    id_goal second = {f.out, 2};
-    th_hold_for(&scope, 1500, id_absent, &second, "id 2 waiting for the next poll");
+    sc_relay_files f = sc_files_named("relay");
+    cr_assert_eq(sc_insert_one(scope.conn), 1);
+    pid_t pid = sc_start_relay(config, &f);
+    sc_wait_passed(f.out, 1);
+    cr_assert_eq(sc_insert_one(scope.conn), 2);
+    sc_id_goal second = {f.out, 2};
+    th_hold_for(&scope, 1500, sc_id_absent, &second, "id 2 waiting for the next poll");
     th_relay_stop(&scope, pid);
 }
 
@@ -655,45 +435,45 @@ Test(gaps, settled_latency_without_notify_is_the_poll, .init = setup, .fini = te
 Test(gaps, restart_with_open_gaps, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    write_config(config, MARGIN_1S);
+    sc_write_config(config, MARGIN_1S);
     th_migrate(config);
-    relay_files first = files_named("relay1"), second = files_named("relay2");
-    pid_t pid = start_relay(config, &first);
+    sc_relay_files first = sc_files_named("relay1"), second = sc_files_named("relay2");
+    pid_t pid = sc_start_relay(config, &first);
     PGconn *t1 = th_scope_connect(&scope), *t2 = th_scope_connect(&scope);
 
     th_exec(t1, "BEGIN");
-    cr_assert_eq(insert_one(t1), 1);
-    cr_assert_eq(insert_one(t2), 2);
-    wait_passed(first.out, 2);
+    cr_assert_eq(sc_insert_one(t1), 1);
+    cr_assert_eq(sc_insert_one(t2), 2);
+    sc_wait_passed(first.out, 2);
     th_relay_stop(&scope, pid);
     cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_gaps"
                                             " WHERE low_id = 1 AND high_id = 1"),
                  1, "the open gap {1} was not stored at shutdown");
 
-    pid = start_relay(config, &second);
+    pid = sc_start_relay(config, &second);
     cr_assert(th_file_contains(second.err, "1 gaps watched"), "the restarted relay watches no gap");
-    keep_gap_open(1);
+    sc_keep_gap_open(1);
     th_exec(t1, "COMMIT");
-    wait_delivered(second.out, 1);
-    th_wait_until(&scope, TH_DEADLINE_MS, no_stored_gaps, NULL, "the filled gap to be dropped");
+    sc_wait_delivered(second.out, 1);
+    th_wait_until(&scope, TH_DEADLINE_MS, sc_no_stored_gaps, NULL, "the filled gap to be dropped");
     th_relay_stop(&scope, pid);
 
     int64_t *ids;
     size_t n = th_read_stdout_ids(second.out, &ids);
     cr_assert(n == 1 && ids[0] == 1, "the second relay wrote %zu lines, expected only id 1", n);
     free(ids);
-    char *line = line_of(second.out, 1);
-    cr_assert(is_late(line), "id 1 not flagged late: %s", line);
+    char *line = sc_line_of(second.out, 1);
+    cr_assert(sc_is_late(line), "id 1 not flagged late: %s", line);
     free(line);
-    cr_assert_eq(times_delivered(first.out, 1), 0);
-    cr_assert_eq(status_field(config, "late_events"), 1);
+    cr_assert_eq(sc_times_delivered(first.out, 1), 0);
+    cr_assert_eq(sc_status_field(config, "late_events"), 1);
     cr_assert_eq(th_position(&scope, RELAY_NAME), 2);
 }
 
 /* ---- restore detection and reset --------------------------------------------------------- */
 
 /* Runs a relay that must refuse to start; returns its stderr (caller frees). */
-static char *run_refused(const char *config, const relay_files *f)
+static char *run_refused(const char *config, const sc_relay_files *f)
 {
     pid_t pid = th_relay_start(&scope, config, f->out, f->err);
     int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
@@ -721,17 +501,17 @@ static void reset_ok(const char *config, const char *how, const char *id)
 /* Delivers ids 1..n and stops: a checkpoint at position n. */
 static void deliver_and_stop(const char *config, int n)
 {
-    relay_files f = files_named("before");
+    sc_relay_files f = sc_files_named("before");
     th_insert_events(scope.conn, n, "now() - interval '1 hour'");
-    pid_t pid = start_relay(config, &f);
-    wait_passed(f.out, n);
+    pid_t pid = sc_start_relay(config, &f);
+    sc_wait_passed(f.out, n);
     th_relay_stop(&scope, pid);
 }
 
 Test(gaps, restore_detected_by_system_identifier, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
+    sc_write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
     th_migrate(config);
     deliver_and_stop(config, 5);
     int64_t sysid = th_query_int64(scope.conn, "SELECT system_identifier FROM pg_control_system()");
@@ -740,7 +520,7 @@ Test(gaps, restore_detected_by_system_identifier, .init = setup, .fini = teardow
 
     /* As if the checkpoint came from another cluster. */
     th_exec(scope.conn, "UPDATE relay_checkpoints SET system_identifier = 12345");
-    relay_files refused = files_named("refused");
+    sc_relay_files refused = sc_files_named("refused");
     char *err = run_refused(config, &refused);
     cr_assert_not_null(strstr(err, "12345"), "stderr does not name the other database:\n%s", err);
     free(err);
@@ -750,9 +530,9 @@ Test(gaps, restore_detected_by_system_identifier, .init = setup, .fini = teardow
     cr_assert_eq(th_query_int64(scope.conn, "SELECT system_identifier FROM relay_checkpoints"),
                  sysid, "reset did not record this database's system identifier");
     th_insert_events(scope.conn, 2, "now() - interval '1 hour'");
-    relay_files after = files_named("after");
-    pid_t pid = start_relay(config, &after);
-    wait_passed(after.out, 7);
+    sc_relay_files after = sc_files_named("after");
+    pid_t pid = sc_start_relay(config, &after);
+    sc_wait_passed(after.out, 7);
     th_relay_stop(&scope, pid);
     int64_t *ids;
     size_t n = th_read_stdout_ids(after.out, &ids);
@@ -763,7 +543,7 @@ Test(gaps, restore_detected_by_system_identifier, .init = setup, .fini = teardow
 Test(gaps, truncate_detected_and_reset_latest, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
+    sc_write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
     th_migrate(config);
     deliver_and_stop(config, 5);
 
@@ -771,19 +551,19 @@ Test(gaps, truncate_detected_and_reset_latest, .init = setup, .fini = teardown)
     /* A stored gap belongs to the old ids: reset must forget it too. */
     th_exec(scope.conn, "INSERT INTO relay_gaps (relay_name, low_id, high_id, first_seen_ms)"
                         " SELECT name, 3, 3, 0 FROM relay_checkpoints");
-    relay_files refused = files_named("refused");
+    sc_relay_files refused = sc_files_named("refused");
     char *err = run_refused(config, &refused);
     cr_assert_not_null(strstr(err, "truncated"), "stderr does not suspect a truncate:\n%s", err);
     free(err);
 
     reset_ok(config, "--latest", NULL);
     cr_assert_eq(th_position(&scope, RELAY_NAME), 0, "reset --latest on an empty table");
-    cr_assert_eq(stored_gaps(), 0, "reset kept the old ids' gaps");
+    cr_assert_eq(sc_stored_gaps(), 0, "reset kept the old ids' gaps");
 
     th_insert_events(scope.conn, 3, "now() - interval '1 hour'");
-    relay_files after = files_named("after");
-    pid_t pid = start_relay(config, &after);
-    wait_passed(after.out, 3);
+    sc_relay_files after = sc_files_named("after");
+    pid_t pid = sc_start_relay(config, &after);
+    sc_wait_passed(after.out, 3);
     th_relay_stop(&scope, pid);
     int64_t *ids;
     size_t n = th_read_stdout_ids(after.out, &ids);
@@ -794,12 +574,12 @@ Test(gaps, truncate_detected_and_reset_latest, .init = setup, .fini = teardown)
 Test(gaps, reset_refused_while_running, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
+    sc_write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
     th_migrate(config);
     th_insert_events(scope.conn, 3, "now() - interval '1 hour'");
-    relay_files f = files_named("relay");
-    pid_t pid = start_relay(config, &f);
-    wait_passed(f.out, 3);
+    sc_relay_files f = sc_files_named("relay");
+    pid_t pid = sc_start_relay(config, &f);
+    sc_wait_passed(f.out, 3);
 
     char *out, *err;
     int code = th_run_cli(&out, &err, "reset", "-c", config, "--to", "0");

@@ -149,6 +149,8 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_eq(c.safety_margin_ms, 1000);
     cr_assert_eq(c.batch_size, 1000);
     cr_assert_eq(c.poll_interval_ms, 200);
+    cr_assert_eq(c.gap_floor_ms, 0, "the proof of death needs no floor by default");
+    cr_assert_not(c.ids_taken_ahead);
     cr_assert_str_eq(c.sink_plugin, "stdout");
     cr_assert_eq(c.n_sink_options, 0);
     cr_assert_null(c.sink_options);
@@ -240,6 +242,9 @@ Test(config, durations_out_of_range)
                  "t.yaml:6:18: retry.initial: must be more than 0");
     assert_error(MINIMAL "retry: {initial: 2s, max: 1s}\n",
                  "t.yaml:6:27: retry.max: must be at least retry.initial (2s)");
+    assert_error(MINIMAL "source:\n  ids_taken_ahead: true\n",
+                 "t.yaml:7:20: source.ids_taken_ahead: needs source.gap_floor: how long the "
+                 "application may hold an id before the transaction that inserts it ends");
     /* max left at its default 30s, below the initial written here */
     assert_error(MINIMAL "retry:\n  initial: 1m\n",
                  "t.yaml:7:3: retry.max: must be at least retry.initial (1m)");
