@@ -125,20 +125,36 @@ static void assert_delivered(scene *sc, const int64_t *ids, size_t n)
 /* ---- the scenario: A writes first, B takes the id, A takes the next and commits ---- */
 
 /*
- * A: BEGIN and a first write (a business row, or just an xid); B: BEGIN and inserts V (id 1, an
- * xid after A's); A inserts W (id 2) and commits. B commits a while later: V must arrive.
+ * A: BEGIN and a first write (a_first: a business row, or just an xid); B: BEGIN and inserts id 1
+ * (with an xid after A's), inside a savepoint it then releases if one is named; A inserts id 2
+ * and commits. B stays open: its id 1 is behind a completed transaction with an older xid.
  */
+static void open_behind_a_commit(PGconn *a, PGconn *b, const char *a_first, const char *savepoint)
+{
+    char sql[128];
+    th_exec(a, "BEGIN");
+    th_exec(a, a_first);
+    th_exec(b, "BEGIN");
+    if (savepoint) {
+        snprintf(sql, sizeof sql, "SAVEPOINT %s", savepoint);
+        th_exec(b, sql);
+    }
+    cr_assert_eq(sc_insert_one(b), 1);
+    if (savepoint) {
+        snprintf(sql, sizeof sql, "RELEASE SAVEPOINT %s", savepoint);
+        th_exec(b, sql);
+    }
+    cr_assert_eq(sc_insert_one(a), 2);
+    th_exec(a, "COMMIT");
+}
+
+/* B commits a while after A: its id 1 must arrive. */
 static void a_then_b(bool settled, const char *a_first)
 {
     scene sc;
     scene_start(&sc, settled, "");
     PGconn *a = th_scope_connect(&scope), *b = th_scope_connect(&scope);
-    th_exec(a, "BEGIN");
-    th_exec(a, a_first);
-    th_exec(b, "BEGIN");
-    cr_assert_eq(sc_insert_one(b), 1);
-    cr_assert_eq(sc_insert_one(a), 2);
-    th_exec(a, "COMMIT");
+    open_behind_a_commit(a, b, a_first, NULL);
 
     assert_gap_held(&sc, 1, 2);
     th_exec(b, "COMMIT");
@@ -178,12 +194,7 @@ static void b_inserts_twice(bool settled)
     scene sc;
     scene_start(&sc, settled, "");
     PGconn *a = th_scope_connect(&scope), *b = th_scope_connect(&scope);
-    th_exec(a, "BEGIN");
-    th_exec(a, "SELECT pg_current_xact_id()");
-    th_exec(b, "BEGIN");
-    cr_assert_eq(sc_insert_one(b), 1);
-    cr_assert_eq(sc_insert_one(a), 2);
-    th_exec(a, "COMMIT");
+    open_behind_a_commit(a, b, "SELECT pg_current_xact_id()", NULL);
     assert_gap_held(&sc, 1, 2);
     /* B's second event comes after the committed one; both must wait for B. */
     cr_assert_eq(sc_insert_one(b), 3);
@@ -276,12 +287,7 @@ static void b_ends_without_row(bool settled, bool kill_backend)
            *c = th_scope_connect(&scope);
     th_exec(c, "BEGIN");
     th_exec(c, "INSERT INTO orders (note) VALUES ('long-running')");
-    th_exec(a, "BEGIN");
-    th_exec(a, "SELECT pg_current_xact_id()");
-    th_exec(b, "BEGIN");
-    cr_assert_eq(sc_insert_one(b), 1);
-    cr_assert_eq(sc_insert_one(a), 2);
-    th_exec(a, "COMMIT");
+    open_behind_a_commit(a, b, "SELECT pg_current_xact_id()", NULL);
     assert_gap_held(&sc, 1, 2);
 
     int64_t b_pid = PQbackendPID(b);
@@ -346,12 +352,7 @@ static void prepared_then_committed(bool settled)
      * go without the wake-up trigger. */
     th_exec(scope.conn, "DROP TRIGGER events_relay_notify ON events");
     PGconn *a = th_scope_connect(&scope), *b = th_scope_connect(&scope);
-    th_exec(a, "BEGIN");
-    th_exec(a, "SELECT pg_current_xact_id()");
-    th_exec(b, "BEGIN");
-    cr_assert_eq(sc_insert_one(b), 1);
-    cr_assert_eq(sc_insert_one(a), 2);
-    th_exec(a, "COMMIT");
+    open_behind_a_commit(a, b, "SELECT pg_current_xact_id()", NULL);
     if (!settled)
         sc_wait_passed(sc.files.out, 2);
 
@@ -384,14 +385,7 @@ static void savepoints(bool settled)
     scene sc;
     scene_start(&sc, settled, "");
     PGconn *a = th_scope_connect(&scope), *b = th_scope_connect(&scope);
-    th_exec(a, "BEGIN");
-    th_exec(a, "SELECT pg_current_xact_id()");
-    th_exec(b, "BEGIN");
-    th_exec(b, "SAVEPOINT kept");
-    cr_assert_eq(sc_insert_one(b), 1);
-    th_exec(b, "RELEASE SAVEPOINT kept");
-    cr_assert_eq(sc_insert_one(a), 2);
-    th_exec(a, "COMMIT");
+    open_behind_a_commit(a, b, "SELECT pg_current_xact_id()", "kept");
     assert_gap_held(&sc, 1, 2);
     th_exec(b, "COMMIT");
     const int64_t first[] = {1, 2};
@@ -429,12 +423,7 @@ static void restart_between(bool settled)
     scene sc;
     scene_start(&sc, settled, "");
     PGconn *a = th_scope_connect(&scope), *b = th_scope_connect(&scope);
-    th_exec(a, "BEGIN");
-    th_exec(a, "SELECT pg_current_xact_id()");
-    th_exec(b, "BEGIN");
-    cr_assert_eq(sc_insert_one(b), 1);
-    cr_assert_eq(sc_insert_one(a), 2);
-    th_exec(a, "COMMIT");
+    open_behind_a_commit(a, b, "SELECT pg_current_xact_id()", NULL);
     if (settled) {
         position_at before = {0};
         th_wait_until(&scope, TH_DEADLINE_MS, position_is, &before, "the relay to read");
