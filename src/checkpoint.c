@@ -91,7 +91,7 @@ int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out,
         /* Their writers are looked at anew (see relay_gaps_set_round). */
         relay_gap gap = {strtoll(PQgetvalue(res, i, 0), NULL, 10),
                          strtoll(PQgetvalue(res, i, 1), NULL, 10),
-                         strtoll(PQgetvalue(res, i, 2), NULL, 10), 0};
+                         strtoll(PQgetvalue(res, i, 2), NULL, 10), 0, true};
         if (relay_gaps_append(gaps, gap) != 0) {
             snprintf(err, errlen, "out of memory loading %d watched gaps", PQntuples(res));
             PQclear(res);

@@ -71,7 +71,7 @@ int relay_gaps_add_batch(relay_gaps *g, int64_t position, const relay_sink_event
     for (size_t i = 0; i < count; i++) {
         if (events[i].id > position + 1)
             g->items[g->count++] =
-                (relay_gap){position + 1, events[i].id - 1, first_seen_ms, round};
+                (relay_gap){position + 1, events[i].id - 1, first_seen_ms, round, true};
         position = events[i].id;
     }
     g->dirty = true;
@@ -119,16 +119,30 @@ bool relay_gap_is_dead(const relay_gap *gap, const relay_gap_evidence *ev, int64
     return gap->round <= ev->round && ev->oldest_since > gap->round;
 }
 
+size_t relay_gaps_mark_probe(relay_gaps *g, int64_t from, int64_t to, bool all)
+{
+    size_t marked = 0;
+    for (size_t i = 0; i < g->count; i++) {
+        relay_gap *gap = &g->items[i];
+        gap->probe = gap->probe || all || (gap->round >= from && gap->round <= to);
+        marked += gap->probe;
+    }
+    return marked;
+}
+
 int64_t relay_gaps_forget_dead(relay_gaps *g, const relay_gap_evidence *ev, int64_t min_age_ms,
                                int64_t max_age_ms)
 {
     int64_t forgotten = 0;
     size_t kept = 0;
     for (size_t i = 0; i < g->count; i++) {
-        if (relay_gap_is_dead(&g->items[i], ev, min_age_ms, max_age_ms))
-            forgotten += g->items[i].high - g->items[i].low + 1;
-        else
-            g->items[kept++] = g->items[i];
+        relay_gap *gap = &g->items[i];
+        if (gap->probe && relay_gap_is_dead(gap, ev, min_age_ms, max_age_ms)) {
+            forgotten += gap->high - gap->low + 1;
+        } else {
+            gap->probe = false;
+            g->items[kept++] = *gap;
+        }
     }
     if (kept != g->count)
         g->dirty = true;
@@ -171,8 +185,10 @@ void relay_gaps_trim(relay_gaps *g, int64_t max_id)
 
 void relay_gaps_set_round(relay_gaps *g, int64_t round)
 {
-    for (size_t i = 0; i < g->count; i++)
+    for (size_t i = 0; i < g->count; i++) {
         g->items[i].round = round;
+        g->items[i].probe = true;
+    }
 }
 
 /* An array literal of n values, value(i) each. Returns it (the caller frees it), or NULL out of
@@ -280,8 +296,13 @@ int relay_gaps_mark_stored(relay_gaps *g)
 
 int relay_gaps_ranges(const relay_gaps *g, char **lows, char **highs)
 {
-    *lows = array_literal(g->items, NULL, g->count, low_of);
-    *highs = array_literal(g->items, NULL, g->count, high_of);
+    size_t *marked = malloc((g->count + 1) * sizeof *marked), n = 0;
+    for (size_t i = 0; marked && i < g->count; i++)
+        if (g->items[i].probe)
+            marked[n++] = i;
+    *lows = marked ? array_literal(g->items, marked, n, low_of) : NULL;
+    *highs = marked ? array_literal(g->items, marked, n, high_of) : NULL;
+    free(marked);
     if (*lows && *highs)
         return 0;
     free(*lows);

@@ -22,6 +22,9 @@ typedef struct relay_gap {
     int64_t low, high;     /* missing ids, inclusive */
     int64_t first_seen_ms; /* database clock */
     int64_t round;         /* the first look at the writers after its sight (lockers.h) */
+    /* Its rows must be read at the next watch: it is new, or a writer of its round ended. A gap
+     * whose writers all still run cannot have filled since it was last read. */
+    bool probe;
 } relay_gap;
 
 /* What a look at the writers tells about the gaps (lockers.h). */
@@ -72,7 +75,12 @@ int relay_gaps_fill(relay_gaps *g, int64_t id);
 bool relay_gap_is_dead(const relay_gap *gap, const relay_gap_evidence *ev, int64_t min_age_ms,
                        int64_t max_age_ms);
 
-/* Forgets every dead gap; returns how many ids they held. */
+/* Marks for the next read the gaps of rounds from..to, or all of them; returns how many gaps are
+ * marked. */
+size_t relay_gaps_mark_probe(relay_gaps *g, int64_t from, int64_t to, bool all);
+
+/* Forgets every dead gap among those marked for the read (the read found none of their rows);
+ * returns how many ids they held. The survivors are no longer marked. */
 int64_t relay_gaps_forget_dead(relay_gaps *g, const relay_gap_evidence *ev, int64_t min_age_ms,
                                int64_t max_age_ms);
 
@@ -82,7 +90,8 @@ const relay_gap *relay_gaps_find(const relay_gaps *g, int64_t id);
 /* Drops every id above max_id (the position fell short of the batch they came from). */
 void relay_gaps_trim(relay_gaps *g, int64_t max_id);
 
-/* Sets every gap's round (gaps loaded from the database: their writers are looked at anew). */
+/* Sets every gap's round and marks it for the read (gaps loaded from the database: their
+ * writers are looked at anew). */
 void relay_gaps_set_round(relay_gaps *g, int64_t round);
 
 /* What changed since the gaps were last stored: the low ids of stored gaps that are gone or
@@ -102,8 +111,8 @@ void relay_gaps_changes_free(relay_gaps_changes *c);
  * is no longer known: the caller must reload the gaps from the database). */
 int relay_gaps_mark_stored(relay_gaps *g);
 
-/* The low and high ids of every gap as PostgreSQL array literals, for the probe of their rows.
- * Returns 0, or -1 out of memory (nothing allocated). */
+/* The low and high ids of every gap marked for the read, as PostgreSQL array literals. Returns 0,
+ * or -1 out of memory (nothing allocated). */
 int relay_gaps_ranges(const relay_gaps *g, char **lows, char **highs);
 
 /* The number of ids watched. */

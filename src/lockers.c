@@ -21,6 +21,10 @@ static int64_t realtime_ms(void)
 int relay_lockers_prepare(PGconn *conn, const char *quoted_table, relay_lockers *l, char *err,
                           size_t errlen)
 {
+    if (l->round == 0) {
+        l->departed_from = INT64_MAX;
+        l->departed_to = -1;
+    }
     if (snprintf(l->table, sizeof l->table, "%s", quoted_table) >= (int)sizeof l->table) {
         snprintf(err, errlen, "the table's name is too long");
         return -1;
@@ -68,6 +72,26 @@ int relay_lockers_prepare(PGconn *conn, const char *quoted_table, relay_lockers 
     return ok ? 0 : -1;
 }
 
+/* A writer seen at the latest round is gone: the gaps of the rounds it was there for may have
+ * filled. A prepared one may be any earlier writer (see relay_lockers_evidence). */
+static void note_departure(relay_lockers *l, const relay_locker *gone)
+{
+    int64_t from = gone->prepared ? 0 : gone->since;
+    if (from < l->departed_from)
+        l->departed_from = from;
+    if (l->round > l->departed_to)
+        l->departed_to = l->round;
+}
+
+bool relay_lockers_take_departures(relay_lockers *l, int64_t *from, int64_t *to)
+{
+    *from = l->departed_from;
+    *to = l->departed_to;
+    l->departed_from = INT64_MAX;
+    l->departed_to = -1;
+    return *from <= *to;
+}
+
 static int by_vxid(const void *a, const void *b)
 {
     return strcmp(((const relay_locker *)a)->vxid, ((const relay_locker *)b)->vxid);
@@ -100,14 +124,17 @@ int relay_lockers_observe(PGconn *conn, relay_lockers *l, char *err, size_t errl
     }
     PQclear(res);
 
-    /* Writers seen at the round before keep their first round; the rest start now. Both lists
+    /* Writers seen at the round before keep their first round; the rest start now; those no
+     * longer there have ended (or rolled back the savepoint that took the lock). Both lists
      * ascend by vxid, so one merge does it. */
     qsort(seen, n, sizeof *seen, by_vxid);
-    for (size_t i = 0, j = 0; i < n && j < l->count;) {
-        int c = strcmp(seen[i].vxid, l->items[j].vxid);
+    for (size_t i = 0, j = 0; j < l->count;) {
+        int c = i < n ? strcmp(seen[i].vxid, l->items[j].vxid) : 1;
         if (c == 0) {
             seen[i].since = l->items[j].since;
             seen[i].since_ms = l->items[j].since_ms;
+        } else if (c > 0) {
+            note_departure(l, &l->items[j]);
         }
         i += c <= 0;
         j += c >= 0;

@@ -46,6 +46,11 @@ typedef struct relay_lockers {
     int64_t round;           /* rounds so far; 0 before the first */
     int64_t now_ms;          /* the database's clock at the latest round */
     int64_t clock_offset_ms; /* database clock minus this host's CLOCK_REALTIME, at that round */
+    /* The rounds whose gaps a writer gone since relay_lockers_take_departures last ran could have
+     * filled: from the first round of the earliest such writer (0 for a prepared one) to the
+     * last round that saw the latest. Empty when from > to. */
+    int64_t departed_from;
+    int64_t departed_to;
 } relay_lockers;
 
 /*
@@ -59,6 +64,13 @@ int relay_lockers_prepare(PGconn *conn, const char *quoted_table, relay_lockers 
 
 /* Looks at the writers now: one round. Returns 0, or -1 with err (then l is as it was). */
 int relay_lockers_observe(PGconn *conn, relay_lockers *l, char *err, size_t errlen);
+
+/*
+ * The span of rounds whose gaps may have been filled since the last call: a gap can only fill
+ * when a writer of its round ends, and every writer that ended since is in it. Returns whether
+ * any writer ended, with the span in *from..*to, and starts a new one.
+ */
+bool relay_lockers_take_departures(relay_lockers *l, int64_t *from, int64_t *to);
 
 /* The round a gap seen now belongs to: the next one, which is sure to come after the sight. */
 int64_t relay_lockers_next_round(const relay_lockers *l);

@@ -232,10 +232,20 @@ static step watch_gaps(relay_state *s)
 {
     char err[1024];
     relay_batch *late = s->next; /* free at the start of a turn */
-    if (relay_lockers_observe(s->conn, &s->lockers, err, sizeof err) != 0 ||
-        relay_source_fetch_gaps(s->conn, s->config, &s->gaps, late, err, sizeof err) != 0)
+    if (relay_lockers_observe(s->conn, &s->lockers, err, sizeof err) != 0)
         return relay_database_failed(s, err);
     relay_gap_evidence ev = relay_lockers_evidence(&s->lockers);
+
+    /* Only the gaps that may have changed are read: new ones, and those of the rounds whose
+     * writers ended. Where age alone can prove a gap dead, every gap is read. */
+    int64_t from, to;
+    if (!relay_lockers_take_departures(&s->lockers, &from, &to))
+        from = 1, to = 0;
+    bool all = gap_min_age(s) > 0 || !ev.writers_known;
+    relay_batch_clear(late);
+    if (relay_gaps_mark_probe(&s->gaps, from, to, all) > 0 &&
+        relay_source_fetch_gaps(s->conn, s->config, &s->gaps, late, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
     s->next_gap_check = relay_now_ms() + watch_interval(s);
 
     if (late->count > 0) {
@@ -335,7 +345,7 @@ static step remember_ahead(relay_state *s, const relay_batch *b, size_t from, si
         if (id > expected) {
             const relay_gap *known = relay_gaps_find(&s->ahead, expected);
             relay_gap gap = {expected, id - 1, known ? known->first_seen_ms : now_ms,
-                             known ? known->round : round};
+                             known ? known->round : round, false};
             if (relay_gaps_append(&ahead, gap) != 0) {
                 relay_gaps_free(&ahead);
                 relay_error(s->log, "out of memory remembering the gaps ahead");

@@ -152,8 +152,8 @@ Test(gaps, grows_past_its_first_allocation)
 Test(gaps, append_keeps_loaded_gaps_as_given)
 {
     relay_gaps g = {0};
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 4, 100, 0}), 0);
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){9, 9, 200, 42}), 0);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 4, 100, 0, false}), 0);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){9, 9, 200, 42, false}), 0);
     ASSERT_RANGES(&g, 3, 4, 9, 9);
     cr_assert_eq(g.items[0].round, 0);
     cr_assert_eq(g.items[1].round, 42);
@@ -338,7 +338,7 @@ static relay_gap_evidence without_pg_locks(int64_t now_ms)
 
 Test(gaps, dead_once_every_writer_of_its_round_is_gone)
 {
-    relay_gap gap = {1, 1, 10000, 5};
+    relay_gap gap = {1, 1, 10000, 5, false};
     /* At its own round: dead only if nobody held the lock then. */
     relay_gap_evidence ev = look(10000, 5, NO_WRITER);
     cr_assert(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
@@ -361,14 +361,14 @@ Test(gaps, never_dead_before_the_look_that_follows_its_sight)
 {
     /* Seen after round 4: the look of round 4 came before the sight, so its empty list of
      * writers proves nothing about the gap. */
-    relay_gap gap = {1, 1, 10000, 5};
+    relay_gap gap = {1, 1, 10000, 5, false};
     relay_gap_evidence ev = look(10000, 4, NO_WRITER);
     cr_assert_not(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
 }
 
 Test(gaps, a_prepared_transaction_holds_every_gap)
 {
-    relay_gap gap = {1, 1, 10000, 5};
+    relay_gap gap = {1, 1, 10000, 5, false};
     relay_gap_evidence ev = look(10000, 100, 0);
     cr_assert_not(relay_gap_is_dead(&gap, &ev, 0, MAX_AGE));
 }
@@ -376,7 +376,7 @@ Test(gaps, a_prepared_transaction_holds_every_gap)
 Test(gaps, never_dead_younger_than_the_floor)
 {
     /* Ids taken ahead of the insert: the floor stands in for the writers it cannot see. */
-    relay_gap gap = {1, 1, 10000, 5};
+    relay_gap gap = {1, 1, 10000, 5, false};
     relay_gap_evidence ev = look(10000 + MIN_AGE - 1, 9, NO_WRITER);
     cr_assert_not(relay_gap_is_dead(&gap, &ev, MIN_AGE, MAX_AGE));
     ev = look(10000 + MIN_AGE, 9, NO_WRITER);
@@ -388,7 +388,7 @@ Test(gaps, never_dead_younger_than_the_floor)
 
 Test(gaps, without_pg_locks_dead_after_the_maximum_age)
 {
-    relay_gap gap = {1, 1, 10000, 5};
+    relay_gap gap = {1, 1, 10000, 5, false};
     relay_gap_evidence ev = without_pg_locks(10000 + MIN_AGE);
     cr_assert_not(relay_gap_is_dead(&gap, &ev, MIN_AGE, MAX_AGE));
     ev = without_pg_locks(10000 + MAX_AGE - 1);
@@ -402,15 +402,18 @@ Test(gaps, without_pg_locks_dead_after_the_maximum_age)
 Test(gaps, forget_dead_keeps_the_living_in_order)
 {
     relay_gaps g = {0};
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){1, 2, 1000, 3}), 0);   /* dead */
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){4, 4, 1000, 6}), 0);   /* its writer is left */
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){6, 9, 1000, 4}), 0);   /* dead */
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){11, 11, 9500, 8}), 0); /* not looked at yet */
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){13, 15, 1000, 5}), 0); /* dead */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){1, 2, 1000, 3, false}), 0); /* dead */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){4, 4, 1000, 6, false}),
+                 0); /* its writer is left */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){6, 9, 1000, 4, false}), 0); /* dead */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){11, 11, 9500, 8, false}),
+                 0); /* not looked at yet */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){13, 15, 1000, 5, false}), 0); /* dead */
     g.dirty = false;
 
     /* Round 7: the oldest writer left was first seen at round 6. */
     relay_gap_evidence ev = look(10000, 7, 6);
+    relay_gaps_mark_probe(&g, 0, -1, true);
     int64_t forgotten = relay_gaps_forget_dead(&g, &ev, 0, MAX_AGE);
     cr_assert_eq(forgotten, 2 + 4 + 3);
     ASSERT_RANGES(&g, 4, 4, 11, 11);
@@ -419,6 +422,7 @@ Test(gaps, forget_dead_keeps_the_living_in_order)
     /* Round 8: that writer ended, and nobody holds the lock. */
     g.dirty = false;
     ev = look(10500, 8, NO_WRITER);
+    relay_gaps_mark_probe(&g, 0, -1, true);
     cr_assert_eq(relay_gaps_forget_dead(&g, &ev, 0, MAX_AGE), 2);
     assert_empty(&g);
     cr_assert(g.dirty);
@@ -441,24 +445,68 @@ Test(gaps, forget_dead_with_nothing_dead_leaves_the_watch_clean)
 Test(gaps, forget_dead_without_pg_locks_goes_by_age)
 {
     relay_gaps g = {0};
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){1, 1, 0, 1}), 0);
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 5, 5000, 1}), 0);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){1, 1, 0, 1, false}), 0);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 5, 5000, 1, false}), 0);
     relay_gap_evidence ev = without_pg_locks(MAX_AGE);
+    relay_gaps_mark_probe(&g, 0, -1, true);
     cr_assert_eq(relay_gaps_forget_dead(&g, &ev, MIN_AGE, MAX_AGE), 1);
     ASSERT_RANGES(&g, 3, 5);
     ev = without_pg_locks(MAX_AGE + 5000);
+    relay_gaps_mark_probe(&g, 0, -1, true);
     cr_assert_eq(relay_gaps_forget_dead(&g, &ev, MIN_AGE, MAX_AGE), 3);
     assert_empty(&g);
     relay_gaps_free(&g);
 }
 
-Test(gaps, set_round_gives_loaded_gaps_one_round)
+Test(gaps, set_round_gives_loaded_gaps_one_round_and_a_read)
 {
     relay_gaps g;
     three_gaps(&g);
     relay_gaps_set_round(&g, 77);
-    for (size_t i = 0; i < g.count; i++)
+    for (size_t i = 0; i < g.count; i++) {
         cr_assert_eq(g.items[i].round, 77);
+        cr_assert(g.items[i].probe);
+    }
+    relay_gaps_free(&g);
+}
+
+/* ---- which gaps are read ------------------------------------------------------------------ */
+
+Test(gaps, new_gaps_are_read_once_then_only_when_their_writers_end)
+{
+    relay_gaps g = {0};
+    id_batch first = BATCH(2, 4);  /* gaps 1 and 3, round 5 */
+    id_batch second = BATCH(6, 8); /* gaps 5 and 7, round 9 */
+    cr_assert_eq(relay_gaps_add_batch(&g, 0, first.events, first.count, 1000, 5), 0);
+    cr_assert_eq(relay_gaps_add_batch(&g, 4, second.events, second.count, 2000, 9), 0);
+    char *lows, *highs;
+    cr_assert_eq(relay_gaps_ranges(&g, &lows, &highs), 0);
+    cr_assert_str_eq(lows, "{1,3,5,7}", "new gaps are read");
+    free(lows);
+    free(highs);
+
+    /* Read, and still held by their writers: nothing to read until one of them ends. */
+    relay_gap_evidence ev = look(3000, 9, 1);
+    cr_assert_eq(relay_gaps_forget_dead(&g, &ev, 0, MAX_AGE), 0);
+    cr_assert_eq(relay_gaps_mark_probe(&g, 1, 0, false), 0);
+    cr_assert_eq(relay_gaps_ranges(&g, &lows, &highs), 0);
+    cr_assert_str_eq(lows, "{}");
+    free(lows);
+    free(highs);
+
+    /* A writer there from round 3 to round 6 ended: the gaps of round 5 may have filled. */
+    cr_assert_eq(relay_gaps_mark_probe(&g, 3, 6, false), 2);
+    cr_assert_eq(relay_gaps_ranges(&g, &lows, &highs), 0);
+    cr_assert_str_eq(lows, "{1,3}");
+    cr_assert_str_eq(highs, "{1,3}");
+    free(lows);
+    free(highs);
+    /* Only the gaps read can be found dead: round 9's are not, though nobody holds them now. */
+    ev = look(3000, 10, NO_WRITER);
+    cr_assert_eq(relay_gaps_forget_dead(&g, &ev, 0, MAX_AGE), 2);
+    ASSERT_RANGES(&g, 5, 5, 7, 7);
+    /* Where age decides, every gap is read. */
+    cr_assert_eq(relay_gaps_mark_probe(&g, 1, 0, true), 2);
     relay_gaps_free(&g);
 }
 
@@ -484,8 +532,9 @@ Test(gaps, ranges_as_array_literals)
     free(lows);
     free(highs);
 
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 4, 1000, 1}), 0);
-    cr_assert_eq(relay_gaps_append(&g, (relay_gap){9, 9, 2000, 1}), 0);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){3, 4, 1000, 1, true}), 0);
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){6, 6, 1000, 1, false}), 0); /* not to read */
+    cr_assert_eq(relay_gaps_append(&g, (relay_gap){9, 9, 2000, 1, true}), 0);
     cr_assert_eq(relay_gaps_ranges(&g, &lows, &highs), 0);
     cr_assert_str_eq(lows, "{3,9}");
     cr_assert_str_eq(highs, "{4,9}");
