@@ -270,8 +270,14 @@ int relay_checkpoint_reset(PGconn *conn, const char *name, int64_t position,
                     " VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE"
                     " SET position = $2, system_identifier = $3, updated_at = clock_timestamp()",
                     3, params, err, errlen) == 0 &&
+        /* Gaps below the new position are still ids the relay passed while they were missing;
+         * those above it are ahead again, and will be read as rows or seen anew as gaps. */
         exec_params(conn, "resetting the checkpoint",
-                    "DELETE FROM relay_gaps WHERE relay_name = $1", 1, params, err, errlen) == 0 &&
+                    "DELETE FROM relay_gaps WHERE relay_name = $1 AND low_id > $2", 2, params, err,
+                    errlen) == 0 &&
+        exec_params(conn, "resetting the checkpoint",
+                    "UPDATE relay_gaps SET high_id = $2 WHERE relay_name = $1 AND high_id > $2", 2,
+                    params, err, errlen) == 0 &&
         relay_db_exec(conn, "resetting the checkpoint", "COMMIT", err, errlen) == 0)
         return 0;
     relay_db_rollback(conn);

@@ -74,7 +74,7 @@ int relay_checkpoint_set_system(PGconn *conn, const char *name, int64_t system_i
                                 char *err, size_t errlen);
 
 /* Moves the position deliberately (`outbox-relay reset`): sets it and the system identifier (-1:
- * unknown), forgets the gaps. Returns 0, or -1 with err. */
+ * unknown), and forgets the watched ids above it. Returns 0, or -1 with err. */
 int relay_checkpoint_reset(PGconn *conn, const char *name, int64_t position,
                            int64_t system_identifier, char *err, size_t errlen);
 

@@ -26,10 +26,14 @@ static int reset_locked(PGconn *conn, const relay_config *config, const relay_lo
         relay_error(log, "reset: %s", err);
         return RELAY_EXIT_DATABASE;
     }
+    int64_t kept = 0;
+    for (size_t i = 0; i < gaps.count; i++)
+        if (gaps.items[i].low <= to)
+            kept += (gaps.items[i].high < to ? gaps.items[i].high : to) - gaps.items[i].low + 1;
     relay_warn(log,
-               "reset: the position of '%s' moved from %" PRId64 " to %" PRId64
-               " (%zu watched gaps forgotten, system identifier %" PRId64 ")",
-               config->name, cp.position, to, gaps.count, sysid);
+               "reset: the position of '%s' moved from %" PRId64 " to %" PRId64 " (%" PRId64
+               " of %" PRId64 " watched ids below it kept, system identifier %" PRId64 ")",
+               config->name, cp.position, to, kept, relay_gaps_ids(&gaps), sysid);
     fprintf(out, "%s: position %" PRId64 " -> %" PRId64 "\n", config->name, cp.position, to);
     relay_gaps_free(&gaps);
     return RELAY_EXIT_OK;

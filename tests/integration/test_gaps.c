@@ -594,3 +594,27 @@ Test(gaps, reset_refused_while_running, .init = setup, .fini = teardown)
     reset_ok(config, "--to", "1");
     cr_assert_eq(th_position(&scope, RELAY_NAME), 1);
 }
+
+/* A reset keeps the ids the relay passed while they were missing below its new position: they may
+ * still commit, and only the watch would deliver them. */
+Test(gaps, reset_keeps_the_gaps_below_the_new_position, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX];
+    sc_write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
+    th_migrate(config);
+    th_insert_events(scope.conn, 10, "now() - interval '1 hour'");
+    reset_ok(config, "--to", "10");
+    th_exec(scope.conn, "INSERT INTO relay_gaps (relay_name, low_id, high_id, first_seen_ms)"
+                        " SELECT name, g.low, g.high, 0 FROM relay_checkpoints,"
+                        " (VALUES (2, 2), (5, 6), (9, 9)) AS g(low, high)");
+
+    reset_ok(config, "--to", "10");
+    cr_assert_eq(sc_stored_gaps(), 3, "reset to the same position dropped watched gaps");
+
+    reset_ok(config, "--to", "5");
+    cr_assert_eq(th_position(&scope, RELAY_NAME), 5);
+    char *kept = th_query_text(scope.conn, "SELECT string_agg(low_id || '-' || high_id, ','"
+                                           " ORDER BY low_id) FROM relay_gaps");
+    cr_assert_str_eq(kept, "2-2,5-5", "after reset --to 5 the watch holds %s", kept);
+    free(kept);
+}
