@@ -303,6 +303,12 @@ relay_sink_status relay_sink_init(relay_sink *sink, const relay_config_option *o
     return status;
 }
 
+void relay_sink_forget_rejections(relay_sink *sink)
+{
+    sink->n_rejections = 0;
+    sink->rejections_lost = 0;
+}
+
 relay_sink_status relay_sink_deliver(relay_sink *sink, const relay_sink_batch *batch, char *err,
                                      size_t errlen)
 {
@@ -310,8 +316,7 @@ relay_sink_status relay_sink_deliver(relay_sink *sink, const relay_sink_batch *b
         return RELAY_SINK_FATAL;
     if (errlen > 0)
         err[0] = '\0';
-    sink->n_rejections = 0;
-    sink->rejections_lost = 0;
+    relay_sink_forget_rejections(sink);
     relay_sink_status status = sink->api->deliver(sink->state, batch, err, errlen);
     return relay_sink_checked(sink, "deliver", status, err, errlen);
 }

@@ -27,7 +27,8 @@ typedef struct relay_sink {
     char path[4096];         /* the file actually loaded, for messages */
 
     /* Rejections reported during the current hand-over (deliver + flush), in report order.
-     * Cleared by relay_sink_deliver. rejections_lost: one could not be stored (out of memory). */
+     * Cleared by relay_sink_deliver and once recorded. rejections_lost: one could not be stored
+     * (out of memory). */
     relay_sink_rejection *rejections;
     size_t n_rejections;
     size_t rejections_cap;
@@ -54,6 +55,10 @@ int relay_sink_load(relay_sink *sink, const char *path, const relay_logger *log,
 /* Calls the plugin's init with the configured options. */
 relay_sink_status relay_sink_init(relay_sink *sink, const relay_config_option *options,
                                   size_t n_options, char *err, size_t errlen);
+
+/* The hand-over's rejections are recorded (or the hand-over is abandoned): forgets them, so that
+ * no later commit records them again. */
+void relay_sink_forget_rejections(relay_sink *sink);
 
 /* Starts a hand-over: forgets the previous one's rejections, then calls the plugin's deliver. */
 relay_sink_status relay_sink_deliver(relay_sink *sink, const relay_sink_batch *batch, char *err,

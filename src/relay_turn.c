@@ -200,6 +200,7 @@ static step commit(relay_state *s, const relay_batch *b, int64_t new_position, b
                    "event %" PRId64 " refused by the sink for good: %s; recorded in "
                    "relay_dead_letters",
                    u.dead_letters[i].event_id, u.dead_letters[i].reason);
+    relay_sink_forget_rejections(&s->sink);
     relay_report_status(s);
     return STEP_OK;
 }

@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 
 #include "../harness/harness.h"
+#include "scene.h"
 
 /* Created outside any safety margin, so that the relay may deliver at once. */
 #define LONG_AGO "now() - interval '1 hour'"
@@ -687,4 +688,44 @@ Test(relay, reject_dead_letter, .init = setup, .fini = teardown)
         cr_assert_eq(ids[i], accepted[i], "line %zu: id %" PRId64 ", expected %" PRId64, i + 1,
                      ids[i], accepted[i]);
     free(ids);
+}
+
+typedef struct forgot_goal {
+    const char *err;
+} forgot_goal;
+
+static bool forgot_the_gap(void *arg)
+{
+    const forgot_goal *g = arg;
+    return th_file_contains(g->err, "forgot 1 missing id") &&
+           th_query_int64(scope.conn, "SELECT count(*) FROM relay_gaps") == 0;
+}
+
+/* A refused event is recorded once: the commit that the gap watch makes later, with no hand-over
+ * of its own, must not record the last hand-over's refusals again. */
+Test(relay, reject_recorded_once_when_a_gap_is_stored_later, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX], sink_out[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_path(&scope, "sink.out", sink_out);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    write_rejecting_config(config, sink_out, "3", "  on_reject: dead_letter\n");
+    th_migrate(config);
+    sc_begin(&scope);
+    PGconn *open_tx = th_scope_connect(&scope);
+    for (int64_t id = 1; id <= 3; id++)
+        cr_assert_eq(sc_insert_one(scope.conn), id);
+    th_exec(open_tx, "BEGIN");
+    cr_assert_eq(sc_insert_one(open_tx), 4);
+    cr_assert_eq(sc_insert_one(scope.conn), 5);
+
+    /* One hand-over: 1, 2, 3 (refused), 5, leaving the gap {4} watched. */
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 5);
+    th_exec(open_tx, "ROLLBACK");
+    forgot_goal goal = {err};
+    th_wait_until(&scope, TH_DEADLINE_MS, forgot_the_gap, &goal, "the rolled-back id forgotten");
+    th_relay_stop(&scope, pid);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_dead_letters"), 1,
+                 "event 3 recorded as a dead letter more than once");
 }
