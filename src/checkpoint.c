@@ -39,10 +39,15 @@ int relay_checkpoint_try_lock(PGconn *conn, const char *name, int *acquired, cha
                               size_t errlen)
 {
     const char *params[1] = {name};
+    /* Keyed by the name and the schema of the checkpoint table the session sees: unlike its
+     * oid, that stays when the table is dropped and re-created, or restored. */
     PGresult *res =
         PQexecParams(conn,
                      "SELECT pg_try_advisory_lock(hashtextextended('outbox-relay:' || $1,"
-                     " coalesce(to_regclass('relay_checkpoints')::oid::bigint, 0)))",
+                     " hashtext(coalesce((SELECT n.nspname FROM pg_class c"
+                     "                     JOIN pg_namespace n ON n.oid = c.relnamespace"
+                     "                    WHERE c.oid = to_regclass('relay_checkpoints')),"
+                     "                   current_schema(), ''))))",
                      1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         relay_db_error(conn, res, "taking the relay lock", err, errlen);
@@ -52,6 +57,21 @@ int relay_checkpoint_try_lock(PGconn *conn, const char *name, int *acquired, cha
     *acquired = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     return 0;
+}
+
+int relay_checkpoint_confirm_lock(PGconn *conn, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(conn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                 " AND pid = pg_backend_pid() AND granted");
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (!ok)
+        relay_db_error(conn, res, "confirming the relay lock", err, errlen);
+    else if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
+        snprintf(err, errlen, "confirming the relay lock: this session no longer holds it");
+        ok = 0;
+    }
+    PQclear(res);
+    return ok ? 0 : -1;
 }
 
 int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out, relay_gaps *gaps,

@@ -16,11 +16,17 @@
 /*
  * Takes the session-level advisory lock for this name, so that two relays configured with the same
  * name cannot both advance it: the second one stands by until the first stops or loses its
- * connection. The key is the name and the checkpoint table's oid: relays whose search_path leads to
- * different relay_checkpoints tables are independent. Sets *acquired. Returns 0, or -1 with err.
+ * connection. The key is the name and the schema of the relay_checkpoints table the session sees:
+ * relays whose search_path leads to different ones are independent. Sets *acquired. Returns 0, or
+ * -1 with err.
  */
 int relay_checkpoint_try_lock(PGconn *conn, const char *name, int *acquired, char *err,
                               size_t errlen);
+
+/* Confirms that the session is alive and still holds the lock: a relay whose session was ended
+ * (and whose lock a standby may hold now) must hand nothing more to its sink. Returns 0, or -1
+ * with err. */
+int relay_checkpoint_confirm_lock(PGconn *conn, char *err, size_t errlen);
 
 typedef struct relay_checkpoint {
     int64_t position;

@@ -81,6 +81,11 @@ static step deliver(relay_state *s, const relay_batch *b)
     int timeout_ms = (int)s->config->sink_flush_timeout_ms;
     for (int attempt = 1;; attempt++) {
         char err[1024] = "";
+        /* After a failure the relay may have waited long: if its session ended meanwhile, a
+         * standby may hold the lock and have delivered these events already, and more after
+         * them. Nothing goes to the sink without the lock. */
+        if (attempt > 1 && relay_checkpoint_confirm_lock(s->conn, err, sizeof err) != 0)
+            return relay_database_failed(s, err);
         relay_sink_status st = relay_sink_deliver(&s->sink, &batch, err, sizeof err);
         if (st == RELAY_SINK_OK)
             st = relay_sink_flush(&s->sink, timeout_ms, err, sizeof err);

@@ -729,3 +729,129 @@ Test(relay, reject_recorded_once_when_a_gap_is_stored_later, .init = setup, .fin
     cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_dead_letters"), 1,
                  "event 3 recorded as a dead letter more than once");
 }
+
+/* ---- one leader ------------------------------------------------------------------------------ */
+
+/* A testsink config with its own out file and a failure switch (NULL: never fails). */
+static void write_switchable_config(char config[TH_PATH_MAX], const char *sink_out,
+                                    const char *fail_path)
+{
+    char fail_line[TH_PATH_MAX + 32] = "";
+    if (fail_path)
+        snprintf(fail_line, sizeof fail_line, "    fail_while_exists: %s\n", fail_path);
+    th_write_config(&scope, config,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: %s\n"
+                    "source:\n"
+                    "  safety_margin: 0s\n"
+                    "  poll_interval: 50ms\n"
+                    "sink:\n"
+                    "  plugin: %s\n"
+                    "  options:\n"
+                    "    out: %s\n"
+                    "%s"
+                    "retry:\n"
+                    "  initial: 50ms\n"
+                    "  max: 200ms\n",
+                    RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), sink_out, fail_line);
+}
+
+typedef struct log_goal {
+    const char *path;
+    const char *text;
+} log_goal;
+
+static bool log_has(void *arg)
+{
+    const log_goal *g = arg;
+    return th_file_contains(g->path, g->text);
+}
+
+/* The backend holding the scope's relay lock (its sessions carry the scope's application_name). */
+static int64_t lock_holder_pid(void)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+             " WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = '%s'",
+             scope.schema);
+    return th_query_int64(scope.conn, sql);
+}
+
+/*
+ * The leader's sink fails; meanwhile its session is ended and the standby takes over and
+ * delivers everything. When the old leader's sink recovers, it must not hand the events over
+ * again after the standby's: it finds its lock gone before its next attempt, and stands by.
+ */
+Test(relay, leader_that_lost_its_session_delivers_nothing_more, .init = setup, .fini = teardown)
+{
+    char leader_cfg[TH_PATH_MAX], standby_cfg[TH_PATH_MAX], leader_out[TH_PATH_MAX],
+        standby_out[TH_PATH_MAX], fail[TH_PATH_MAX], out[TH_PATH_MAX], leader_err[TH_PATH_MAX],
+        standby_err[TH_PATH_MAX];
+    th_path(&scope, "leader.sink", leader_out);
+    th_path(&scope, "standby.sink", standby_out);
+    th_path(&scope, "leader.fail", fail);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "leader.err", leader_err);
+    th_path(&scope, "standby.err", standby_err);
+    th_write_file(fail, "failing\n");
+    write_switchable_config(leader_cfg, leader_out, fail);
+    write_switchable_config(standby_cfg, standby_out, NULL);
+    th_migrate(leader_cfg);
+    th_insert_events(scope.conn, 6, LONG_AGO);
+
+    pid_t leader = th_relay_start(&scope, leader_cfg, out, leader_err);
+    log_goal failing = {leader_err, "sink failed on events"};
+    th_wait_until(&scope, TH_DEADLINE_MS, log_has, &failing, "the leader's sink to fail");
+    pid_t standby = th_relay_start(&scope, standby_cfg, out, standby_err);
+    log_goal standing_by = {standby_err, "standing by"};
+    th_wait_until(&scope, TH_DEADLINE_MS, log_has, &standing_by, "the standby to stand by");
+
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%" PRId64 ", 10000)::int",
+             lock_holder_pid());
+    cr_assert_eq(th_query_int64(scope.conn, sql), 1);
+    th_wait_position(&scope, RELAY_NAME, 6);
+
+    /* The old leader's sink recovers: by now it must know it is no longer the leader. */
+    cr_assert_eq(unlink(fail), 0);
+    log_goal demoted = {leader_err, "standing by"};
+    th_wait_until(&scope, TH_DEADLINE_MS, log_has, &demoted, "the old leader to stand by");
+    size_t written;
+    free(th_read_file(leader_out, &written));
+    cr_assert_eq(written, 0, "the old leader delivered after losing its lock");
+    th_relay_stop(&scope, leader);
+    th_relay_stop(&scope, standby);
+}
+
+/* The lock belongs to the relay's name and the checkpoint table's schema, not to the table's
+ * oid: re-creating the table (or restoring it) must not let a second relay of that name run. */
+Test(relay, lock_survives_the_checkpoint_table_recreated, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX], sink_out[TH_PATH_MAX], out[TH_PATH_MAX], first_err[TH_PATH_MAX],
+        second_err[TH_PATH_MAX];
+    th_path(&scope, "sink.out", sink_out);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "first.err", first_err);
+    th_path(&scope, "second.err", second_err);
+    write_switchable_config(config, sink_out, NULL);
+    th_migrate(config);
+    th_insert_events(scope.conn, 3, LONG_AGO);
+    pid_t first = th_relay_start(&scope, config, out, first_err);
+    th_wait_position(&scope, RELAY_NAME, 3);
+
+    th_exec(scope.conn, "BEGIN;"
+                        " CREATE TABLE saved AS SELECT * FROM relay_checkpoints;"
+                        " DROP TABLE relay_checkpoints;"
+                        " CREATE TABLE relay_checkpoints (LIKE saved INCLUDING ALL,"
+                        "                                 PRIMARY KEY (name));"
+                        " INSERT INTO relay_checkpoints SELECT * FROM saved;"
+                        " COMMIT");
+    pid_t second = th_relay_start(&scope, config, out, second_err);
+    log_goal standing_by = {second_err, "standing by"};
+    th_wait_until(&scope, TH_DEADLINE_MS, log_has, &standing_by,
+                  "the second relay to stand by behind the first");
+    th_relay_stop(&scope, second);
+    th_relay_stop(&scope, first);
+}
