@@ -37,7 +37,7 @@ size_t relay_gaps_count_new(int64_t position, const relay_sink_event *events, si
 {
     size_t gaps = 0;
     for (size_t i = 0; i < count; i++) {
-        gaps += events[i].id > position + 1;
+        gaps += events[i].id - 1 > position;
         position = events[i].id;
     }
     return gaps;
@@ -47,7 +47,7 @@ size_t relay_gaps_fit(int64_t position, const relay_sink_event *events, size_t c
 {
     size_t gaps = 0;
     for (size_t i = 0; i < count; i++) {
-        if (events[i].id > position + 1 && ++gaps > room)
+        if (events[i].id - 1 > position && ++gaps > room)
             return i;
         position = events[i].id;
     }
@@ -69,7 +69,7 @@ int relay_gaps_add_batch(relay_gaps *g, int64_t position, const relay_sink_event
     if (reserve(g, relay_gaps_count_new(position, events, count)) != 0)
         return -1;
     for (size_t i = 0; i < count; i++) {
-        if (events[i].id > position + 1)
+        if (events[i].id - 1 > position)
             g->items[g->count++] =
                 (relay_gap){position + 1, events[i].id - 1, first_seen_ms, round, true};
         position = events[i].id;

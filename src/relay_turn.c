@@ -336,21 +336,24 @@ static step cut_margin(relay_state *s, relay_batch *b)
 }
 
 /*
- * Settled mode: remembers the gaps between the rows read from index `from` on (the first starting
- * at expected), keeping the first sight of those already known: a gap only narrows as its rows
- * commit, and the proof of its death holds for any part of it.
+ * Settled mode: remembers the gaps between the rows read from index `from` on (the first just
+ * after id `last`), keeping the first sight of those already known: a gap only narrows as its
+ * rows commit, and the proof of its death holds for any part of it.
+ *
+ * Ids ascend from `last` >= 0, so `id - 1` cannot overflow where `last + 1` could (an id of
+ * INT64_MAX): the loops compare with the id before, not the id after.
  */
 static step remember_ahead(relay_state *s, const relay_batch *b, size_t from, size_t total,
-                           int64_t expected)
+                           int64_t last)
 {
     relay_gaps ahead = {0};
     int64_t now_ms = relay_lockers_db_now_ms(&s->lockers);
     int64_t round = relay_lockers_next_round(&s->lockers);
     for (size_t i = from; i < total; i++) {
         int64_t id = b->events[i].id;
-        if (id > expected) {
-            const relay_gap *known = relay_gaps_find(&s->ahead, expected);
-            relay_gap gap = {expected, id - 1, known ? known->first_seen_ms : now_ms,
+        if (id - 1 > last) {
+            const relay_gap *known = relay_gaps_find(&s->ahead, last + 1);
+            relay_gap gap = {last + 1, id - 1, known ? known->first_seen_ms : now_ms,
                              known ? known->round : round, false};
             if (relay_gaps_append(&ahead, gap) != 0) {
                 relay_gaps_free(&ahead);
@@ -359,7 +362,7 @@ static step remember_ahead(relay_state *s, const relay_batch *b, size_t from, si
                 return STEP_FATAL;
             }
         }
-        expected = id + 1;
+        last = id;
     }
     relay_gaps_free(&s->ahead);
     s->ahead = ahead;
@@ -373,29 +376,29 @@ static step remember_ahead(relay_state *s, const relay_batch *b, size_t from, si
  */
 static step cut_settled(relay_state *s, relay_batch *b, const relay_gap_evidence *before)
 {
-    int64_t expected = s->position + 1;
+    int64_t last = s->position;
     size_t total = b->count, n = 0;
     for (; n < total; n++) {
         int64_t id = b->events[n].id;
-        if (id != expected) {
-            const relay_gap *gap = before ? relay_gaps_find(&s->ahead, expected) : NULL;
+        if (id - 1 > last) {
+            const relay_gap *gap = before ? relay_gaps_find(&s->ahead, last + 1) : NULL;
             if (!gap || gap->high < id - 1 ||
                 !relay_gap_is_dead(gap, before, gap_min_age(s), s->config->gap_max_age_ms))
                 break;
             relay_info(s->log,
                        "ids %" PRId64 "..%" PRId64 " proven dead (rolled back or never written)",
-                       expected, id - 1);
+                       last + 1, id - 1);
         }
-        expected = id + 1;
+        last = id;
     }
     b->count = n;
-    return remember_ahead(s, b, n, total, expected);
+    return remember_ahead(s, b, n, total, last);
 }
 
 /* The gap settled mode holds at, if any: one starting just above the position. */
 static const relay_gap *held_gap(const relay_state *s)
 {
-    return s->ahead.count > 0 && s->ahead.items[0].low == s->position + 1 ? &s->ahead.items[0]
+    return s->ahead.count > 0 && s->ahead.items[0].low - 1 == s->position ? &s->ahead.items[0]
                                                                           : NULL;
 }
 

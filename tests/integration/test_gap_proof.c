@@ -566,3 +566,60 @@ Test(gap_proof, ids_taken_ahead_watched_for_the_floor_settled, .init = setup, .f
 {
     ids_taken_ahead(true);
 }
+
+/* ---- ids at the ends of bigint --------------------------------------------------------------- */
+
+Test(gap_proof, ids_at_or_below_zero_refused, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX];
+    sc_write_config(config, MARGIN);
+    th_migrate(config);
+    th_exec(scope.conn, "INSERT INTO events (id, aggregate_id, aggregate_type, aggregate_version,"
+                        " kind, body) VALUES (-4, 'a', 'order', 1, 'created', '{}')");
+    char *err;
+    int code = run_check(config, &err);
+    cr_assert_eq(code, 4, "check exited %d with an id of -4:\n%s", code, err);
+    cr_assert_not_null(strstr(err, "the smallest is -4"), "check does not say why:\n%s", err);
+    free(err);
+    sc_relay_files f = sc_files_named("refused");
+    pid_t pid = th_relay_start(&scope, config, f.out, f.err);
+    cr_assert_eq(th_relay_wait(&scope, pid, TH_DEADLINE_MS), 4);
+
+    /* A sequence that may hand such ids out is refused before any exists. */
+    th_exec(scope.conn, "DELETE FROM events");
+    th_exec(scope.conn, "ALTER SEQUENCE events_id_seq MINVALUE -10");
+    code = run_check(config, &err);
+    cr_assert_eq(code, 4, "check exited %d with MINVALUE -10:\n%s", code, err);
+    cr_assert_not_null(strstr(err, "MINVALUE"), "check does not say why:\n%s", err);
+    free(err);
+}
+
+/* The last ids of bigint are delivered, and the arithmetic around them stays defined (the
+ * sanitized build of this test fails on an overflow). */
+static void ids_near_the_top(bool settled)
+{
+    scene sc;
+    scene_start(&sc, settled, "");
+    th_exec(scope.conn,
+            "INSERT INTO events (id, aggregate_id, aggregate_type, aggregate_version, kind, body)"
+            " VALUES (1, 'a', 'order', 1, 'created', '{}'),"
+            " (9223372036854775806, 'b', 'order', 1, 'created', '{}'),"
+            " (9223372036854775807, 'c', 'order', 1, 'created', '{}')");
+    sc_wait_passed(sc.files.out, INT64_MAX);
+    th_relay_stop(&scope, sc.pid);
+    int64_t *ids;
+    size_t n = th_read_stdout_ids(sc.files.out, &ids);
+    cr_assert_eq(n, 3, "%zu lines", n);
+    cr_assert(ids[0] == 1 && ids[1] == INT64_MAX - 1 && ids[2] == INT64_MAX);
+    free(ids);
+}
+
+Test(gap_proof, ids_near_the_top_margin, .init = setup, .fini = teardown)
+{
+    ids_near_the_top(false);
+}
+
+Test(gap_proof, ids_near_the_top_settled, .init = setup, .fini = teardown)
+{
+    ids_near_the_top(true);
+}
