@@ -71,6 +71,7 @@ static const struct {
     {AT(sink_plugin), NULL},
     {AT(plugin_dir), NULL},
     {AT(notify_channel), "outbox_relay"},
+    {AT(durable_on), NULL},
 };
 
 static char **string_member(relay_config *c, size_t i)
@@ -421,6 +422,37 @@ static int parse_on_reject(parse_ctx *ctx, const field *f, yaml_node_t *node, vo
     return 0;
 }
 
+/* ---- source.durable_on: standby names ---- */
+
+static int option_text(parse_ctx *ctx, yaml_node_t *node, char **out);
+
+/* A standby's application_name, or a list of them, stored joined with ','; none may be empty or
+ * hold a ',' itself. ~ or an empty list: none. */
+static int parse_standbys(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    char **slot = dest;
+    free(*slot);
+    *slot = NULL;
+    if (is_null(node) || (node->type == YAML_SEQUENCE_NODE &&
+                          node->data.sequence.items.start == node->data.sequence.items.top))
+        return 0;
+    yaml_node_item_t single = 0;
+    yaml_node_item_t *start =
+        node->type == YAML_SEQUENCE_NODE ? node->data.sequence.items.start : &single;
+    yaml_node_item_t *top =
+        node->type == YAML_SEQUENCE_NODE ? node->data.sequence.items.top : &single + 1;
+    for (yaml_node_item_t *it = start; it < top; it++) {
+        yaml_node_t *item = node->type == YAML_SEQUENCE_NODE ? node_at(ctx, *it) : node;
+        const char *text = NULL;
+        if (string_value(ctx, f, item, &text) < 0)
+            return -1;
+        if (strchr(text, ','))
+            return fail(ctx, item->start_mark,
+                        "a standby's name (its application_name) cannot hold a ','");
+    }
+    return option_text(ctx, node, slot);
+}
+
 /* ---- sink.options: flattened to "a.b.c" = "text" pairs ---- */
 
 static int write_option_scalar(parse_ctx *ctx, yaml_node_t *node, FILE *s)
@@ -641,6 +673,7 @@ static const field source_fields[] = {
     {"gap_max_age", parse_duration, AT(gap_max_age_ms), 0, NULL, 1, 24 * MS_PER_HOUR},
     {"max_gaps", parse_int, AT(max_gaps), 0, NULL, 1, 1000000},
     {"notify_channel", parse_string, AT(notify_channel), F_NULLABLE, NULL, 0, 0},
+    {"durable_on", parse_standbys, AT(durable_on), 0, NULL, 0, 0},
     {NULL, NULL, 0, 0, NULL, 0, 0},
 };
 

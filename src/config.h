@@ -60,6 +60,9 @@ typedef struct relay_config {
     int64_t gap_max_age_ms; /* without snapshots (not PostgreSQL): forget a gap after this */
     int max_gaps;           /* the watch holds at most this many gaps (ranges of ids) */
     char *notify_channel;   /* LISTENed for wake-ups; NULL: poll only */
+    /* Standbys (application_names, joined with ',') that must have flushed the commits of the
+     * rows before they are delivered; NULL: the primary's flush is enough. */
+    char *durable_on;
 
     char *sink_plugin; /* a name looked up in plugin_dir, or a path containing '/' */
     relay_config_option *sink_options;

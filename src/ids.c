@@ -24,7 +24,7 @@ static int smallest_id(PGconn *conn, const relay_config *config, const relay_sou
     return ok ? 0 : -1;
 }
 
-int relay_ids_inspect(PGconn *conn, const relay_config *config, const relay_source_info *info,
+int relay_ids_inspect(PGconn *conn, const relay_config *config, relay_source_info *info,
                       relay_ids_verdict *verdict, char *msg, size_t msglen, char *err,
                       size_t errlen)
 {
@@ -33,7 +33,8 @@ int relay_ids_inspect(PGconn *conn, const relay_config *config, const relay_sour
     PGresult *res = PQexecParams(
         conn,
         "SELECT a.attidentity <> '', coalesce(pg_get_expr(d.adbin, d.adrelid) ~ '^nextval\\(',"
-        "       false), s.seqrelid::regclass::text, s.seqcache, s.seqmin, s.seqincrement"
+        "       false), s.seqrelid::regclass::text, s.seqcache, s.seqmin, s.seqincrement,"
+        "       s.seqrelid, has_sequence_privilege(s.seqrelid, 'SELECT, USAGE')"
         "  FROM pg_attribute a"
         "  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
         "  LEFT JOIN pg_sequence s ON s.seqrelid = coalesce("
@@ -57,6 +58,8 @@ int relay_ids_inspect(PGconn *conn, const relay_config *config, const relay_sour
     int64_t cache = PQgetisnull(res, 0, 3) ? 0 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     int64_t seqmin = PQgetisnull(res, 0, 4) ? 1 : strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     int64_t increment = PQgetisnull(res, 0, 5) ? 1 : strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+    info->sequence_oid = sequence ? (Oid)strtoul(PQgetvalue(res, 0, 6), NULL, 10) : 0;
+    bool readable = sequence && strcmp(PQgetvalue(res, 0, 7), "t") == 0;
     PQclear(res);
     int64_t smallest = 1;
     if (smallest_id(conn, config, info, &smallest, err, errlen) != 0)
@@ -71,6 +74,13 @@ int relay_ids_inspect(PGconn *conn, const relay_config *config, const relay_sour
                  "table %s has ids at or below 0 (the smallest is %lld): the relay delivers only "
                  "ids above 0, in increasing order, and would pass these by",
                  config->table, (long long)smallest);
+    } else if (sequence && !readable) {
+        *verdict = RELAY_IDS_REFUSE;
+        snprintf(msg, msglen,
+                 "table %s: the relay's role cannot read the id sequence %s: it reads it with "
+                 "every batch to notice a restart (TRUNCATE ... RESTART IDENTITY), which would "
+                 "make new events reuse ids it passed. GRANT USAGE ON SEQUENCE %s TO the role",
+                 config->table, sequence, sequence);
     } else if (sequence && (increment < 0 || seqmin <= 0)) {
         *verdict = RELAY_IDS_REFUSE;
         snprintf(msg, msglen,

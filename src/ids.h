@@ -27,10 +27,11 @@ typedef enum relay_ids_verdict {
 } relay_ids_verdict;
 
 /*
- * Looks at the id column's default and its sequence. Returns 0 with the verdict and its message
- * (empty for OK) in msg, or -1 with err (a failed query).
+ * Looks at the id column's default and its sequence, and sets info->sequence_oid (0: none).
+ * Returns 0 with the verdict and its message (empty for OK) in msg, or -1 with err (a failed
+ * query).
  */
-int relay_ids_inspect(PGconn *conn, const relay_config *config, const relay_source_info *info,
+int relay_ids_inspect(PGconn *conn, const relay_config *config, relay_source_info *info,
                       relay_ids_verdict *verdict, char *msg, size_t msglen, char *err,
                       size_t errlen);
 

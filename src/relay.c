@@ -200,21 +200,21 @@ static step connect_database(relay_state *s)
     if (!s->conn)
         return relay_database_failed(s, err);
 
-    relay_source_info info;
+    relay_source_info *info = &s->source;
     int missing = 0;
-    if (relay_source_inspect(s->conn, s->config, &info, &missing, err, sizeof err) != 0)
+    if (relay_source_inspect(s->conn, s->config, info, &missing, err, sizeof err) != 0)
         return missing ? fatal(s, RELAY_EXIT_DATABASE, err) : relay_database_failed(s, err);
     relay_ids_verdict ids;
     char why[1024];
-    if (relay_ids_inspect(s->conn, s->config, &info, &ids, why, sizeof why, err, sizeof err) != 0)
+    if (relay_ids_inspect(s->conn, s->config, info, &ids, why, sizeof why, err, sizeof err) != 0)
         return relay_database_failed(s, err);
     if (ids == RELAY_IDS_REFUSE)
         return fatal(s, RELAY_EXIT_DATABASE, why);
     if (ids == RELAY_IDS_WARN)
         relay_warn(s->log, "%s", why);
     if (relay_checkpoint_session_setup(s->conn, err, sizeof err) != 0 ||
-        relay_source_prepare(s->conn, s->config, &info, err, sizeof err) != 0 ||
-        relay_lockers_prepare(s->conn, info.quoted_table, &s->lockers, err, sizeof err) != 0)
+        relay_source_prepare(s->conn, s->config, info, err, sizeof err) != 0 ||
+        relay_lockers_prepare(s->conn, info->quoted_table, &s->lockers, err, sizeof err) != 0)
         return relay_database_failed(s, err);
 
     step st = take_lock(s);
@@ -225,14 +225,16 @@ static step connect_database(relay_state *s)
     if (relay_checkpoint_load(s->conn, s->config->name, &cp, &s->gaps, &missing, err, sizeof err) !=
         0)
         return missing ? fatal(s, RELAY_EXIT_DATABASE, err) : relay_database_failed(s, err);
-    if ((st = check_restore(s, &info, &cp)) != STEP_OK || (st = listen_for_wakeups(s)) != STEP_OK)
+    if ((st = check_restore(s, info, &cp)) != STEP_OK ||
+        (st = relay_check_history(s, cp.position)) != STEP_OK ||
+        (st = listen_for_wakeups(s)) != STEP_OK)
         return st;
     /* Whoever could fill a stored gap, if still running, holds the table's lock now: its writers
      * are looked at anew, and the gaps belong to this look. */
     if (relay_lockers_observe(s->conn, &s->lockers, err, sizeof err) != 0)
         return relay_database_failed(s, err);
     relay_gaps_set_round(&s->gaps, s->lockers.round);
-    s->position = cp.position;
+    s->position = s->stored_position = cp.position;
     s->ahead.count = 0;
     s->next_gap_check = 0;
 
@@ -242,7 +244,7 @@ static step connect_database(relay_state *s)
     relay_info(s->log,
                "reading %s from position %" PRId64 " (%s mode, margin %" PRId64
                "ms, batch %d, %zu gaps watched%s)",
-               info.quoted_table, s->position,
+               info->quoted_table, s->position,
                s->config->mode == RELAY_MODE_SETTLED ? "settled" : "margin",
                relay_source_margin_ms(s->config), s->config->batch_size, s->gaps.count,
                s->listening ? ", woken by NOTIFY" : "");

@@ -18,6 +18,15 @@
 #include "plugin.h"
 #include "source.h"
 
+/* What the relay delivered rests on: the WAL it saw flushed before it delivered, the timeline it
+ * was on, and a stored position known flushed with it. Zero before anything was delivered. Kept
+ * across reconnects, so that a database whose history went back is noticed. */
+typedef struct relay_history {
+    uint64_t durable_lsn;
+    uint32_t timeline;
+    int64_t durable_position;
+} relay_history;
+
 typedef struct relay_state {
     const relay_config *config;
     const relay_logger *log;
@@ -32,11 +41,16 @@ typedef struct relay_state {
     bool prefetching;   /* a fetch into next was sent; its result is not collected yet */
     bool next_ready;    /* next holds the collected prefetch */
 
-    PGconn *conn;          /* NULL while the database is unreachable */
-    relay_lockers lockers; /* the writers of the outbox table, looked at in rounds */
-    bool listening;        /* LISTENing on config->notify_channel */
-    bool woken;            /* a NOTIFY arrived: new rows committed */
-    int64_t position;      /* every id up to it was acknowledged by the sink */
+    PGconn *conn;             /* NULL while the database is unreachable */
+    relay_source_info source; /* the outbox table, as found at connect */
+    uint32_t timeline;        /* the server's, at connect */
+    relay_history history;    /* what delivery rests on (relay_durable.c) */
+    int64_t stored_position;  /* the latest position known committed in the database */
+    int64_t storing_position; /* the one travelling with the prefetch (see storing) */
+    relay_lockers lockers;    /* the writers of the outbox table, looked at in rounds */
+    bool listening;           /* LISTENing on config->notify_channel */
+    bool woken;               /* a NOTIFY arrived: new rows committed */
+    int64_t position;         /* every id up to it was acknowledged by the sink */
     /* While the backlog lasts, a position is stored in one round trip with the next fetch:
      * position_unstored says it waits for that fetch, storing how many statements travel with it
      * (their results are read when the prefetch is collected). Either way the stored position is
@@ -87,6 +101,15 @@ void relay_report_status(relay_state *s);
 /* Stores a position left unstored (see position_unstored), if any; conn must be idle. Returns 0,
  * or -1 with err. */
 int relay_store_position(relay_state *s, char *err, size_t errlen);
+
+/* Waits until the commits the batch came from are flushed (and on the standbys of
+ * source.durable_on), forcing a flush when the server's own do not come soon
+ * (relay_durable.c). */
+step relay_make_durable(relay_state *s, const relay_batch *b);
+
+/* At connect: reads the server's timeline, and stops (exit 6) when its history is behind what
+ * this process delivered, or the stored position (as loaded) below one known flushed. */
+step relay_check_history(relay_state *s, int64_t stored_position);
 
 /* One turn of the loop, connected: read, cut, deliver, commit (relay_turn.c). */
 step relay_turn(relay_state *s);

@@ -28,6 +28,7 @@ int relay_store_position(relay_state *s, char *err, size_t errlen)
     if (relay_checkpoint_commit(s->conn, s->config->name, &u, err, errlen) != 0)
         return -1;
     s->position_unstored = false;
+    s->stored_position = s->position;
     return 0;
 }
 
@@ -39,13 +40,16 @@ static int send_prefetch(relay_state *s, int64_t after, char *err, size_t errlen
         relay_checkpoint_update u = position_update(s);
         if (relay_db_pipeline_begin(s->conn, err, errlen) != 0 ||
             relay_checkpoint_send(s->conn, s->config->name, &u, &s->storing, err, errlen) != 0 ||
-            relay_source_send_fetch(s->conn, s->config, after, err, errlen) != 0 ||
+            relay_source_send_fetch(s->conn, s->config, &s->source, after, err, errlen) != 0 ||
             relay_db_pipeline_send(s->conn, err, errlen) != 0)
             return -1;
         s->position_unstored = false;
-    } else if (relay_source_send_fetch(s->conn, s->config, after, err, errlen) != 0) {
+        s->storing_position = s->position;
+    } else if (relay_source_send_fetch(s->conn, s->config, &s->source, after, err, errlen) != 0) {
         return -1;
     }
+    /* A store sent with it commits at the pipeline's end, after the read. */
+    s->next->stored_before = s->stored_position;
     s->prefetching = true;
     return 0;
 }
@@ -64,6 +68,7 @@ static int collect_prefetch(relay_state *s, char *err, size_t errlen)
             relay_source_receive_fetch(s->conn, s->next, err, errlen) != 0 ||
             relay_db_pipeline_end(s->conn, err, errlen) != 0)
             return -1;
+        s->stored_position = s->storing_position;
     } else if (relay_source_receive_fetch(s->conn, s->next, err, errlen) != 0) {
         return -1;
     }
@@ -73,7 +78,8 @@ static int collect_prefetch(relay_state *s, char *err, size_t errlen)
 
 /*
  * Hands the events to the sink until they are acknowledged. A failing sink is retried with
- * backoff; the events stay in hand, so the position cannot move past them.
+ * backoff; the events stay in hand, so the position cannot move past them. The caller made them
+ * durable first (relay_make_durable), before anything else was sent on the connection.
  */
 static step deliver(relay_state *s, const relay_batch *b)
 {
@@ -148,7 +154,7 @@ static step stop_at_rejection(relay_state *s, bool late)
         relay_checkpoint_update u = {.position = first - 1,
                                      .gaps = s->gaps.dirty ? &s->gaps : NULL};
         if (relay_checkpoint_commit(s->conn, s->config->name, &u, err, sizeof err) == 0)
-            s->position = first - 1;
+            s->position = s->stored_position = first - 1;
         else
             relay_warn(s->log, "%s", err);
     }
@@ -197,7 +203,7 @@ static step commit(relay_state *s, const relay_batch *b, int64_t new_position, b
     char err[1024];
     if (relay_checkpoint_commit(s->conn, s->config->name, &u, err, sizeof err) != 0)
         return relay_database_failed(s, err);
-    s->position = new_position;
+    s->position = s->stored_position = new_position;
     s->position_unstored = false;
     s->delivered += b->count;
     for (size_t i = 0; i < u.n_dead_letters; i++)
@@ -249,13 +255,17 @@ static step watch_gaps(relay_state *s)
         from = 1, to = 0;
     bool all = gap_min_age(s) > 0 || !ev.writers_known;
     relay_batch_clear(late);
+    late->stored_before = s->stored_position;
     if (relay_gaps_mark_probe(&s->gaps, from, to, all) > 0 &&
-        relay_source_fetch_gaps(s->conn, s->config, &s->gaps, late, err, sizeof err) != 0)
+        relay_source_fetch_gaps(s->conn, s->config, &s->source, &s->gaps, late, err, sizeof err) !=
+            0)
         return relay_database_failed(s, err);
     s->next_gap_check = relay_now_ms() + watch_interval(s);
 
     if (late->count > 0) {
-        step st = deliver(s, late);
+        step st = relay_make_durable(s, late);
+        if (st == STEP_OK)
+            st = deliver(s, late);
         if (st != STEP_OK) {
             relay_batch_clear(late);
             return st;
@@ -436,6 +446,30 @@ static int64_t idle_wait(relay_state *s, const relay_batch *b, bool *wake_on_not
     return wait < 1 ? 1 : wait > poll ? poll : wait;
 }
 
+/*
+ * The id sequence went back while the relay runs (TRUNCATE ... RESTART IDENTITY, ALTER SEQUENCE
+ * ... RESTART, a restore of the table): its next ids are at or below the position and would be
+ * passed by for good. Read with every batch, so noticed before any of them is.
+ */
+static step check_sequence(relay_state *s, const relay_batch *b)
+{
+    if (s->source.sequence_oid == 0)
+        return STEP_OK;
+    int64_t last = b->sequence_called ? b->sequence_value : 0;
+    if (last >= s->position)
+        return STEP_OK;
+    relay_error(s->log,
+                "the id sequence of %s went back: its last id is %" PRId64
+                " (%s), below the position %" PRId64 " of '%s'. New events would reuse ids the "
+                "relay passed and be skipped for good. Check where the events stand, then run "
+                "`outbox-relay reset -c %.200s --to ID` (or --latest)",
+                s->source.quoted_table, last,
+                b->sequence_called ? "restarted or set back" : "restarted, none handed out since",
+                s->position, s->config->name, s->config->path);
+    s->exit_code = RELAY_EXIT_CHECKPOINT;
+    return STEP_FATAL;
+}
+
 step relay_turn(relay_state *s)
 {
     char err[1024];
@@ -461,13 +495,19 @@ step relay_turn(relay_state *s)
         s->current_ready = false;
     }
 
-    if (!s->current_ready &&
-        relay_source_fetch(s->conn, s->config, s->position, s->current, err, sizeof err) != 0)
-        return relay_database_failed(s, err);
+    if (!s->current_ready) {
+        s->current->stored_before = s->stored_position;
+        if (relay_source_fetch(s->conn, s->config, &s->source, s->position, s->current, err,
+                               sizeof err) != 0)
+            return relay_database_failed(s, err);
+    }
     s->current_ready = true;
     relay_batch *b = s->current;
+    step st = check_sequence(s, b);
+    if (st != STEP_OK)
+        return st;
 
-    step st = settled ? cut_settled(s, b, have_before ? &before : NULL) : cut_margin(s, b);
+    st = settled ? cut_settled(s, b, have_before ? &before : NULL) : cut_margin(s, b);
     if (st != STEP_OK)
         return st;
 
@@ -482,6 +522,10 @@ step relay_turn(relay_state *s)
         return relay_pause(s, wait, wake_on_notify) ? STEP_STOP : STEP_OK;
     }
     int64_t last = b->events[count - 1].id;
+
+    /* Nothing reaches the sink before the commits it came from are durable. */
+    if ((st = relay_make_durable(s, b)) != STEP_OK)
+        return st;
 
     /* A full batch means more is probably waiting: the database reads it while the sink works.
      * Reading past an unacknowledged batch is safe; only committing past one is not. */

@@ -46,7 +46,7 @@ int relay_restore_high_water(PGconn *conn, const relay_config *config,
     int64_t last_value = -1;
     /* pg_get_serial_sequence parses the table name as SQL (quoted) but takes the column as is. */
     if (query_int64(conn, "reading the id sequence",
-                    "SELECT CASE WHEN s IS NOT NULL AND has_sequence_privilege(s, 'SELECT')"
+                    "SELECT CASE WHEN s IS NOT NULL AND has_sequence_privilege(s, 'SELECT, USAGE')"
                     " THEN pg_sequence_last_value(s) END"
                     " FROM (SELECT pg_get_serial_sequence($1, $2)::regclass AS s) AS q",
                     2, params, -1, &last_value, err, errlen) != 0)

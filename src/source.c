@@ -194,23 +194,33 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
                           errlen) != 0)
             return -1;
 
+    /* Row 0 of every read, before the events: what the relay must know of the database at the
+     * moment of the read (see relay_batch). It is computed while the statement runs, so after its
+     * snapshot: every commit the read sees lies below that WAL insert position. */
+    static const char header[] =
+        "SELECT NULL::bigint, NULL::text, NULL::text, NULL::bigint, NULL::text, NULL::text,"
+        " NULL::timestamptz, NULL::bool, pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn(),"
+        " pg_sequence_last_value($4::oid::regclass) UNION ALL ";
+    static const char no_header[] = ", NULL::pg_lsn, NULL::pg_lsn, NULL::bigint";
+
     /* Column 7: whether the row is older than the margin, on the database's clock. A NULL
      * created_at can never settle; rather than stall the relay for good it counts as settled. The
      * sub-select computes the cut-off once per fetch rather than once per row. */
-    if (prepare(conn, FETCH_STATEMENT, 3, err, errlen,
-                "%s, t.%s IS NULL OR t.%s <= (SELECT now() - $2::bigint * interval '1 millisecond')"
-                " FROM %s t WHERE t.%s > $1 ORDER BY t.%s LIMIT $3",
-                columns, created_at, created_at, info->quoted_table, id, id) != 0)
+    if (prepare(conn, FETCH_STATEMENT, 4, err, errlen,
+                "%s(%s, t.%s IS NULL OR t.%s <= (SELECT now() - $2::bigint * interval"
+                " '1 millisecond')%s FROM %s t WHERE t.%s > $1 ORDER BY t.%s LIMIT $3)",
+                header, columns, created_at, created_at, no_header, info->quoted_table, id,
+                id) != 0)
         return -1;
 
     /* Rows that filled watched gaps: committed, hence final, so all count as settled. One index
      * probe per gap, so that the cost follows the gaps, not the table; the gaps ascend and are
      * disjoint, so the rows come in id order. */
-    if (prepare(conn, FETCH_GAPS_STATEMENT, 3, err, errlen,
-                "%s, true FROM unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
+    if (prepare(conn, FETCH_GAPS_STATEMENT, 4, err, errlen,
+                "%s(%s, true%s FROM unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
                 " CROSS JOIN LATERAL (SELECT * FROM %s t WHERE t.%s BETWEEN g.low AND g.high"
-                " ORDER BY t.%s LIMIT $3) AS t ORDER BY t.%s LIMIT $3",
-                columns, info->quoted_table, id, id, id) != 0)
+                " ORDER BY t.%s LIMIT $3) AS t ORDER BY t.%s LIMIT $3)",
+                header, columns, no_header, info->quoted_table, id, id, id) != 0)
         return -1;
 
     /* How long until a row leaves the margin, so that the relay sleeps exactly that long. */
@@ -251,16 +261,26 @@ void relay_batch_free(relay_batch *batch)
     batch->created_at = NULL;
 }
 
-int relay_source_send_fetch(PGconn *conn, const relay_config *config, int64_t position, char *err,
-                            size_t errlen)
+/* The id sequence's oid as a parameter, or NULL when the table has none. */
+static const char *sequence_param(const relay_source_info *info, char *text, size_t len)
 {
-    char position_text[24], margin_text[24], limit_text[24];
+    if (info->sequence_oid == 0)
+        return NULL;
+    snprintf(text, len, "%u", info->sequence_oid);
+    return text;
+}
+
+int relay_source_send_fetch(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                            int64_t position, char *err, size_t errlen)
+{
+    char position_text[24], margin_text[24], limit_text[24], sequence_text[16];
     snprintf(position_text, sizeof position_text, "%" PRId64, position);
     snprintf(margin_text, sizeof margin_text, "%" PRId64, relay_source_margin_ms(config));
     snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
-    const char *params[3] = {position_text, margin_text, limit_text};
+    const char *params[4] = {position_text, margin_text, limit_text,
+                             sequence_param(info, sequence_text, sizeof sequence_text)};
 
-    if (!PQsendQueryPrepared(conn, FETCH_STATEMENT, 3, params, NULL, NULL, 1)) {
+    if (!PQsendQueryPrepared(conn, FETCH_STATEMENT, 4, params, NULL, NULL, 1)) {
         relay_db_error(conn, NULL, "reading events", err, errlen);
         return -1;
     }
@@ -278,11 +298,15 @@ enum {
     ROW_METADATA,
     ROW_CREATED_AT,
     ROW_SETTLED,
+    ROW_INSERT_LSN, /* the header row's, NULL in the events' */
+    ROW_FLUSH_LSN,
+    ROW_SEQUENCE,
     N_ROW_COLUMNS
 };
 
-/* pg_type OIDs, fixed since PostgreSQL's first catalogs: int8, text, timestamptz, bool. */
-static const Oid row_types[N_ROW_COLUMNS] = {20, 25, 25, 20, 25, 25, 1184, 16};
+/* pg_type OIDs, fixed since PostgreSQL's first catalogs (pg_lsn since 9.4): int8, text,
+ * timestamptz, bool, pg_lsn. */
+static const Oid row_types[N_ROW_COLUMNS] = {20, 25, 25, 20, 25, 25, 1184, 16, 3220, 3220, 20};
 
 /* A binary int8 or timestamptz: 8 bytes, most significant first. */
 static int64_t binary_int64(const PGresult *res, int row, int column)
@@ -312,16 +336,33 @@ static int check_columns(const PGresult *res, char *err, size_t errlen)
 
 int64_t relay_batch_row_id(const relay_batch *batch, size_t row)
 {
-    return binary_int64(batch->res, (int)row, ROW_ID);
+    return binary_int64(batch->res, (int)row + 1, ROW_ID);
 }
 
-/* Points the events at the rows of res, up to the first row still inside the margin. */
+/* Reads the header row: the database at the moment of the read. Returns 0, or -1 with err when
+ * res does not start with it. */
+static int read_header(relay_batch *batch, const PGresult *res, char *err, size_t errlen)
+{
+    if (PQntuples(res) < 1 || !PQgetisnull(res, 0, ROW_ID) || PQgetisnull(res, 0, ROW_INSERT_LSN) ||
+        PQgetisnull(res, 0, ROW_FLUSH_LSN)) {
+        snprintf(err, errlen, "reading events: the result does not start with its header row");
+        return -1;
+    }
+    batch->insert_lsn = (uint64_t)binary_int64(res, 0, ROW_INSERT_LSN);
+    batch->flush_lsn = (uint64_t)binary_int64(res, 0, ROW_FLUSH_LSN);
+    batch->sequence_called = !PQgetisnull(res, 0, ROW_SEQUENCE);
+    batch->sequence_value = batch->sequence_called ? binary_int64(res, 0, ROW_SEQUENCE) : 0;
+    return 0;
+}
+
+/* Points the events at the rows of res after the header, up to the first row still inside the
+ * margin. */
 static void fill_batch(relay_batch *batch, PGresult *res)
 {
     batch->res = res;
-    batch->fetched = (size_t)PQntuples(res);
+    batch->fetched = (size_t)PQntuples(res) - 1;
     for (size_t i = 0; i < batch->fetched; i++) {
-        int row = (int)i;
+        int row = (int)i + 1;
         /* The cut: everything from the first row still inside the margin waits for a later
          * fetch, or the position could pass a lower id that is visible but not yet settled. */
         if (PQgetvalue(res, row, ROW_SETTLED)[0] == 0)
@@ -365,7 +406,7 @@ int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size
     if (!ok)
         relay_db_error(conn, res, "reading events", err, errlen);
     relay_db_discard_results(conn);
-    if (ok && check_columns(res, err, errlen) != 0)
+    if (ok && (check_columns(res, err, errlen) != 0 || read_header(batch, res, err, errlen) != 0))
         ok = 0;
     if (!ok) {
         PQclear(res);
@@ -375,10 +416,10 @@ int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size
     return 0;
 }
 
-int relay_source_fetch(PGconn *conn, const relay_config *config, int64_t position,
-                       relay_batch *batch, char *err, size_t errlen)
+int relay_source_fetch(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                       int64_t position, relay_batch *batch, char *err, size_t errlen)
 {
-    if (relay_source_send_fetch(conn, config, position, err, errlen) != 0)
+    if (relay_source_send_fetch(conn, config, info, position, err, errlen) != 0)
         return -1;
     return relay_source_receive_fetch(conn, batch, err, errlen);
 }
@@ -388,8 +429,8 @@ int64_t relay_source_margin_ms(const relay_config *config)
     return config->mode == RELAY_MODE_SETTLED ? 0 : config->safety_margin_ms;
 }
 
-int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_gaps *gaps,
-                            relay_batch *batch, char *err, size_t errlen)
+int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                            const relay_gaps *gaps, relay_batch *batch, char *err, size_t errlen)
 {
     relay_batch_clear(batch);
     char *lows, *highs;
@@ -397,10 +438,11 @@ int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const rela
         snprintf(err, errlen, "out of memory listing the watched gaps");
         return -1;
     }
-    char limit_text[24];
+    char limit_text[24], sequence_text[16];
     snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
-    const char *params[3] = {lows, highs, limit_text};
-    int sent = PQsendQueryPrepared(conn, FETCH_GAPS_STATEMENT, 3, params, NULL, NULL, 1);
+    const char *params[4] = {lows, highs, limit_text,
+                             sequence_param(info, sequence_text, sizeof sequence_text)};
+    int sent = PQsendQueryPrepared(conn, FETCH_GAPS_STATEMENT, 4, params, NULL, NULL, 1);
     free(lows);
     free(highs);
     if (!sent) {

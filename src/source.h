@@ -10,6 +10,7 @@
 #ifndef RELAY_SOURCE_H
 #define RELAY_SOURCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,7 @@ typedef struct relay_source_info {
     char quoted_table[1024];  /* "schema"."table" */
     char column_types[7][64]; /* format_type() of id, created_at, key, type, version, payload,
                                  metadata; "" when unmapped */
+    Oid sequence_oid;         /* the id column's sequence (ids.h), 0 when it has none */
 } relay_source_info;
 
 /*
@@ -43,6 +45,14 @@ typedef struct relay_batch {
     char (*created_at)[RELAY_RFC3339_SIZE]; /* the events' created_at, rendered; capacity too */
     size_t count;   /* rows older than the margin, a contiguous prefix in id order */
     size_t fetched; /* rows read, including those still inside the margin */
+
+    /* The database at the moment of the read, from the header row each read starts with. Every
+     * commit the read saw lies below insert_lsn; they are all durable once the WAL is flushed
+     * that far (flush_lsn was the flushed position then). */
+    uint64_t insert_lsn, flush_lsn;
+    bool sequence_called;   /* the id sequence handed out an id since it was (re)started */
+    int64_t sequence_value; /* the last one, when sequence_called */
+    int64_t stored_before;  /* the relay's: the position stored (committed) before the read */
 } relay_batch;
 
 /* The id of a row read (row < fetched), whether in the batch or cut off by the margin. */
@@ -61,15 +71,15 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
 
 /* Reads the rows after position into batch. Returns 0, or -1 with err (the connection may be
  * broken: check PQstatus). */
-int relay_source_fetch(PGconn *conn, const relay_config *config, int64_t position,
-                       relay_batch *batch, char *err, size_t errlen);
+int relay_source_fetch(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                       int64_t position, relay_batch *batch, char *err, size_t errlen);
 
 /*
  * The same in two halves, so that the database reads the next batch while the sink works on this
  * one: send, then receive before sending anything else on conn. Each returns 0, or -1 with err.
  */
-int relay_source_send_fetch(PGconn *conn, const relay_config *config, int64_t position, char *err,
-                            size_t errlen);
+int relay_source_send_fetch(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                            int64_t position, char *err, size_t errlen);
 int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size_t errlen);
 
 /* The margin in force: safety_margin in margin mode, 0 in settled mode. */
@@ -77,8 +87,8 @@ int64_t relay_source_margin_ms(const relay_config *config);
 
 /* Reads rows whose ids fall in the watched gaps (they committed late), marked
  * RELAY_SINK_EVENT_LATE, in id order, at most batch_size. Returns 0, or -1 with err. */
-int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_gaps *gaps,
-                            relay_batch *batch, char *err, size_t errlen);
+int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                            const relay_gaps *gaps, relay_batch *batch, char *err, size_t errlen);
 
 /* How many ms until the row with this id leaves the margin (0: now, or the row is gone).
  * Returns 0, or -1 with err. */

@@ -9,7 +9,8 @@
 #
 #   tests/bench/bench-latency.sh [--rate EVENTS_PER_S] [--seconds N] [--clients N] [--warmup N]
 #
-# Defaults: 2000 events/s for 15 s from 4 clients, the first 2 s left out; about 50 s in all.
+# Defaults: 2000 events/s for 15 s from 4 clients, the first 2 s left out; about 70 s in all. The
+# writers run with synchronous_commit off (the server's default here), and on in the last run.
 # RELAY_BIN overrides the binary (default: build/outbox-relay; do not use the sanitized build).
 # Needs psql, pgbench and python3 (scripts/deps installs them).
 # Goals: settled p99 < 50 ms; margin p99 about the margin plus a few ms.
@@ -19,8 +20,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 readonly ROOT
 readonly RELAY_NAME=latency
 readonly PROBE="$ROOT/tests/bench/latency.py"
-# The mode runs: label, mode, safety margin.
-readonly RUNS=("margin 1s|margin|1s" "margin 200ms|margin|200ms" "settled|settled|1s")
+# The mode runs: label, mode, safety margin, the writers' synchronous_commit. The relay delivers
+# a row only once its commit is flushed: with synchronous_commit off, that is a flush of its own.
+readonly RUNS=("margin 1s|margin|1s|off" "margin 200ms|margin|200ms|off" "settled|settled|1s|off"
+    "settled, sync|settled|1s|on")
 export LC_ALL=C
 
 RATE=2000
@@ -187,7 +190,7 @@ stop_relay_and_probe() {
 }
 
 run_mode() {
-    local label=$1 mode=$2 margin=$3 index=$4
+    local label=$1 mode=$2 margin=$3 index=$4 sync=$5
     local db="latency_$index" run_dir="$WORK_DIR/run$index"
     mkdir "$run_dir"
     # A database per run: each starts from an empty table and a fresh position.
@@ -207,7 +210,7 @@ run_mode() {
 
     say "$label: $RATE events/s for ${LOAD_SECONDS}s from $CLIENTS clients"
     # In the background, so that Ctrl-C is handled at once rather than when pgbench ends.
-    pgbench -n -c "$CLIENTS" -j "$(((CLIENTS + 1) / 2))" -R "$RATE" -T "$LOAD_SECONDS" \
+    PGOPTIONS="-c synchronous_commit=$sync" pgbench -n -c "$CLIENTS" -j "$(((CLIENTS + 1) / 2))" -R "$RATE" -T "$LOAD_SECONDS" \
         -f "$WORK_DIR/insert.sql" "$CONNINFO" >"$run_dir/pgbench.log" 2>&1 &
     PGBENCH_PID=$!
     if ! wait "$PGBENCH_PID"; then
@@ -247,11 +250,11 @@ main() {
     start_postgres
     write_insert_script "$WORK_DIR/insert.sql"
 
-    local i=0 run label mode margin
+    local i=0 run label mode margin sync
     for run in "${RUNS[@]}"; do
-        IFS='|' read -r label mode margin <<<"$run"
+        IFS='|' read -r label mode margin sync <<<"$run"
         i=$((i + 1))
-        run_mode "$label" "$mode" "$margin" "$i"
+        run_mode "$label" "$mode" "$margin" "$i" "$sync"
     done
 
     echo

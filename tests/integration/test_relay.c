@@ -732,9 +732,10 @@ Test(relay, reject_recorded_once_when_a_gap_is_stored_later, .init = setup, .fin
 
 /* ---- one leader ------------------------------------------------------------------------------ */
 
-/* A testsink config with its own out file and a failure switch (NULL: never fails). */
+/* A testsink config with its own out file, a failure switch (NULL: never fails) and the first
+ * backoff after a failure (YAML duration). */
 static void write_switchable_config(char config[TH_PATH_MAX], const char *sink_out,
-                                    const char *fail_path)
+                                    const char *fail_path, const char *retry_initial)
 {
     char fail_line[TH_PATH_MAX + 32] = "";
     if (fail_path)
@@ -752,9 +753,10 @@ static void write_switchable_config(char config[TH_PATH_MAX], const char *sink_o
                     "    out: %s\n"
                     "%s"
                     "retry:\n"
-                    "  initial: 50ms\n"
-                    "  max: 200ms\n",
-                    RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), sink_out, fail_line);
+                    "  initial: %s\n"
+                    "  max: 2s\n",
+                    RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), sink_out, fail_line,
+                    retry_initial);
 }
 
 typedef struct log_goal {
@@ -796,8 +798,10 @@ Test(relay, leader_that_lost_its_session_delivers_nothing_more, .init = setup, .
     th_path(&scope, "leader.err", leader_err);
     th_path(&scope, "standby.err", standby_err);
     th_write_file(fail, "failing\n");
-    write_switchable_config(leader_cfg, leader_out, fail);
-    write_switchable_config(standby_cfg, standby_out, NULL);
+    /* The leader backs off for a second after each failure: the standby, which looks for the
+     * lock every 250 ms, takes it first once the leader's session is gone. */
+    write_switchable_config(leader_cfg, leader_out, fail, "1s");
+    write_switchable_config(standby_cfg, standby_out, NULL, "50ms");
     th_migrate(leader_cfg);
     th_insert_events(scope.conn, 6, LONG_AGO);
 
@@ -835,7 +839,7 @@ Test(relay, lock_survives_the_checkpoint_table_recreated, .init = setup, .fini =
     th_path(&scope, "relay.out", out);
     th_path(&scope, "first.err", first_err);
     th_path(&scope, "second.err", second_err);
-    write_switchable_config(config, sink_out, NULL);
+    write_switchable_config(config, sink_out, NULL, "50ms");
     th_migrate(config);
     th_insert_events(scope.conn, 3, LONG_AGO);
     pid_t first = th_relay_start(&scope, config, out, first_err);

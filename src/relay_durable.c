@@ -1,0 +1,271 @@
+/*
+ * Durable before delivered, and the history that delivery rests on.
+ *
+ * A commit becomes visible before its WAL is flushed when the writer runs with
+ * synchronous_commit = off: a row the relay delivered could then vanish in a crash, and its id
+ * come back with another event. Logical decoding never sends unflushed WAL; neither does the
+ * relay. Every read tells the WAL insert position after its snapshot, above every commit it saw;
+ * the rows go to the sink only once the WAL is flushed that far (and, with source.durable_on, on
+ * those standbys too, so that a failover to one of them cannot undo them).
+ *
+ * What was made durable is remembered: the WAL position and its timeline, and the stored position
+ * known flushed with it. When the relay reconnects and the database's history is behind that (a
+ * restore from a backup, a failover to a standby that lacked the last commits), the events it
+ * delivered may no longer exist and their ids will be handed out again: it stops.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "exit_codes.h"
+#include "notify.h"
+#include "relay_state.h"
+
+/* How long the relay waits for the server's own WAL flushes before it forces one. */
+#define FLUSH_WAITS 1 /* of 1 ms */
+
+static void lsn_text(uint64_t lsn, char *out, size_t len)
+{
+    snprintf(out, len, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+}
+
+static int parse_lsn(const char *text, uint64_t *lsn)
+{
+    unsigned hi, lo;
+    if (sscanf(text, "%X/%X", &hi, &lo) != 2)
+        return -1;
+    *lsn = (uint64_t)hi << 32 | lo;
+    return 0;
+}
+
+/* Runs a query of one row and column; its text goes to out. Returns 0, or -1 with err. */
+static int query_text(PGconn *conn, const char *what, const char *sql, int n,
+                      const char *const *params, char *out, size_t outlen, char *err, size_t errlen)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (ok)
+        snprintf(out, outlen, "%s", PQgetvalue(res, 0, 0));
+    else
+        relay_db_error(conn, res, what, err, errlen);
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+static int read_flush_lsn(PGconn *conn, uint64_t *lsn, char *err, size_t errlen)
+{
+    char text[64];
+    if (query_text(conn, "reading the WAL flush position", "SELECT pg_current_wal_flush_lsn()", 0,
+                   NULL, text, sizeof text, err, errlen) != 0)
+        return -1;
+    return parse_lsn(text, lsn) == 0 ? 0 : (snprintf(err, errlen, "bad LSN %s", text), -1);
+}
+
+/*
+ * A transaction of the relay's own that writes and commits synchronously flushes the WAL up to
+ * its commit record, past everything inserted before it. It must write: a commit that wrote no
+ * WAL before its commit record is not flushed, whatever synchronous_commit says
+ * (RecordTransactionCommit). It touches the relay's checkpoint row, in one round trip.
+ */
+static int force_flush(PGconn *conn, const char *name, char *err, size_t errlen)
+{
+    static const char *const statements[] = {
+        "BEGIN", "SET LOCAL synchronous_commit = on",
+        "UPDATE relay_checkpoints SET updated_at = clock_timestamp() WHERE name = $1", "COMMIT"};
+    enum { N = sizeof statements / sizeof statements[0] };
+    const char *params[1] = {name};
+    if (relay_db_pipeline_begin(conn, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < N; i++) {
+        if (!PQsendQueryParams(conn, statements[i], i == 2, NULL, i == 2 ? params : NULL, NULL,
+                               NULL, 0)) {
+            relay_db_error(conn, NULL, "flushing the WAL", err, errlen);
+            return -1;
+        }
+    }
+    if (relay_db_pipeline_send(conn, err, errlen) != 0)
+        return -1;
+    int ok = 1;
+    for (int i = 0; i < N; i++) {
+        PGresult *res = PQgetResult(conn);
+        if (ok && PQresultStatus(res) != PGRES_COMMAND_OK) {
+            relay_db_error(conn, res, "flushing the WAL", err, errlen);
+            ok = 0;
+        }
+        PQclear(res);
+        relay_db_discard_results(conn);
+    }
+    char end_err[256];
+    if (relay_db_pipeline_end(conn, ok ? err : end_err, ok ? errlen : sizeof end_err) != 0)
+        ok = 0;
+    return ok ? 0 : -1;
+}
+
+/* Waits until the named standbys have flushed lsn, polling: nothing on the primary tells. */
+static step wait_for_standbys(relay_state *s, uint64_t lsn)
+{
+    char err[1024], lsn_param[40], count[24];
+    lsn_text(lsn, lsn_param, sizeof lsn_param);
+    const char *params[2] = {s->config->durable_on, lsn_param};
+    int64_t started = relay_now_ms(), wait = 1;
+    bool warned = false;
+    for (;;) {
+        if (query_text(s->conn, "reading the standbys' flush positions",
+                       "SELECT count(DISTINCT application_name) = cardinality(string_to_array($1,"
+                       " ',')) FROM pg_stat_replication WHERE application_name ="
+                       " ANY(string_to_array($1, ',')) AND flush_lsn >= $2::pg_lsn",
+                       2, params, count, sizeof count, err, sizeof err) != 0)
+            return relay_database_failed(s, err);
+        if (strcmp(count, "t") == 0) {
+            if (warned)
+                relay_info(s->log, "the standbys (%s) have flushed %s; delivering",
+                           s->config->durable_on, lsn_param);
+            return STEP_OK;
+        }
+        if (!warned && relay_now_ms() - started >= 10000) {
+            relay_warn(s->log,
+                       "holding delivery: not every standby of source.durable_on (%s) has "
+                       "flushed %s; see pg_stat_replication (the relay's role needs pg_monitor "
+                       "to read it)",
+                       s->config->durable_on, lsn_param);
+            relay_notify_status("holding delivery for the standbys (%s)", s->config->durable_on);
+            warned = true;
+        }
+        if (relay_pause(s, wait, false))
+            return STEP_STOP;
+        wait = wait * 2 < s->config->poll_interval_ms ? wait * 2 : s->config->poll_interval_ms;
+    }
+}
+
+step relay_make_durable(relay_state *s, const relay_batch *b)
+{
+    char err[1024];
+    uint64_t need = b->insert_lsn;
+    if (b->count > 0 && need > s->history.durable_lsn) {
+        /* The server's own flushes usually pass it within a millisecond or two (any
+         * synchronous commit does); past that, the relay flushes. */
+        uint64_t flushed = b->flush_lsn;
+        for (int attempt = 0; flushed < need; attempt++) {
+            if (attempt >= FLUSH_WAITS &&
+                force_flush(s->conn, s->config->name, err, sizeof err) != 0)
+                return relay_database_failed(s, err);
+            int64_t wait = attempt < FLUSH_WAITS   ? 1 << attempt
+                           : attempt > FLUSH_WAITS ? s->config->poll_interval_ms
+                                                   : 0;
+            if (wait > 0 && relay_pause(s, wait, false))
+                return STEP_STOP;
+            if (read_flush_lsn(s->conn, &flushed, err, sizeof err) != 0)
+                return relay_database_failed(s, err);
+        }
+        if (s->config->durable_on) {
+            step st = wait_for_standbys(s, need);
+            if (st != STEP_OK)
+                return st;
+        }
+        s->history.durable_lsn = need;
+        s->history.timeline = s->timeline;
+    }
+    if (b->stored_before > s->history.durable_position)
+        s->history.durable_position = b->stored_before;
+    return STEP_OK;
+}
+
+/* The switch point at which timeline `from` ended in the history of timeline `now`, read from
+ * its history file. Returns 1 with *at, 0 when `from` is not an ancestor, -1 with err. */
+static int switch_point(PGconn *conn, uint32_t now, uint32_t from, uint64_t *at, char *err,
+                        size_t errlen)
+{
+    char path[64];
+    snprintf(path, sizeof path, "pg_wal/%08X.history", now);
+    const char *params[1] = {path};
+    PGresult *res = PQexecParams(conn, "SELECT pg_read_file($1)", 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        relay_db_error(conn, res, "reading the timeline history", err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    int found = 0;
+    char *text = PQgetvalue(res, 0, 0), *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line && !found;
+         line = strtok_r(NULL, "\n", &save)) {
+        unsigned tli;
+        char lsn[40];
+        if (sscanf(line, "%u %39s", &tli, lsn) == 2 && tli == from && parse_lsn(lsn, at) == 0)
+            found = 1;
+    }
+    PQclear(res);
+    return found;
+}
+
+static step history_behind(relay_state *s, const char *why)
+{
+    char durable[40];
+    lsn_text(s->history.durable_lsn, durable, sizeof durable);
+    relay_error(s->log,
+                "the database's history is behind what the relay delivered: %s (the relay saw "
+                "WAL up to %s on timeline %u flushed before it delivered). Restored from a backup, "
+                "or failed over to a server that lacked the last commits: events delivered may "
+                "no longer exist, and their ids will be handed out again. Check the "
+                "destination, then run `outbox-relay reset -c %.200s --to ID`",
+                why, durable, s->history.timeline, s->config->path);
+    s->exit_code = RELAY_EXIT_CHECKPOINT;
+    return STEP_FATAL;
+}
+
+step relay_check_history(relay_state *s, int64_t stored_position)
+{
+    char err[1024], text[128];
+    if (query_text(s->conn, "reading the WAL position",
+                   "SELECT pg_walfile_name(l) || ' ' || l FROM pg_current_wal_insert_lsn() AS l", 0,
+                   NULL, text, sizeof text, err, sizeof err) != 0)
+        return relay_database_failed(s, err);
+    char walfile[32], lsn_now_text[40];
+    uint64_t lsn_now = 0;
+    if (sscanf(text, "%24s %39s", walfile, lsn_now_text) != 2 ||
+        parse_lsn(lsn_now_text, &lsn_now) != 0) {
+        snprintf(err, sizeof err, "reading the WAL position: unexpected answer '%s'", text);
+        return relay_database_failed(s, err);
+    }
+    walfile[8] = '\0';
+    s->timeline = (uint32_t)strtoul(walfile, NULL, 16);
+
+    const relay_history *h = &s->history;
+    if (h->timeline == 0)
+        return STEP_OK; /* nothing delivered yet by this process */
+    char why[512];
+    if (s->timeline == h->timeline && lsn_now < h->durable_lsn) {
+        snprintf(why, sizeof why, "its WAL insert position is %s", lsn_now_text);
+        return history_behind(s, why);
+    }
+    if (s->timeline != h->timeline) {
+        uint64_t at = 0;
+        int found = switch_point(s->conn, s->timeline, h->timeline, &at, err, sizeof err);
+        if (found < 0) {
+            snprintf(why, sizeof why,
+                     "it runs on timeline %u and the relay cannot read its history (%.300s; the "
+                     "relay's role needs pg_read_server_files to check a failover)",
+                     s->timeline, err);
+            return history_behind(s, why);
+        }
+        if (!found || at < h->durable_lsn) {
+            char at_text[40];
+            lsn_text(at, at_text, sizeof at_text);
+            snprintf(why, sizeof why,
+                     found ? "its timeline %u forked from timeline %u at %s"
+                           : "its timeline %u does not descend from timeline %u%s",
+                     s->timeline, h->timeline, found ? at_text : "");
+            return history_behind(s, why);
+        }
+        relay_info(s->log, "timeline %u forked from timeline %u after every delivered commit",
+                   s->timeline, h->timeline);
+    }
+    if (stored_position < h->durable_position) {
+        snprintf(why, sizeof why,
+                 "the stored position is %" PRId64 ", below %" PRId64 " which was flushed",
+                 stored_position, h->durable_position);
+        return history_behind(s, why);
+    }
+    return STEP_OK;
+}
