@@ -7,6 +7,12 @@
  * write at once (RETRY: the relay hands the batch over again) and flush() reports it as well, so
  * that no failure since the last flush goes unnoticed whatever the relay does with deliver's.
  * Lines of a failed batch may already be partly out: at-least-once, never loss.
+ *
+ * What "accepted" means depends on what descriptor 1 is. A regular file: flush() returns OK only
+ * after fsync(2), so that an acknowledged event survives a crash of the machine. A pipe or a
+ * socket cannot acknowledge: write(2) returns once the kernel buffered the bytes, and a reader
+ * that dies takes what it had not read with it, while the position has moved past it. A terminal
+ * is for people. init says which it is, so that `check` shows it.
  */
 #include <errno.h>
 #include <poll.h>
@@ -14,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <outbox_relay/sink.h>
@@ -24,6 +31,7 @@
 
 typedef struct stdout_sink {
     int fd;
+    int sync; /* a regular file: fsync at every flush */
     char *buf;
     size_t len;
     size_t cap;
@@ -34,7 +42,6 @@ static relay_sink_status stdout_sink_init(const relay_sink_host *host,
                                           const relay_sink_option *options, size_t n_options,
                                           void **state, char *err, size_t errlen)
 {
-    (void)host;
     if (n_options > 0) {
         snprintf(err, errlen, "stdout: unknown option '%s'", options[0].key);
         return RELAY_SINK_FATAL;
@@ -45,6 +52,27 @@ static relay_sink_status stdout_sink_init(const relay_sink_host *host,
         return RELAY_SINK_FATAL;
     }
     sink->fd = STDOUT_FILENO;
+    struct stat st;
+    if (fstat(sink->fd, &st) != 0) {
+        snprintf(err, errlen, "stdout: %s", strerror(errno));
+        free(sink);
+        return RELAY_SINK_FATAL;
+    }
+    sink->sync = S_ISREG(st.st_mode);
+    if (S_ISREG(st.st_mode))
+        host->log(host->ctx, RELAY_SINK_LOG_INFO,
+                  "stdout is a regular file: a flush is acknowledged after fsync");
+    else if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+        host->log(host->ctx, RELAY_SINK_LOG_WARN,
+                  "stdout is a %s: it cannot acknowledge. An event is taken as delivered once "
+                  "the kernel buffered it; if the reader dies, what it had not read is gone while "
+                  "the position has moved past it. Use a sink that acknowledges, or a file",
+                  S_ISFIFO(st.st_mode) ? "pipe" : "socket");
+    else if (isatty(sink->fd))
+        host->log(host->ctx, RELAY_SINK_LOG_INFO,
+                  "stdout is a terminal: for watching events, not for keeping them");
+    else
+        host->log(host->ctx, RELAY_SINK_LOG_INFO, "stdout is a character or block device");
     *state = sink;
     return RELAY_SINK_OK;
 }
@@ -252,6 +280,9 @@ static relay_sink_status stdout_sink_flush(void *state, int timeout_ms, char *er
     stdout_sink *sink = state;
     int error = sink->write_errno;
     sink->write_errno = 0;
+    /* EINVAL: a file that cannot sync (some special files); it was written, as for a device. */
+    if (error == 0 && sink->sync && fsync(sink->fd) != 0 && errno != EINVAL)
+        error = errno;
     if (error != 0)
         return stdout_sink_write_failed(error, err, errlen);
     return RELAY_SINK_OK;

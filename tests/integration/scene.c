@@ -44,7 +44,7 @@ sc_relay_files sc_files_named(const char *stem)
     return f;
 }
 
-static bool sc_log_says_reading(void *arg)
+bool sc_log_says_reading(void *arg)
 {
     const sc_relay_files *f = arg;
     return th_file_contains(f->err, "reading ");

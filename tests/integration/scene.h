@@ -34,6 +34,9 @@ typedef struct sc_relay_files {
 
 sc_relay_files sc_files_named(const char *stem);
 
+/* Whether the relay of an sc_relay_files has started reading. */
+bool sc_log_says_reading(void *arg);
+
 /* Starts a relay and waits until it has loaded its checkpoint and gaps and listens. */
 pid_t sc_start_relay(const char *config, sc_relay_files *f);
 

@@ -15,6 +15,7 @@
 #include <criterion/criterion.h>
 
 #include "../harness/harness.h"
+#include "scene.h"
 
 #define LONG_AGO "now() - interval '1 hour'"
 /* Relays lock their name database-wide: each test names its relay after its own schema. */
@@ -111,6 +112,37 @@ Test(cli, check_good_config)
               "the summary names neither table nor sink:\n%s", out);
     free(out);
     free(err);
+}
+
+/* A pipe cannot acknowledge: check (whose stdout is a pipe here) says so; a relay writing to a
+ * regular file syncs it before it acknowledges. */
+Test(cli, stdout_sink_says_what_it_writes_to)
+{
+    char config[TH_PATH_MAX], out_path[TH_PATH_MAX], err_path[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "1s", 100);
+    th_migrate(config);
+    /* The relay's stdout into a pipe, as in `outbox-relay run | reader`. */
+    char command[3 * TH_PATH_MAX];
+    snprintf(command, sizeof command, "\"$RELAY_BIN\" check -c '%s' | cat", config);
+    char *out, *err;
+    int code = th_run_program((const char *const[]){"/bin/sh", "-c", command, NULL}, &out, &err);
+    cr_assert_eq(code, 0, "check exited %d: %s", code, err);
+    cr_assert_not_null(strstr(err, "stdout is a pipe: it cannot acknowledge"),
+                       "check does not warn that a pipe cannot acknowledge:\n%s", err);
+    free(out);
+    free(err);
+
+    th_path(&scope, "relay.out", out_path);
+    th_path(&scope, "relay.err", err_path);
+    pid_t pid = th_relay_start(&scope, config, out_path, err_path);
+    sc_begin(&scope);
+    sc_relay_files files;
+    snprintf(files.out, sizeof files.out, "%s", out_path);
+    snprintf(files.err, sizeof files.err, "%s", err_path);
+    th_wait_until(&scope, TH_DEADLINE_MS, sc_log_says_reading, &files, "the relay to read");
+    th_relay_stop(&scope, pid);
+    cr_assert(th_file_contains(err_path, "stdout is a regular file: a flush is acknowledged after "
+                                         "fsync"));
 }
 
 Test(cli, check_missing_column)
