@@ -163,6 +163,26 @@ Test(config, minimal_file_gets_defaults)
     free_config(&c);
 }
 
+Test(config, durable_on_names_standbys)
+{
+    relay_config c;
+    parse_ok(MINIMAL "source:\n  durable_on: [stby1, stby2]\n", &c);
+    cr_assert_str_eq(c.durable_on, "stby1,stby2");
+    free_config(&c);
+    parse_ok(MINIMAL "source:\n  durable_on: stby1\n", &c);
+    cr_assert_str_eq(c.durable_on, "stby1");
+    free_config(&c);
+    parse_ok(MINIMAL "source:\n  durable_on: []\n", &c);
+    cr_assert_null(c.durable_on);
+    free_config(&c);
+    parse_ok(MINIMAL, &c);
+    cr_assert_null(c.durable_on, "the primary's flush is the default");
+    free_config(&c);
+    assert_error(MINIMAL "source:\n  durable_on: [\"a,b\"]\n",
+                 "t.yaml:7:16: source.durable_on: a standby's name (its application_name) cannot "
+                 "hold a ','");
+}
+
 Test(config, null_unmaps_optional_columns_and_keys)
 {
     relay_config c;
