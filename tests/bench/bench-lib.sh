@@ -14,6 +14,14 @@ EVENTS=1000000
 BATCH_SIZE=1000
 AGGREGATES=300
 TIMEOUT=600
+# The source settings write_config puts in the configuration; SOURCE_EXTRA is more YAML lines for
+# the source section (indented by two spaces), e.g. "  max_gaps: 20000".
+SAFETY_MARGIN=1s
+POLL_INTERVAL=200ms
+SOURCE_EXTRA=""
+# 0: time_relay reports a relay that misses TIMEOUT (RELAY_TIMED_OUT=1, RELAY_POSITION where it
+# got) instead of exiting.
+RELAY_TIMEOUT_FATAL=1
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 RELAY_BIN=${RELAY_BIN:-$BUILD_DIR/outbox-relay}
 
@@ -25,6 +33,9 @@ RELAY_SECONDS=""
 RELAY_RSS_KIB=""
 RELAY_CPU_TICKS=""
 RELAY_POSTGRES_TICKS=""
+RELAY_TIMED_OUT=0
+RELAY_POSITION=""
+STOP_STATUS=""
 CLOCK_TICKS=$(getconf CLK_TCK)
 readonly CLOCK_TICKS
 
@@ -104,10 +115,11 @@ database:
   conninfo: "${conninfo//\"/\\\"}"
 source:
   table: events
-  safety_margin: 1s
+  safety_margin: $SAFETY_MARGIN
   batch_size: $BATCH_SIZE
-  poll_interval: 200ms
-sink:
+  poll_interval: $POLL_INTERVAL
+${SOURCE_EXTRA:+$SOURCE_EXTRA
+}sink:
 $sink
 log:
   level: warn
@@ -129,12 +141,31 @@ create_schema() {
 # One statement, created_at an hour in the past so that the safety margin holds nothing back. The
 # body comes out of PostgreSQL at about 100 bytes.
 preload() {
-    local start
-    say "preloading $EVENTS events over $AGGREGATES aggregates"
+    preload_events ""
+}
+
+# The same with ids given by a SQL expression over n (0 to EVENTS - 1) instead of the sequence's,
+# say "n + n / 49 + 1" for every 50th id missing, as rolled-back inserts leave them; the sequence
+# is then set to the highest id.
+preload_ids() {
+    preload_events "$1"
+}
+
+preload_events() {
+    local id_expr=$1 id_column="" id_value="" set_sequence="" start
+    if [[ -n "$id_expr" ]]; then
+        id_column="id, "
+        id_value="$id_expr, "
+        set_sequence="SELECT setval(pg_get_serial_sequence('events', 'id'), max(id)) FROM events;"
+        say "preloading $EVENTS events over $AGGREGATES aggregates, ids $id_expr"
+    else
+        say "preloading $EVENTS events over $AGGREGATES aggregates"
+    fi
     start=$EPOCHREALTIME
-    sql <<EOF
-INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind, body, metadata, created_at)
-SELECT 'order-' || (n % $AGGREGATES),
+    sql >/dev/null <<EOF
+INSERT INTO events (${id_column}aggregate_id, aggregate_type, aggregate_version, kind, body,
+                    metadata, created_at)
+SELECT ${id_value}'order-' || (n % $AGGREGATES),
        'order',
        n / $AGGREGATES + 1,
        (ARRAY['created', 'item_added', 'paid', 'shipped'])[n % 4 + 1],
@@ -144,6 +175,7 @@ SELECT 'order-' || (n % $AGGREGATES),
        '{"source": "bench"}',
        clock_timestamp() - interval '1 hour' + n * interval '1 microsecond'
 FROM generate_series(0, $EVENTS - 1) AS n;
+$set_sequence
 VACUUM (ANALYZE) events;
 EOF
     say "preloaded in $(seconds_since "$start") s (average body $(sql -A -t -c \
@@ -214,11 +246,32 @@ peak_rss_kib() {
     awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
 }
 
+# Stops the relay with SIGTERM, and with SIGKILL if it has not exited within $1 seconds (it may be
+# waiting for a long statement); sets STOP_STATUS to its exit status.
+stop_relay_within() {
+    local deadline=$((SECONDS + $1))
+    STOP_STATUS=0
+    kill -TERM "$RELAY_PID" 2>/dev/null || true
+    while kill -0 "$RELAY_PID" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.1
+    done
+    if kill -0 "$RELAY_PID" 2>/dev/null; then
+        say "the relay did not stop within $1 s of SIGTERM: killing it"
+        kill -KILL "$RELAY_PID" 2>/dev/null || true
+    fi
+    # shellcheck disable=SC2034 # for the caller
+    wait "$RELAY_PID" 2>/dev/null || STOP_STATUS=$?
+    RELAY_PID=""
+}
+
 # Runs the relay until its committed position reaches the last event; sets RELAY_SECONDS,
 # RELAY_RSS_KIB (its peak resident set, read just before stopping it), RELAY_CPU_TICKS (its CPU
-# time, every thread) and RELAY_POSTGRES_TICKS (the CPU time PostgreSQL used meanwhile).
+# time, every thread), RELAY_POSTGRES_TICKS (the CPU time PostgreSQL used meanwhile) and
+# RELAY_POSITION. With RELAY_TIMEOUT_FATAL=0, a relay that misses TIMEOUT is stopped and reported
+# (RELAY_TIMED_OUT=1, the figures up to then) rather than ending the benchmark.
 time_relay() {
     local max_id start deadline position=0 positions status=0 postgres_before
+    RELAY_TIMED_OUT=0
     max_id=$(sql -A -t -c 'SELECT max(id) FROM events')
     exec {positions}< <(watch_position)
     postgres_before=$(postgres_ticks)
@@ -235,7 +288,11 @@ time_relay() {
         fi
         if ((SECONDS >= deadline)); then
             tail -n 20 "$WORK_DIR/relay.log" >&2
-            die "the relay did not reach event $max_id within ${TIMEOUT}s (position $position)"
+            ((RELAY_TIMEOUT_FATAL)) &&
+                die "the relay did not reach event $max_id within ${TIMEOUT}s (position $position)"
+            say "the relay did not reach event $max_id within ${TIMEOUT}s (position $position)"
+            RELAY_TIMED_OUT=1
+            break
         fi
         # A timeout (status above 128) runs the checks above again; end of file means psql is
         # gone. The watch writes whole lines with one write(2) each, so none is read in part.
@@ -250,8 +307,17 @@ time_relay() {
         RELAY_RSS_KIB=$(peak_rss_kib "$RELAY_PID")
         RELAY_CPU_TICKS=$(process_ticks "$RELAY_PID")
         RELAY_POSTGRES_TICKS=$(($(postgres_ticks) - postgres_before))
+        RELAY_POSITION=$position
     }
     exec {positions}<&-
+    if ((RELAY_TIMED_OUT)); then
+        # A statement it was waiting for would run on without it: end every other session.
+        stop_relay_within 5
+        sql -A -t -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()
+                        AND backend_type = 'client backend'" >/dev/null
+        return
+    fi
     kill -TERM "$RELAY_PID"
     wait "$RELAY_PID" || status=$?
     RELAY_PID=""
