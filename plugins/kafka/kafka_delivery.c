@@ -4,6 +4,10 @@
  * relay hands over again after a failure resends what failed and everything after it, so that a
  * consumer's latest view of each key stays in order; messages still in flight inside librdkafka
  * are left to librdkafka, which retries them itself.
+ *
+ * Order of first deliveries: librdkafka stops at a request refused for good (gapless, see
+ * kafka_producer.c), so nothing behind a failed message is written before it; the producer is
+ * then replaced and the batch sent again from its first unacknowledged message.
  */
 #include <stdio.h>
 #include <string.h>
@@ -66,8 +70,9 @@ void kafka_sink_on_delivery(void *ctx, const rd_kafka_message_t *msg)
     }
 }
 
-/* The producer is beyond repair (its idempotent session fenced, say): a new one resends the
- * batch. Reports from the old one are ignored from now on. */
+/* The producer is beyond repair (it stopped at a request refused for good, or its idempotent
+ * session was fenced): a new one resends the batch, from its first unacknowledged message.
+ * Reports from the old one are ignored from now on. */
 static relay_sink_status kafka_sink_recover(kafka_sink *sink, const char *why, char *err,
                                             size_t errlen)
 {

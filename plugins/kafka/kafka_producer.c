@@ -5,6 +5,8 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "kafka_ordering.h"
+
 void kafka_producer_scrub(const kafka_producer *p, char *text, size_t size)
 {
     for (size_t i = 0; i < p->n_secrets; i++)
@@ -31,9 +33,15 @@ static void kafka_producer_log_cb(const rd_kafka_t *rk, int level, const char *f
     if (p == NULL)
         return;
     /* A broker's failure is also raised through the error callback, which logs each problem once
-     * when it starts; librdkafka's own line for it repeats per broker and per reconnect. */
-    relay_sink_log_level mapped =
-        strcmp(facility, "FAIL") == 0 ? RELAY_SINK_LOG_DEBUG : kafka_producer_level(level);
+     * when it starts; librdkafka's own line for it repeats per broker and per reconnect. A fatal
+     * error is logged where the sink deals with it, by replacing the producer. The sink sets
+     * enable.gapless.guarantee itself, on purpose (see kafka_producer_init): librdkafka's warning
+     * that it is experimental would only alarm the operator at every start. */
+    relay_sink_log_level mapped = kafka_producer_level(level);
+    if (strcmp(facility, "FAIL") == 0 || strcmp(facility, "FATAL") == 0 ||
+        (strcmp(facility, "CONFWARN") == 0 &&
+         strstr(message, "enable.gapless.guarantee is experimental") != NULL))
+        mapped = RELAY_SINK_LOG_DEBUG;
     char text[1024];
     snprintf(text, sizeof text, "%s", message);
     kafka_producer_scrub(p, text, sizeof text);
@@ -155,11 +163,26 @@ int kafka_producer_init(kafka_producer *p, const relay_sink_host *host,
             return -1;
     }
 
+    kafka_ordering ordering;
+    if (kafka_ordering_check(properties, n_properties, &ordering, err, errlen) != 0)
+        return -1;
+    if (ordering.warning[0] != '\0')
+        host->log(host->ctx, RELAY_SINK_LOG_WARN, "properties: %s", ordering.warning);
+
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     p->conf = conf;
-    /* Ours first, so that the operator's properties override them. */
+    /* Ours first, so that the operator's properties override them (the ordering check above
+     * refused those that would break the order). A request the broker refuses for good makes
+     * librdkafka stop with a fatal error instead of numbering the messages behind it afresh and
+     * writing them first (gapless; it needs idempotence); the sink then replaces the producer and
+     * sends the batch again from its first unacknowledged message. A message never times out
+     * inside librdkafka, since a timeout would leave the same gap, uncovered by gapless. */
     if (kafka_producer_set(p, conf, "enable.idempotence", "true", err, errlen) != 0 ||
-        kafka_producer_set(p, conf, "acks", "all", err, errlen) != 0)
+        kafka_producer_set(p, conf, "acks", "all", err, errlen) != 0 ||
+        kafka_producer_set(p, conf, "message.timeout.ms", "0", err, errlen) != 0)
+        return -1;
+    if (ordering.idempotent &&
+        kafka_producer_set(p, conf, "enable.gapless.guarantee", "true", err, errlen) != 0)
         return -1;
     for (size_t i = 0; i < n_properties; i++) {
         if (kafka_producer_set(p, conf, properties[i].name, properties[i].value, err, errlen) != 0)

@@ -1,8 +1,8 @@
 /*
- * The librdkafka producer: its configuration (our defaults, then the operator's properties), its
- * creation and re-creation after a fatal error, its callbacks into the relay's log, and its
- * bounded shutdown. Secrets among the properties are kept only to scrub them from librdkafka's
- * messages.
+ * The librdkafka producer: its configuration (our defaults, then the operator's properties, once
+ * they passed the ordering check), its creation and re-creation after a fatal error, its callbacks
+ * into the relay's log, and its bounded shutdown. Secrets among the properties are kept only to
+ * scrub them from librdkafka's messages.
  */
 #ifndef KAFKA_PRODUCER_H
 #define KAFKA_PRODUCER_H
@@ -33,8 +33,9 @@ typedef struct kafka_producer {
 
 /*
  * Configures and creates the producer. p must stay at its address while the producer lives (it
- * is the callbacks' opaque). Returns 0, or -1 with librdkafka's own message (secrets redacted) in
- * err; kafka_producer_free is needed either way.
+ * is the callbacks' opaque). Returns 0, or -1 with the reason in err (properties that break the
+ * order of first deliveries, or librdkafka's own message, secrets redacted); kafka_producer_free
+ * is needed either way.
  */
 int kafka_producer_init(kafka_producer *p, const relay_sink_host *host,
                         const kafka_property *properties, size_t n_properties,

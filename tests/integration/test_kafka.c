@@ -832,3 +832,105 @@ Test(kafka, oversized_dead_letter)
     cr_assert_eq(th_query_int64(scope.conn, sql), 1);
     cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_dead_letters"), 1);
 }
+
+/* ---- per-key order of first deliveries ---------------------------------------------------- */
+
+/* Every id of 1..last is in the partition's log, each first seen after the first sight of every
+ * lower id. Repeats after the first sight are at-least-once. */
+static void assert_first_deliveries_in_order(int64_t last)
+{
+    kt_collect(&kafka);
+    int64_t highest_first = 0;
+    unsigned *seen = calloc((size_t)last + 1, sizeof *seen);
+    cr_assert_not_null(seen);
+    char order[4096] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < kafka.n_messages; i++) {
+        const kt_message *m = &kafka.messages[i];
+        if (used < sizeof order - 32)
+            used += (size_t)snprintf(order + used, sizeof order - used, " %" PRId64, m->id);
+        cr_assert(m->id >= 1 && m->id <= last, "offset %" PRId64 ": id %" PRId64 " out of range",
+                  m->offset, m->id);
+        if (seen[m->id]++)
+            continue;
+        cr_assert_gt(m->id, highest_first,
+                     "event %" PRId64 " first written (offset %" PRId64 ") after event %" PRId64
+                     "; the partition reads:%s",
+                     m->id, m->offset, highest_first, order);
+        highest_first = m->id;
+    }
+    cr_assert_eq(highest_first, last, "the partition reads:%s", order);
+    free(seen);
+}
+
+/* One partition, one key: a request the broker refuses for good (not retried by librdkafka) must
+ * not let the requests behind it be written first. */
+Test(kafka, a_refused_request_keeps_first_deliveries_in_order)
+{
+    const int64_t n_events = 60;
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 1);
+    kt_lead_on_broker_1(&kafka, "orders", 1);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    /* Relay batches of 30 in requests of 10, so that requests queue behind the refused one. */
+    write_kafka_config(config, 30, "orders", "  flush_timeout: 5s\n", "    key: \"one-key\"\n",
+                       "      batch.num.messages: 10\n");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_migrate(config);
+    cr_assert_eq(rd_kafka_mock_broker_push_request_error_rtts(
+                     kafka.mock, 1, KAFKA_API_PRODUCE, 1, RD_KAFKA_RESP_ERR_POLICY_VIOLATION, 0),
+                 RD_KAFKA_RESP_ERR_NO_ERROR);
+    insert_events((int)n_events);
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, n_events);
+    kt_wait_ids(&kafka, 1, n_events);
+    th_relay_stop(&scope, pid);
+    cr_assert_eq(kt_produce_errors_left(&kafka, 1), 0, "the injected error was not met");
+    assert_first_deliveries_in_order(n_events);
+}
+
+/* ---- options that would break the order --------------------------------------------------- */
+
+static void assert_check_refuses(const char *properties, const char *expected)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 1);
+    char config[TH_PATH_MAX];
+    write_kafka_config(config, 100, "orders", "", "", properties);
+    th_migrate(config);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 5, "check exited %d for%s\nstderr:\n%s", code, properties, err);
+    cr_assert(strstr(err, expected) != NULL, "check does not say '%s':\n%s", expected, err);
+    free(out);
+    free(err);
+}
+
+Test(kafka, check_refuses_retries_without_idempotence)
+{
+    assert_check_refuses("      enable.idempotence: false\n", "enable.idempotence=false");
+}
+
+Test(kafka, check_refuses_more_than_five_requests_in_flight)
+{
+    assert_check_refuses("      max.in.flight: 6\n", "max.in.flight.requests.per.connection");
+}
+
+Test(kafka, check_refuses_gaps)
+{
+    assert_check_refuses("      enable.gapless.guarantee: false\n", "enable.gapless.guarantee");
+}
+
+Test(kafka, check_warns_of_a_message_timeout)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 1);
+    char config[TH_PATH_MAX];
+    write_kafka_config(config, 100, "orders", "", "", "      message.timeout.ms: 60000\n");
+    th_migrate(config);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 0, "check exited %d:\n%s", code, err);
+    cr_assert(strstr(err, "message.timeout.ms") != NULL, "no warning of the timeout:\n%s", err);
+    free(out);
+    free(err);
+}
