@@ -88,6 +88,7 @@ int kafka_batch_begin(kafka_batch *b, const relay_sink_event *events, size_t cou
     b->n_pending = 0;
     b->n_failed = 0;
     b->n_settled = 0;
+    b->isolate = 0;
     kafka_batch_clear_failure(b);
     kafka_batch_forget_rejections(b);
     if (kafka_batch_reserve(b, count) != 0)
@@ -198,6 +199,12 @@ int kafka_batch_mark_rejected(kafka_batch *b, size_t index, const char *reason)
     b->rejections[b->n_rejections++] = (kafka_rejection){.index = index, .reason = copy};
     kafka_batch_set(b, index, KAFKA_MSG_REJECTED);
     return 0;
+}
+
+void kafka_batch_mark_refused_with_others(kafka_batch *b, size_t index, const char *why)
+{
+    kafka_batch_mark_failed(b, index, why);
+    b->isolate = 1;
 }
 
 void kafka_batch_abandon(kafka_batch *b, const char *why)

@@ -43,6 +43,11 @@ typedef struct kafka_batch {
     size_t n_failed;
     size_t n_settled; /* OK or REJECTED: nothing left to do for them */
 
+    /* The broker refused a request of several messages (too large, an invalid record): each of
+     * them may be fine alone, so the batch goes again one message per request, which tells an
+     * event refused for good from a batch too large for the broker. Until the next batch. */
+    int isolate;
+
     /* The first failure since the batch began or was last reset, for the error message. */
     int has_failure;
     int64_t failure_id;
@@ -95,6 +100,10 @@ void kafka_batch_mark_failed(kafka_batch *b, size_t index, const char *why);
 /* Copies reason. Returns 0, or -1 when out of memory (the message is then marked FAILED, so that
  * the batch cannot pass without the rejection reported). */
 int kafka_batch_mark_rejected(kafka_batch *b, size_t index, const char *reason);
+
+/* A refusal of a request of several messages, message index among them: index failed with why
+ * (retrying may cure it), and the batch goes again one message per request. */
+void kafka_batch_mark_refused_with_others(kafka_batch *b, size_t index, const char *why);
 
 /*
  * Gives up on everything in flight (the producer is being replaced): every message neither OK nor

@@ -7,7 +7,9 @@
  *
  * Order of first deliveries: librdkafka stops at a request refused for good (gapless, see
  * kafka_producer.c), so nothing behind a failed message is written before it; the producer is
- * then replaced and the batch sent again from its first unacknowledged message.
+ * then replaced and the batch sent again from its first unacknowledged message. A refusal is only
+ * an event's own when the event went alone in its request: a request of several messages refused
+ * as too large (or invalid) fails the batch, which goes again one message per request.
  */
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +40,33 @@ static void kafka_sink_fail(kafka_sink *sink, size_t index, rd_kafka_resp_err_t 
     kafka_batch_mark_failed(&sink->batch, index, why);
 }
 
+/*
+ * The broker refused the request that carried the message, with an error that names no message:
+ * the request's record batch as a whole is too large, or holds an invalid record. Only a message
+ * alone in its request is refused for good; one among others may well be fine, and a message
+ * larger than message.max.bytes never gets this far (librdkafka refuses it at produce time).
+ */
+static void kafka_sink_refused(kafka_sink *sink, size_t index, const rd_kafka_message_t *msg)
+{
+    char reason[512];
+    if (!sink->producer.single) {
+        snprintf(reason, sizeof reason,
+                 "%s: %s, for a request of several messages; they go again one per request",
+                 rd_kafka_err2name(msg->err), rd_kafka_err2str(msg->err));
+        kafka_batch_mark_refused_with_others(&sink->batch, index, reason);
+        return;
+    }
+    if (msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+        snprintf(reason, sizeof reason,
+                 "larger than the broker accepts, alone in its request (%zu bytes of key and "
+                 "value; broker message.max.bytes or topic max.message.bytes)",
+                 msg->len + msg->key_len);
+    else
+        snprintf(reason, sizeof reason, "refused by the broker, alone in its request: %s: %s",
+                 rd_kafka_err2name(msg->err), rd_kafka_err2str(msg->err));
+    kafka_sink_reject(sink, index, reason);
+}
+
 void kafka_sink_on_delivery(void *ctx, const rd_kafka_message_t *msg)
 {
     kafka_sink *sink = ctx;
@@ -45,24 +74,15 @@ void kafka_sink_on_delivery(void *ctx, const rd_kafka_message_t *msg)
     if (kafka_batch_locate(&sink->batch, msg->_private, &index) != 0)
         return; /* from a hand-over given up since */
 
-    char reason[512];
     switch (msg->err) {
     case RD_KAFKA_RESP_ERR_NO_ERROR:
         kafka_batch_mark_ok(&sink->batch, index);
         kafka_producer_delivered(&sink->producer);
         return;
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-        snprintf(reason, sizeof reason,
-                 "larger than the broker accepts (%zu bytes; broker message.max.bytes or topic "
-                 "max.message.bytes)",
-                 msg->len + msg->key_len);
-        kafka_sink_reject(sink, index, reason);
-        return;
     case RD_KAFKA_RESP_ERR_INVALID_RECORD:
     case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
-        snprintf(reason, sizeof reason, "refused by the broker: %s: %s",
-                 rd_kafka_err2name(msg->err), rd_kafka_err2str(msg->err));
-        kafka_sink_reject(sink, index, reason);
+        kafka_sink_refused(sink, index, msg);
         return;
     default:
         kafka_sink_fail(sink, index, msg->err, rd_kafka_err2str(msg->err));
@@ -70,9 +90,21 @@ void kafka_sink_on_delivery(void *ctx, const rd_kafka_message_t *msg)
     }
 }
 
+/* Says that the batch in hand goes again one message per request, and why. */
+static void kafka_sink_log_isolation(kafka_sink *sink)
+{
+    const kafka_batch *b = &sink->batch;
+    sink->host->log(sink->host->ctx, RELAY_SINK_LOG_WARN,
+                    "the broker refused a request of several messages as too large or invalid; "
+                    "events %lld..%lld go again one message per request, to tell an event "
+                    "refused for good from a request too large for the broker (keep "
+                    "properties.batch.size below the broker's message.max.bytes and the topic's "
+                    "max.message.bytes)",
+                    (long long)b->first_id, (long long)b->last_id);
+}
+
 /* The producer is beyond repair (it stopped at a request refused for good, or its idempotent
- * session was fenced): a new one resends the batch, from its first unacknowledged message.
- * Reports from the old one are ignored from now on. */
+ * session was fenced): a new one resends the batch, from its first unacknowledged message. */
 static relay_sink_status kafka_sink_recover(kafka_sink *sink, const char *why, char *err,
                                             size_t errlen)
 {
@@ -80,12 +112,18 @@ static relay_sink_status kafka_sink_recover(kafka_sink *sink, const char *why, c
                     "the producer failed fatally (%s); replacing it, the batch's "
                     "unacknowledged events are sent again",
                     why);
+    /* What the brokers answered first: a refusal says whether the batch goes again one message
+     * per request, or which event is refused for good. Reports from the old producer are ignored
+     * from then on. */
+    kafka_producer_settle(&sink->producer);
     char text[600];
     snprintf(text, sizeof text, "the producer failed fatally: %s", why);
     kafka_batch_abandon(&sink->batch, text);
     kafka_topics_clear(&sink->topics);
+    if (sink->batch.isolate && !sink->producer.single)
+        kafka_sink_log_isolation(sink);
     char reason[512];
-    if (kafka_producer_recreate(&sink->producer, reason, sizeof reason) != 0) {
+    if (kafka_producer_recreate(&sink->producer, sink->batch.isolate, reason, sizeof reason) != 0) {
         snprintf(err, errlen, "kafka: the producer failed fatally (%s) and cannot be replaced: %s",
                  why, reason);
         return RELAY_SINK_FATAL;
@@ -103,6 +141,30 @@ static int kafka_sink_check_producer(kafka_sink *sink, relay_sink_status *status
         return 0;
     *status = kafka_sink_recover(sink, why, err, errlen);
     return 1;
+}
+
+/* A producer that sends one message per request while the batch in hand needs it, and many
+ * after. Replaced only with nothing in flight, since replacing gives up what it holds: with
+ * something in flight the switch waits for a later hand-over. Returns OK, or FATAL when no new
+ * producer can be made. */
+static relay_sink_status kafka_sink_pace(kafka_sink *sink, char *err, size_t errlen)
+{
+    kafka_batch *b = &sink->batch;
+    if (b->isolate == sink->producer.single || b->n_pending > 0)
+        return RELAY_SINK_OK;
+    if (b->isolate)
+        kafka_sink_log_isolation(sink);
+    else
+        sink->host->log(sink->host->ctx, RELAY_SINK_LOG_INFO,
+                        "back to requests of several messages from event %lld on",
+                        (long long)b->first_id);
+    kafka_topics_clear(&sink->topics);
+    char reason[512];
+    if (kafka_producer_recreate(&sink->producer, b->isolate, reason, sizeof reason) != 0) {
+        snprintf(err, errlen, "kafka: cannot replace the producer: %s", reason);
+        return RELAY_SINK_FATAL;
+    }
+    return RELAY_SINK_OK;
 }
 
 /*
@@ -216,6 +278,9 @@ relay_sink_status kafka_sink_deliver(void *state, const relay_sink_batch *batch,
             sink->host->reject(sink->host->ctx, b->ids[b->rejections[i].index],
                                b->rejections[i].reason);
     }
+    status = kafka_sink_pace(sink, err, errlen);
+    if (status != RELAY_SINK_OK)
+        return status;
 
     /* The limit moves down when a message fails, here or in a report served meanwhile. */
     size_t limit = kafka_batch_send_limit(b);

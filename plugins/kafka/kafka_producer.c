@@ -131,10 +131,19 @@ static int kafka_producer_check_brokers(rd_kafka_conf_t *conf, char *err, size_t
     return -1;
 }
 
-static int kafka_producer_start(kafka_producer *p, char *err, size_t errlen)
+static int kafka_producer_start(kafka_producer *p, int single, char *err, size_t errlen)
 {
     rd_kafka_conf_t *copy = rd_kafka_conf_dup(p->conf);
     char errstr[512];
+    /* librdkafka batches at most this many messages per partition in one request; batch.size
+     * applies only from the second message on, so one is one whatever the sizes. */
+    if (single && rd_kafka_conf_set(copy, "batch.num.messages", "1", errstr, sizeof errstr) !=
+                      RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(copy);
+        snprintf(err, errlen, "cannot set batch.num.messages: %s", errstr);
+        return -1;
+    }
+    p->single = single;
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, copy, errstr, sizeof errstr);
     if (p->rk == NULL) {
         rd_kafka_conf_destroy(copy); /* rd_kafka_new takes it only when it succeeds */
@@ -197,7 +206,7 @@ int kafka_producer_init(kafka_producer *p, const relay_sink_host *host,
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_producer_dr_cb);
     rd_kafka_conf_set_error_cb(conf, kafka_producer_error_cb);
     rd_kafka_conf_set_log_cb(conf, kafka_producer_log_cb);
-    return kafka_producer_start(p, err, errlen);
+    return kafka_producer_start(p, 0, err, errlen);
 }
 
 int kafka_producer_failed(kafka_producer *p, char *err, size_t errlen)
@@ -226,12 +235,22 @@ static void kafka_producer_discard(kafka_producer *p)
     p->rk = NULL;
 }
 
-int kafka_producer_recreate(kafka_producer *p, char *err, size_t errlen)
+void kafka_producer_settle(kafka_producer *p)
+{
+    if (p->rk == NULL)
+        return;
+    /* Blocking: each broker thread finishes the response in hand (whose reports it queues) before
+     * it purges, and every purged message gets a report of its own. */
+    rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(p->rk, 0);
+}
+
+int kafka_producer_recreate(kafka_producer *p, int single, char *err, size_t errlen)
 {
     kafka_producer_discard(p);
     p->brokers_down = 0;
     p->last_error = 0;
-    return kafka_producer_start(p, err, errlen);
+    return kafka_producer_start(p, single, err, errlen);
 }
 
 void kafka_producer_delivered(kafka_producer *p)

@@ -1,8 +1,8 @@
 /*
  * The librdkafka producer: its configuration (our defaults, then the operator's properties, once
- * they passed the ordering check), its creation and re-creation after a fatal error, its callbacks
- * into the relay's log, and its bounded shutdown. Secrets among the properties are kept only to
- * scrub them from librdkafka's messages.
+ * they passed the ordering check), its creation and re-creation after a fatal error or to change
+ * how many messages go in one request, its callbacks into the relay's log, and its bounded
+ * shutdown. Secrets among the properties are kept only to scrub them from librdkafka's messages.
  */
 #ifndef KAFKA_PRODUCER_H
 #define KAFKA_PRODUCER_H
@@ -25,6 +25,9 @@ typedef struct kafka_producer {
     void *ctx;
     char **secrets; /* copies of sensitive property values, to scrub from messages */
     size_t n_secrets;
+    /* Each message in a request of its own (batch.num.messages=1), so that a broker's refusal of
+     * a request is a refusal of that one message. */
+    int single;
     /* Problems are logged when they start, not every time librdkafka repeats them; a successful
      * delivery clears both. */
     int brokers_down;
@@ -45,10 +48,15 @@ int kafka_producer_init(kafka_producer *p, const relay_sink_host *host,
  * librdkafka's name and reason for it into err. */
 int kafka_producer_failed(kafka_producer *p, char *err, size_t errlen);
 
+/* Gives up on every message still queued or in flight, and serves the delivery reports that say
+ * so, with every report that came before them: what the brokers answered is known before the
+ * producer is replaced. */
+void kafka_producer_settle(kafka_producer *p);
+
 /* Throws the producer away, messages in flight included, and makes a new one from the same
- * configuration. Topic handles of the old one must be released first. Returns 0, or -1 with the
- * reason in err (p->rk is then NULL). */
-int kafka_producer_recreate(kafka_producer *p, char *err, size_t errlen);
+ * configuration, one message per request when single. Topic handles of the old one must be
+ * released first. Returns 0, or -1 with the reason in err (p->rk is then NULL). */
+int kafka_producer_recreate(kafka_producer *p, int single, char *err, size_t errlen);
 
 /* A delivery succeeded: the brokers are reachable, problems seen before are over. */
 void kafka_producer_delivered(kafka_producer *p);

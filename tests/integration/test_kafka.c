@@ -833,6 +833,81 @@ Test(kafka, oversized_dead_letter)
     cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_dead_letters"), 1);
 }
 
+/* ---- a refusal of a whole request --------------------------------------------------------- */
+
+static int64_t dead_letters(void)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM relay_dead_letters WHERE relay_name = '%s'",
+             RELAY_NAME);
+    return th_query_int64(scope.conn, sql);
+}
+
+/* A broker whose limit is below the producer's batch refuses the whole ProduceRequest as too
+ * large, although every event in it is small: a failure of the batch, not of its events. */
+Test(kafka, a_request_refused_as_too_large_is_sent_again)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 1);
+    kt_lead_on_broker_1(&kafka, "orders", 1);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 100, "orders", "  flush_timeout: 5s\n  on_reject: dead_letter\n", "",
+                       "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_migrate(config);
+    cr_assert_eq(rd_kafka_mock_broker_push_request_error_rtts(
+                     kafka.mock, 1, KAFKA_API_PRODUCE, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0),
+                 RD_KAFKA_RESP_ERR_NO_ERROR);
+    insert_events(10);
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 10);
+    cr_assert_eq(dead_letters(), 0, "small events were dead-lettered for a refused request");
+    kt_wait_ids(&kafka, 1, 10);
+    cr_assert_eq(kt_produce_errors_left(&kafka, 1), 0, "the injected error was not met");
+    /* Back to batches of many messages for what comes next. */
+    insert_events(10);
+    th_wait_position(&scope, RELAY_NAME, 20);
+    kt_wait_ids(&kafka, 11, 20);
+    th_relay_stop(&scope, pid);
+    cr_assert_eq(dead_letters(), 0);
+}
+
+/* The same refusal again when the first event goes alone: that event alone is too large (the
+ * topic's limit is below the producer's message.max.bytes), the others are not. */
+Test(kafka, an_event_refused_alone_is_rejected)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 1);
+    kt_lead_on_broker_1(&kafka, "orders", 1);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 100, "orders", "  flush_timeout: 5s\n  on_reject: dead_letter\n", "",
+                       "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_migrate(config);
+    /* The first meets the request of the whole batch (or of its first events), the second the
+     * request that carries event 1 alone. */
+    cr_assert_eq(rd_kafka_mock_broker_push_request_error_rtts(
+                     kafka.mock, 1, KAFKA_API_PRODUCE, 2, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0,
+                     RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0),
+                 RD_KAFKA_RESP_ERR_NO_ERROR);
+    insert_events(10);
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 10);
+    kt_wait_ids(&kafka, 2, 10);
+    th_relay_stop(&scope, pid);
+    cr_assert_eq(kt_produce_errors_left(&kafka, 1), 0, "the injected errors were not met");
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM relay_dead_letters WHERE relay_name = '%s' AND event_id = 1",
+             RELAY_NAME);
+    cr_assert_eq(th_query_int64(scope.conn, sql), 1, "event 1 was not dead-lettered");
+    cr_assert_eq(dead_letters(), 1, "events other than 1 were dead-lettered");
+    kt_collect(&kafka);
+    cr_assert_eq(kt_times_seen(&kafka, 1), 0, "the refused event reached Kafka");
+}
+
 /* ---- per-key order of first deliveries ---------------------------------------------------- */
 
 /* Every id of 1..last is in the partition's log, each first seen after the first sight of every

@@ -649,3 +649,38 @@ Test(kafka_batch, opaques_round_trip_at_the_largest_index)
     free(events);
     kafka_batch_free(&b);
 }
+
+Test(kafka_batch, a_request_refused_with_others_sends_the_batch_again_one_by_one)
+{
+    kafka_batch b;
+    kafka_batch_init(&b);
+    make_batch(10);
+    kafka_batch_begin(&b, batch_events, N);
+    send_all(&b);
+    cr_assert_not(b.isolate);
+    report(&b, kafka_batch_opaque(&b, 0), 1);
+    size_t index;
+    cr_assert_eq(kafka_batch_locate(&b, kafka_batch_opaque(&b, 1), &index), 0);
+    kafka_batch_mark_refused_with_others(&b, index, "MSG_SIZE_TOO_LARGE: for a request");
+    cr_assert(b.isolate);
+    /* A failure, not a rejection: nothing counts as handled, the batch is not settled. */
+    cr_assert_eq(kafka_batch_status(&b, 1), KAFKA_MSG_FAILED);
+    cr_assert_eq(b.n_rejections, 0);
+    cr_assert_eq(b.failure_id, 11);
+    for (size_t i = 2; i < N; i++)
+        report(&b, kafka_batch_opaque(&b, i), 1);
+    cr_assert_not(kafka_batch_settled(&b));
+
+    /* Handed over again: still one by one, from the refused message on. */
+    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 1);
+    cr_assert(b.isolate);
+    cr_assert_eq(kafka_batch_status(&b, 0), KAFKA_MSG_OK);
+    for (size_t i = 1; i < N; i++)
+        cr_assert_eq(kafka_batch_status(&b, i), KAFKA_MSG_NOT_SENT, "message %zu", i);
+
+    /* The next batch goes in requests of many again. */
+    make_batch(20);
+    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 0);
+    cr_assert_not(b.isolate);
+    kafka_batch_free(&b);
+}
