@@ -10,6 +10,46 @@
 #include "source.h"
 #include "status.h"
 
+/* source.durable_on: whether each named standby streams, and whether its flush position can be
+ * read (pg_stat_replication hides it from roles without pg_monitor). A standby that is away is a
+ * warning: delivery waits for it, which may be what the operator wants. Returns 0, or -1 after an
+ * error message. */
+static int check_standbys(PGconn *conn, const relay_config *config, const relay_logger *log,
+                          FILE *out)
+{
+    const char *params[1] = {config->durable_on};
+    PGresult *res = PQexecParams(
+        conn,
+        "SELECT n, coalesce(r.state, 'not connected'), r.flush_lsn IS NOT NULL OR r.state IS NULL"
+        "  FROM unnest(string_to_array($1, ',')) AS n"
+        "  LEFT JOIN pg_stat_replication r ON r.application_name = n ORDER BY n",
+        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char err[1024];
+        relay_db_error(conn, res, "reading pg_stat_replication", err, sizeof err);
+        relay_error(log, "%s", err);
+        PQclear(res);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *name = PQgetvalue(res, i, 0), *state = PQgetvalue(res, i, 1);
+        fprintf(out, "durable on %s: %s\n", name, state);
+        if (strcmp(PQgetvalue(res, i, 2), "t") != 0) {
+            relay_error(log,
+                        "standby %s: its flush position cannot be read by the relay's role; "
+                        "GRANT pg_monitor TO it (source.durable_on waits for that position)",
+                        name);
+            rc = -1;
+        } else if (strcmp(state, "streaming") != 0) {
+            relay_warn(log, "standby %s is %s: delivery will wait for it (source.durable_on)", name,
+                       state);
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
 static int check_database(const relay_config *config, const relay_logger *log, FILE *out)
 {
     char err[1024];
@@ -54,6 +94,11 @@ static int check_database(const relay_config *config, const relay_logger *log, F
             config->ids_taken_ahead ? "taken ahead by the application: gaps die by gap_floor"
             : ids == RELAY_IDS_OK   ? "assigned by the insert: missing ids are proven dead"
                                     : "not assigned by a sequence default (see the warning)");
+
+    if (config->durable_on && check_standbys(conn, config, log, out) != 0) {
+        PQfinish(conn);
+        return RELAY_EXIT_DATABASE;
+    }
 
     relay_status_info status;
     if (relay_status_read(conn, config, &status, &missing, err, sizeof err) != 0) {

@@ -145,6 +145,29 @@ Test(cli, stdout_sink_says_what_it_writes_to)
                                          "fsync"));
 }
 
+/* check names each standby of source.durable_on and says that delivery waits for one away. */
+Test(cli, check_names_the_standbys_delivery_waits_for)
+{
+    char config[TH_PATH_MAX];
+    th_write_config(&scope, config,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: %s\n"
+                    "source:\n"
+                    "  durable_on: [nowhere]\n"
+                    "sink:\n"
+                    "  plugin: stdout\n",
+                    scope.schema, scope.conninfo_yaml);
+    th_migrate(config);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 0, "check exited %d: %s", code, err);
+    cr_assert_not_null(strstr(out, "durable on nowhere: not connected"), "check said:\n%s", out);
+    cr_assert_not_null(strstr(err, "delivery will wait for it"), "no warning:\n%s", err);
+    free(out);
+    free(err);
+}
+
 Test(cli, check_missing_column)
 {
     char config[TH_PATH_MAX];
