@@ -15,6 +15,7 @@
 
 #include <criterion/criterion.h>
 
+#include "../harness/cluster.h"
 #include "../harness/harness.h"
 #include "scene.h"
 
@@ -403,52 +404,21 @@ Test(relay, failing_sink_holds_position, .init = setup, .fini = teardown)
 
 /* ---- PostgreSQL restart: a cluster of the test's own ---------------------------------------- */
 
-static char pg_dir[TH_PATH_MAX]; /* empty until the cluster directory exists */
-
-/* Runs scripts/pg-tmp COMMAND on the test's cluster; returns its exit code. */
-static int pg_tmp(const char *command, char **out, char **err)
-{
-    char script[TH_PATH_MAX];
-    snprintf(script, sizeof script, "%s/scripts/pg-tmp", th_env("RELAY_SOURCE_DIR"));
-    return th_run_program((const char *const[]){script, command, pg_dir, NULL}, out, err);
-}
-
-static void pg_tmp_ok(const char *command, char **out)
-{
-    char *err;
-    int code = pg_tmp(command, out, &err);
-    cr_assert_eq(code, 0, "pg-tmp %s %s exited %d: %s", command, pg_dir, code, err);
-    free(err);
-}
+static th_cluster cluster;
 
 /* Called from the test body, not from .init: Criterion runs .fini after a failure in the body,
  * not after one in .init, and a started server must always be stopped. */
 static void start_own_cluster(void)
 {
-    char dir[] = "/tmp/relay-pg-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
-    snprintf(pg_dir, sizeof pg_dir, "%s", dir);
-    /* The server runs as postgres, which must be able to enter it. */
-    cr_assert_eq(chmod(pg_dir, 0755), 0);
-    char *conninfo;
-    pg_tmp_ok("start", &conninfo);
-    conninfo[strcspn(conninfo, "\n")] = '\0';
-    th_scope_new_at(&scope, conninfo);
-    free(conninfo);
+    th_cluster_start(&cluster, NULL);
+    th_scope_new_at(&scope, cluster.conninfo);
 }
 
 /* Runs after a failure too: whatever happened, the server stops and its files go. */
 static void teardown_own_cluster(void)
 {
     th_scope_free(&scope);
-    if (!pg_dir[0])
-        return;
-    char *err = NULL;
-    if (getenv("RELAY_SOURCE_DIR") && pg_tmp("stop", NULL, &err) != 0)
-        fprintf(stderr, "pg-tmp stop %s failed: %s\n", pg_dir, err);
-    free(err);
-    th_run_program((const char *const[]){"rm", "-rf", pg_dir, NULL}, NULL, NULL);
-    pg_dir[0] = '\0';
+    th_clusters_free();
 }
 
 static bool own_session_back(void *arg)
@@ -489,7 +459,7 @@ Test(relay, postgres_restart, .fini = teardown_own_cluster)
     pid_t pid = th_relay_start(&scope, config, out, err);
     th_wait_position(&scope, RELAY_NAME, 10);
 
-    pg_tmp_ok("restart", NULL);
+    th_cluster_restart(&cluster);
     th_wait_until(&scope, TH_DEADLINE_MS, own_session_back, NULL,
                   "the test's own session to reconnect");
     th_insert_events(scope.conn, 10, LONG_AGO);
