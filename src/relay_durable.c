@@ -13,6 +13,7 @@
  * restore from a backup, a failover to a standby that lacked the last commits), the events it
  * delivered may no longer exist and their ids will be handed out again: it stops.
  */
+#include <endian.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,19 @@ static step wait_for_standbys(relay_state *s, uint64_t lsn)
     }
 }
 
+void relay_note_read(relay_state *s, const relay_batch *b)
+{
+    relay_history *h = &s->history;
+    if (h->pending_position > h->durable_position && b->flush_lsn >= h->pending_lsn)
+        h->durable_position = h->pending_position;
+    if (b->stored_before > h->durable_position && b->flush_lsn >= b->insert_lsn)
+        h->durable_position = b->stored_before;
+    if (b->stored_before > h->pending_position) {
+        h->pending_position = b->stored_before;
+        h->pending_lsn = b->insert_lsn;
+    }
+}
+
 step relay_make_durable(relay_state *s, const relay_batch *b)
 {
     char err[1024];
@@ -197,6 +211,36 @@ static int switch_point(PGconn *conn, uint32_t now, uint32_t from, uint64_t *at,
     }
     PQclear(res);
     return found;
+}
+
+/* The created_at of the table's event id, rendered as the sink got it; "" when the row is gone
+ * (deleted after delivery: that proves nothing) or has none. Returns 0, or -1 with err. */
+static int last_event_created_at(relay_state *s, int64_t id, char out[RELAY_RFC3339_SIZE],
+                                 char *err, size_t errlen)
+{
+    char column[600], sql[4096], id_text[24];
+    if (relay_db_quote_ident(s->conn, s->config->columns.id, column, sizeof column, err, errlen) !=
+        0)
+        return -1;
+    char created_at[600];
+    if (relay_db_quote_ident(s->conn, s->config->columns.created_at, created_at, sizeof created_at,
+                             err, errlen) != 0)
+        return -1;
+    snprintf(sql, sizeof sql, "SELECT t.%s::timestamptz FROM %s t WHERE t.%s = $1", created_at,
+             s->source.quoted_table, column);
+    snprintf(id_text, sizeof id_text, "%" PRId64, id);
+    const char *params[1] = {id_text};
+    PGresult *res = PQexecParams(s->conn, sql, 1, NULL, params, NULL, NULL, 1);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        relay_db_error(s->conn, res, "reading the last delivered event", err, errlen);
+    else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && PQgetlength(res, 0, 0) == 8) {
+        uint64_t be;
+        memcpy(&be, PQgetvalue(res, 0, 0), sizeof be);
+        relay_timestamp_rfc3339((int64_t)be64toh(be), out);
+    }
+    PQclear(res);
+    return ok ? 0 : -1;
 }
 
 static step history_behind(relay_state *s, const char *why)
@@ -260,6 +304,18 @@ step relay_check_history(relay_state *s, int64_t stored_position)
         }
         relay_info(s->log, "timeline %u forked from timeline %u after every delivered commit",
                    s->timeline, h->timeline);
+    }
+    if (h->last_id > 0 && h->last_created_at[0]) {
+        char now[RELAY_RFC3339_SIZE] = "";
+        if (last_event_created_at(s, h->last_id, now, err, sizeof err) != 0)
+            return relay_database_failed(s, err);
+        if (now[0] && strcmp(now, h->last_created_at) != 0) {
+            snprintf(why, sizeof why,
+                     "event %" PRId64 ", the last one delivered, was created at %s; the table's "
+                     "event %" PRId64 " was created at %s",
+                     h->last_id, h->last_created_at, h->last_id, now);
+            return history_behind(s, why);
+        }
     }
     if (stored_position < h->durable_position) {
         snprintf(why, sizeof why,

@@ -25,6 +25,14 @@ typedef struct relay_history {
     uint64_t durable_lsn;
     uint32_t timeline;
     int64_t durable_position;
+    /* A stored position not yet known flushed, and the WAL insert position of a read after it:
+     * a later read that finds the WAL flushed past that makes it durable_position. */
+    int64_t pending_position;
+    uint64_t pending_lsn;
+    /* The last event delivered and acknowledged, as the table had it: after a restore, a new
+     * event may hold its id. 0: none yet. */
+    int64_t last_id;
+    char last_created_at[RELAY_RFC3339_SIZE];
 } relay_history;
 
 typedef struct relay_state {
@@ -106,6 +114,9 @@ int relay_store_position(relay_state *s, char *err, size_t errlen);
  * source.durable_on), forcing a flush when the server's own do not come soon
  * (relay_durable.c). */
 step relay_make_durable(relay_state *s, const relay_batch *b);
+
+/* A read came back: what its header proves flushed (relay_durable.c). */
+void relay_note_read(relay_state *s, const relay_batch *b);
 
 /* At connect: reads the server's timeline, and stops (exit 6) when its history is behind what
  * this process delivered, or the stored position (as loaded) below one known flushed. */

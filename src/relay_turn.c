@@ -72,6 +72,7 @@ static int collect_prefetch(relay_state *s, char *err, size_t errlen)
     } else if (relay_source_receive_fetch(s->conn, s->next, err, errlen) != 0) {
         return -1;
     }
+    relay_note_read(s, s->next);
     s->next_ready = true;
     return 0;
 }
@@ -169,6 +170,17 @@ static step stop_at_rejection(relay_state *s, bool late)
     return STEP_FATAL;
 }
 
+/* The last event the sink acknowledged in id order, for the history check at reconnect. */
+static void remember_last(relay_state *s, const relay_batch *b, bool late)
+{
+    if (late || b->count == 0)
+        return;
+    const relay_sink_event *e = &b->events[b->count - 1];
+    s->history.last_id = e->id;
+    snprintf(s->history.last_created_at, sizeof s->history.last_created_at, "%s",
+             e->created_at ? e->created_at : "");
+}
+
 /*
  * The sink acknowledged b: moves the position to new_position together with what goes with it,
  * in one transaction: the refused events (as dead letters), the watched gaps when they changed,
@@ -185,6 +197,7 @@ static step commit(relay_state *s, const relay_batch *b, int64_t new_position, b
     if (!late && sink->n_rejections == 0 && b->count == (size_t)s->config->batch_size) {
         s->position = new_position;
         s->position_unstored = true;
+        remember_last(s, b, late);
         s->delivered += b->count;
         relay_report_status(s);
         return STEP_OK;
@@ -205,6 +218,7 @@ static step commit(relay_state *s, const relay_batch *b, int64_t new_position, b
         return relay_database_failed(s, err);
     s->position = s->stored_position = new_position;
     s->position_unstored = false;
+    remember_last(s, b, late);
     s->delivered += b->count;
     for (size_t i = 0; i < u.n_dead_letters; i++)
         relay_warn(s->log,
@@ -256,10 +270,12 @@ static step watch_gaps(relay_state *s)
     bool all = gap_min_age(s) > 0 || !ev.writers_known;
     relay_batch_clear(late);
     late->stored_before = s->stored_position;
-    if (relay_gaps_mark_probe(&s->gaps, from, to, all) > 0 &&
-        relay_source_fetch_gaps(s->conn, s->config, &s->source, &s->gaps, late, err, sizeof err) !=
-            0)
-        return relay_database_failed(s, err);
+    if (relay_gaps_mark_probe(&s->gaps, from, to, all) > 0) {
+        if (relay_source_fetch_gaps(s->conn, s->config, &s->source, &s->gaps, late, err,
+                                    sizeof err) != 0)
+            return relay_database_failed(s, err);
+        relay_note_read(s, late);
+    }
     s->next_gap_check = relay_now_ms() + watch_interval(s);
 
     if (late->count > 0) {
@@ -500,6 +516,7 @@ step relay_turn(relay_state *s)
         if (relay_source_fetch(s->conn, s->config, &s->source, s->position, s->current, err,
                                sizeof err) != 0)
             return relay_database_failed(s, err);
+        relay_note_read(s, s->current);
     }
     s->current_ready = true;
     relay_batch *b = s->current;
