@@ -235,6 +235,7 @@ static step connect_database(relay_state *s)
         return relay_database_failed(s, err);
     relay_gaps_set_round(&s->gaps, s->lockers.round);
     s->position = s->stored_position = cp.position;
+    s->durable_xmin = 0; /* judged anew on each server */
     s->ahead.count = 0;
     s->next_gap_check = 0;
 

@@ -157,7 +157,9 @@ step relay_make_durable(relay_state *s, const relay_batch *b)
 {
     char err[1024];
     uint64_t need = b->insert_lsn;
-    if (b->count > 0 && need > s->history.durable_lsn) {
+    /* Rows written by transactions that ended before a read already made durable need nothing:
+     * a drain of a backlog waits once, not once a batch for the relay's own checkpoint WAL. */
+    if (b->count > 0 && b->newest_xid >= s->durable_xmin) {
         /* The server's own flushes usually pass it within a millisecond or two (any
          * synchronous commit does); past that, the relay flushes. */
         uint64_t flushed = b->flush_lsn;
@@ -178,8 +180,11 @@ step relay_make_durable(relay_state *s, const relay_batch *b)
             if (st != STEP_OK)
                 return st;
         }
-        s->history.durable_lsn = need;
+        if (need > s->history.durable_lsn)
+            s->history.durable_lsn = need;
         s->history.timeline = s->timeline;
+        if (b->snapshot_xmin > s->durable_xmin)
+            s->durable_xmin = b->snapshot_xmin;
     }
     if (b->stored_before > s->history.durable_position)
         s->history.durable_position = b->stored_before;

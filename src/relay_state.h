@@ -53,6 +53,9 @@ typedef struct relay_state {
     relay_source_info source; /* the outbox table, as found at connect */
     uint32_t timeline;        /* the server's, at connect */
     relay_history history;    /* what delivery rests on (relay_durable.c) */
+    /* On this connection: every transaction below durable_xmin that committed is flushed (it
+     * ended before the snapshot of a read whose WAL position was then flushed). 0: nothing yet. */
+    uint64_t durable_xmin;
     int64_t stored_position;  /* the latest position known committed in the database */
     int64_t storing_position; /* the one travelling with the prefetch (see storing) */
     relay_lockers lockers;    /* the writers of the outbox table, looked at in rounds */

@@ -200,8 +200,11 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
     static const char header[] =
         "SELECT NULL::bigint, NULL::text, NULL::text, NULL::bigint, NULL::text, NULL::text,"
         " NULL::timestamptz, NULL::bool, pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn(),"
-        " pg_sequence_last_value($4::oid::regclass) UNION ALL ";
-    static const char no_header[] = ", NULL::pg_lsn, NULL::pg_lsn, NULL::bigint";
+        " pg_sequence_last_value($4::oid::regclass),"
+        " pg_snapshot_xmin(pg_current_snapshot())::text::bigint UNION ALL ";
+    /* The events' own column 11: the transaction that wrote the row (32 bits of it). */
+    static const char no_header[] = ", NULL::pg_lsn, NULL::pg_lsn, NULL::bigint,"
+                                    " t.xmin::text::bigint";
 
     /* Column 7: whether the row is older than the margin, on the database's clock. A NULL
      * created_at can never settle; rather than stall the relay for good it counts as settled. The
@@ -216,11 +219,12 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
     /* Rows that filled watched gaps: committed, hence final, so all count as settled. One index
      * probe per gap, so that the cost follows the gaps, not the table; the gaps ascend and are
      * disjoint, so the rows come in id order. */
-    if (prepare(conn, FETCH_GAPS_STATEMENT, 4, err, errlen,
-                "%s(%s, true%s FROM unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
-                " CROSS JOIN LATERAL (SELECT * FROM %s t WHERE t.%s BETWEEN g.low AND g.high"
-                " ORDER BY t.%s LIMIT $3) AS t ORDER BY t.%s LIMIT $3)",
-                header, columns, no_header, info->quoted_table, id, id, id) != 0)
+    if (prepare(
+            conn, FETCH_GAPS_STATEMENT, 4, err, errlen,
+            "%s(%s, true%s FROM unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
+            " CROSS JOIN LATERAL (SELECT *, t.xmin FROM %s t WHERE t.%s BETWEEN g.low AND g.high"
+            " ORDER BY t.%s LIMIT $3) AS t ORDER BY t.%s LIMIT $3)",
+            header, columns, no_header, info->quoted_table, id, id, id) != 0)
         return -1;
 
     /* How long until a row leaves the margin, so that the relay sleeps exactly that long. */
@@ -301,12 +305,13 @@ enum {
     ROW_INSERT_LSN, /* the header row's, NULL in the events' */
     ROW_FLUSH_LSN,
     ROW_SEQUENCE,
+    ROW_XID, /* the header's: its snapshot's xmin (64 bits); the events': their xmin (32 bits) */
     N_ROW_COLUMNS
 };
 
 /* pg_type OIDs, fixed since PostgreSQL's first catalogs (pg_lsn since 9.4): int8, text,
  * timestamptz, bool, pg_lsn. */
-static const Oid row_types[N_ROW_COLUMNS] = {20, 25, 25, 20, 25, 25, 1184, 16, 3220, 3220, 20};
+static const Oid row_types[N_ROW_COLUMNS] = {20, 25, 25, 20, 25, 25, 1184, 16, 3220, 3220, 20, 20};
 
 /* A binary int8 or timestamptz: 8 bytes, most significant first. */
 static int64_t binary_int64(const PGresult *res, int row, int column)
@@ -339,6 +344,19 @@ int64_t relay_batch_row_id(const relay_batch *batch, size_t row)
     return binary_int64(batch->res, (int)row + 1, ROW_ID);
 }
 
+/* The 64-bit transaction id whose low 32 bits are xid32, nearest to the 64-bit reference: a
+ * row's unfrozen xmin is never 2^31 transactions away from a running one. A frozen row may come
+ * out wrong, as a newer id: that only costs a flush it did not need. */
+static uint64_t full_xid(uint64_t reference, uint32_t xid32)
+{
+    uint64_t xid = (reference & ~(uint64_t)UINT32_MAX) | xid32;
+    if (xid > reference + ((uint64_t)1 << 31))
+        xid -= (uint64_t)1 << 32;
+    else if (xid + ((uint64_t)1 << 31) < reference)
+        xid += (uint64_t)1 << 32;
+    return xid;
+}
+
 /* Reads the header row: the database at the moment of the read. Returns 0, or -1 with err when
  * res does not start with it. */
 static int read_header(relay_batch *batch, const PGresult *res, char *err, size_t errlen)
@@ -352,6 +370,9 @@ static int read_header(relay_batch *batch, const PGresult *res, char *err, size_
     batch->flush_lsn = (uint64_t)binary_int64(res, 0, ROW_FLUSH_LSN);
     batch->sequence_called = !PQgetisnull(res, 0, ROW_SEQUENCE);
     batch->sequence_value = batch->sequence_called ? binary_int64(res, 0, ROW_SEQUENCE) : 0;
+    batch->snapshot_xmin =
+        PQgetisnull(res, 0, ROW_XID) ? 0 : (uint64_t)binary_int64(res, 0, ROW_XID);
+    batch->newest_xid = 0;
     return 0;
 }
 
@@ -368,6 +389,8 @@ static void fill_batch(relay_batch *batch, PGresult *res)
         if (PQgetvalue(res, row, ROW_SETTLED)[0] == 0)
             break;
         relay_sink_event *e = &batch->events[i];
+        uint64_t xid = full_xid(batch->snapshot_xmin, (uint32_t)binary_int64(res, row, ROW_XID));
+        batch->newest_xid = xid > batch->newest_xid ? xid : batch->newest_xid;
         e->flags = 0;
         e->id = binary_int64(res, row, ROW_ID);
         /* libpq ends binary values with a NUL too, as the ABI promises for the strings. */

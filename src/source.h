@@ -52,7 +52,11 @@ typedef struct relay_batch {
     uint64_t insert_lsn, flush_lsn;
     bool sequence_called;   /* the id sequence handed out an id since it was (re)started */
     int64_t sequence_value; /* the last one, when sequence_called */
-    int64_t stored_before;  /* the relay's: the position stored (committed) before the read */
+    /* The read's snapshot xmin: every transaction below it had ended. And the newest transaction
+     * that wrote one of the batch's events. A batch whose writers all ended before the snapshot
+     * of a read made durable is durable too: no wait (relay_make_durable). */
+    uint64_t snapshot_xmin, newest_xid;
+    int64_t stored_before; /* the relay's: the position stored (committed) before the read */
 } relay_batch;
 
 /* The id of a row read (row < fetched), whether in the batch or cut off by the margin. */
