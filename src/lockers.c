@@ -120,7 +120,6 @@ int relay_lockers_observe(PGconn *conn, relay_lockers *l, char *err, size_t errl
         snprintf(seen[i].vxid, sizeof seen[i].vxid, "%s", PQgetvalue(res, row, 1));
         seen[i].prepared = strcmp(PQgetvalue(res, row, 2), "t") == 0;
         seen[i].since = round;
-        seen[i].since_ms = now_ms;
     }
     PQclear(res);
 
@@ -132,7 +131,6 @@ int relay_lockers_observe(PGconn *conn, relay_lockers *l, char *err, size_t errl
         int c = i < n ? strcmp(seen[i].vxid, l->items[j].vxid) : 1;
         if (c == 0) {
             seen[i].since = l->items[j].since;
-            seen[i].since_ms = l->items[j].since_ms;
         } else if (c > 0) {
             note_departure(l, &l->items[j]);
         }
@@ -156,18 +154,6 @@ int64_t relay_lockers_next_round(const relay_lockers *l)
 int64_t relay_lockers_db_now_ms(const relay_lockers *l)
 {
     return realtime_ms() + l->clock_offset_ms;
-}
-
-const relay_locker *relay_lockers_oldest(const relay_lockers *l)
-{
-    const relay_locker *oldest = NULL;
-    for (size_t i = 0; i < l->count; i++) {
-        const relay_locker *w = &l->items[i];
-        if (!oldest || (w->prepared && !oldest->prepared) ||
-            (w->prepared == oldest->prepared && w->since < oldest->since))
-            oldest = w;
-    }
-    return oldest;
 }
 
 relay_gap_evidence relay_lockers_evidence(const relay_lockers *l)

@@ -31,10 +31,9 @@
 #include "gaps.h"
 
 typedef struct relay_locker {
-    char vxid[32];    /* pg_locks.virtualtransaction: unique over the cluster's life */
-    int64_t since;    /* the first round of the unbroken run of rounds that saw it */
-    int64_t since_ms; /* database clock then, for messages */
-    bool prepared;    /* a prepared transaction: no backend */
+    char vxid[32]; /* pg_locks.virtualtransaction; a reused one only makes gaps wait longer */
+    int64_t since; /* the first round of the unbroken run of rounds that saw it */
+    bool prepared; /* a prepared transaction: no backend */
 } relay_locker;
 
 typedef struct relay_lockers {
@@ -80,9 +79,6 @@ int64_t relay_lockers_db_now_ms(const relay_lockers *l);
 
 /* The evidence of the latest round, for relay_gap_is_dead. */
 relay_gap_evidence relay_lockers_evidence(const relay_lockers *l);
-
-/* The oldest writer of the latest round (a prepared one first), or NULL: for messages. */
-const relay_locker *relay_lockers_oldest(const relay_lockers *l);
 
 void relay_lockers_free(relay_lockers *l);
 
