@@ -1,5 +1,6 @@
 #include "db.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -125,6 +126,13 @@ void relay_db_error(PGconn *conn, const PGresult *res, const char *what, char *e
     for (char *p = err; *p; p++)
         if (*p == '\n')
             *p = (p[1] == '\0') ? '\0' : ' ';
+}
+
+int64_t relay_db_binary_int64(const PGresult *res, int row, int column)
+{
+    uint64_t be;
+    memcpy(&be, PQgetvalue(res, row, column), sizeof be);
+    return (int64_t)be64toh(be);
 }
 
 int relay_db_exec(PGconn *conn, const char *what, const char *sql, char *err, size_t errlen)

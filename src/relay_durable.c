@@ -13,7 +13,6 @@
  * restore from a backup, a failover to a standby that lacked the last commits), the events it
  * delivered may no longer exist and their ids will be handed out again: it stops.
  */
-#include <endian.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,9 +239,7 @@ static int last_event_created_at(relay_state *s, int64_t id, char out[RELAY_RFC3
     if (!ok)
         relay_db_error(s->conn, res, "reading the last delivered event", err, errlen);
     else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && PQgetlength(res, 0, 0) == 8) {
-        uint64_t be;
-        memcpy(&be, PQgetvalue(res, 0, 0), sizeof be);
-        relay_timestamp_rfc3339((int64_t)be64toh(be), out);
+        relay_timestamp_rfc3339(relay_db_binary_int64(res, 0, 0), out);
     }
     PQclear(res);
     return ok ? 0 : -1;

@@ -1,6 +1,5 @@
 #include "source.h"
 
-#include <endian.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -313,14 +312,6 @@ enum {
  * timestamptz, bool, pg_lsn. */
 static const Oid row_types[N_ROW_COLUMNS] = {20, 25, 25, 20, 25, 25, 1184, 16, 3220, 3220, 20, 20};
 
-/* A binary int8 or timestamptz: 8 bytes, most significant first. */
-static int64_t binary_int64(const PGresult *res, int row, int column)
-{
-    uint64_t be;
-    memcpy(&be, PQgetvalue(res, row, column), sizeof be);
-    return (int64_t)be64toh(be);
-}
-
 /* Whether res has the fetch's columns, so that fill_batch may read them blind. */
 static int check_columns(const PGresult *res, char *err, size_t errlen)
 {
@@ -341,7 +332,7 @@ static int check_columns(const PGresult *res, char *err, size_t errlen)
 
 int64_t relay_batch_row_id(const relay_batch *batch, size_t row)
 {
-    return binary_int64(batch->res, (int)row + 1, ROW_ID);
+    return relay_db_binary_int64(batch->res, (int)row + 1, ROW_ID);
 }
 
 /* The 64-bit transaction id whose low 32 bits are xid32, nearest to the 64-bit reference: a
@@ -366,12 +357,13 @@ static int read_header(relay_batch *batch, const PGresult *res, char *err, size_
         snprintf(err, errlen, "reading events: the result does not start with its header row");
         return -1;
     }
-    batch->insert_lsn = (uint64_t)binary_int64(res, 0, ROW_INSERT_LSN);
-    batch->flush_lsn = (uint64_t)binary_int64(res, 0, ROW_FLUSH_LSN);
+    batch->insert_lsn = (uint64_t)relay_db_binary_int64(res, 0, ROW_INSERT_LSN);
+    batch->flush_lsn = (uint64_t)relay_db_binary_int64(res, 0, ROW_FLUSH_LSN);
     batch->sequence_called = !PQgetisnull(res, 0, ROW_SEQUENCE);
-    batch->sequence_value = batch->sequence_called ? binary_int64(res, 0, ROW_SEQUENCE) : 0;
+    batch->sequence_value =
+        batch->sequence_called ? relay_db_binary_int64(res, 0, ROW_SEQUENCE) : 0;
     batch->snapshot_xmin =
-        PQgetisnull(res, 0, ROW_XID) ? 0 : (uint64_t)binary_int64(res, 0, ROW_XID);
+        PQgetisnull(res, 0, ROW_XID) ? 0 : (uint64_t)relay_db_binary_int64(res, 0, ROW_XID);
     batch->newest_xid = 0;
     return 0;
 }
@@ -389,17 +381,18 @@ static void fill_batch(relay_batch *batch, PGresult *res)
         if (PQgetvalue(res, row, ROW_SETTLED)[0] == 0)
             break;
         relay_sink_event *e = &batch->events[i];
-        uint64_t xid = full_xid(batch->snapshot_xmin, (uint32_t)binary_int64(res, row, ROW_XID));
+        uint64_t xid =
+            full_xid(batch->snapshot_xmin, (uint32_t)relay_db_binary_int64(res, row, ROW_XID));
         batch->newest_xid = xid > batch->newest_xid ? xid : batch->newest_xid;
         e->flags = 0;
-        e->id = binary_int64(res, row, ROW_ID);
+        e->id = relay_db_binary_int64(res, row, ROW_ID);
         /* libpq ends binary values with a NUL too, as the ABI promises for the strings. */
         e->key = PQgetvalue(res, row, ROW_KEY);
         e->key_len = (size_t)PQgetlength(res, row, ROW_KEY);
         e->type = PQgetvalue(res, row, ROW_TYPE);
         e->type_len = (size_t)PQgetlength(res, row, ROW_TYPE);
         e->has_version = !PQgetisnull(res, row, ROW_VERSION);
-        e->version = e->has_version ? binary_int64(res, row, ROW_VERSION) : 0;
+        e->version = e->has_version ? relay_db_binary_int64(res, row, ROW_VERSION) : 0;
         if (PQgetisnull(res, row, ROW_PAYLOAD)) {
             e->payload = "null";
             e->payload_len = 4;
@@ -413,7 +406,8 @@ static void fill_batch(relay_batch *batch, PGresult *res)
         if (PQgetisnull(res, row, ROW_CREATED_AT)) {
             e->created_at = "";
         } else {
-            relay_timestamp_rfc3339(binary_int64(res, row, ROW_CREATED_AT), batch->created_at[i]);
+            relay_timestamp_rfc3339(relay_db_binary_int64(res, row, ROW_CREATED_AT),
+                                    batch->created_at[i]);
             e->created_at = batch->created_at[i];
         }
         batch->count = i + 1;
