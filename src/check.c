@@ -6,7 +6,7 @@
 #include "db.h"
 #include "exit_codes.h"
 #include "ids.h"
-#include "plugin.h"
+#include "sink_host.h"
 #include "source.h"
 #include "status.h"
 
@@ -120,25 +120,15 @@ static int check_database(const relay_config *config, const relay_logger *log, F
 
 static int check_sink(const relay_config *config, const relay_logger *log, FILE *out)
 {
-    char path[4096], err[1024];
+    char err[1024];
     relay_sink sink;
-    memset(&sink, 0, sizeof sink);
-    if (relay_plugin_resolve(config->sink_plugin, config->plugin_dir, path, sizeof path, err,
-                             sizeof err) != 0 ||
-        relay_sink_load(&sink, path, log, err, sizeof err) != 0) {
+    if (relay_sink_open(&sink, config, log, err, sizeof err) != 0) {
         relay_error(log, "%s", err);
         return RELAY_EXIT_SINK;
     }
-    int rc = RELAY_EXIT_OK;
-    if (relay_sink_init(&sink, config->sink_options, config->n_sink_options, err, sizeof err) !=
-        RELAY_SINK_OK) {
-        relay_error(log, "sink init failed: %s", err);
-        rc = RELAY_EXIT_SINK;
-    } else {
-        fprintf(out, "sink       %s (%s): initialised\n", sink.api->name, path);
-    }
+    fprintf(out, "sink       %s (%s): initialised\n", sink.api->name, sink.path);
     relay_sink_unload(&sink);
-    return rc;
+    return RELAY_EXIT_OK;
 }
 
 int relay_check(const relay_config *config, const relay_logger *log, FILE *out)

@@ -11,7 +11,7 @@
 #include <libpq-fe.h>
 
 #include "gaps.h"
-#include "plugin.h"
+#include "sink_rejection.h"
 
 /*
  * Takes the session-level advisory lock for this name, so that two relays configured with the same

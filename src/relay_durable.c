@@ -18,10 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "relay_durable.h"
+
+#include "clock.h"
 #include "db.h"
 #include "exit_codes.h"
-#include "notify.h"
-#include "relay_state.h"
 
 /* How long the relay waits for the server's own WAL flushes before it forces one. */
 #define FLUSH_WAITS 1 /* of 1 ms */
@@ -103,45 +104,61 @@ static int force_flush(PGconn *conn, const char *name, char *err, size_t errlen)
     return ok ? 0 : -1;
 }
 
-/* Waits until the named standbys have flushed lsn, polling: nothing on the primary tells. */
-static step wait_for_standbys(relay_state *s, uint64_t lsn)
+static relay_outcome durable(void)
 {
-    char err[1024], lsn_param[40], count[24];
-    lsn_text(lsn, lsn_param, sizeof lsn_param);
-    const char *params[2] = {s->config->durable_on, lsn_param};
-    int64_t started = relay_now_ms(), wait = 1;
-    bool warned = false;
-    for (;;) {
-        if (query_text(s->conn, "reading the standbys' flush positions",
-                       "SELECT count(DISTINCT application_name) = cardinality(string_to_array($1,"
-                       " ',')) FROM pg_stat_replication WHERE application_name ="
-                       " ANY(string_to_array($1, ',')) AND flush_lsn >= $2::pg_lsn",
-                       2, params, count, sizeof count, err, sizeof err) != 0)
-            return relay_database_failed(s, err);
-        if (strcmp(count, "t") == 0) {
-            if (warned)
-                relay_info(s->log, "the standbys (%s) have flushed %s; delivering",
-                           s->config->durable_on, lsn_param);
-            return STEP_OK;
-        }
-        if (!warned && relay_now_ms() - started >= 10000) {
-            relay_warn(s->log,
-                       "holding delivery: not every standby of source.durable_on (%s) has "
-                       "flushed %s; see pg_stat_replication (the relay's role needs pg_monitor "
-                       "to read it)",
-                       s->config->durable_on, lsn_param);
-            relay_notify_status("holding delivery for the standbys (%s)", s->config->durable_on);
-            warned = true;
-        }
-        if (relay_pause(s, wait, false))
-            return STEP_STOP;
-        wait = wait * 2 < s->config->poll_interval_ms ? wait * 2 : s->config->poll_interval_ms;
-    }
+    return (relay_outcome){.kind = RELAY_OUTCOME_BUSY};
 }
 
-void relay_note_read(relay_state *s, const relay_batch *b)
+static relay_outcome wait_for(int64_t ms)
 {
-    relay_history *h = &s->history;
+    return (relay_outcome){.kind = RELAY_OUTCOME_WAIT, .wait_ms = ms};
+}
+
+static relay_outcome failed(void)
+{
+    return (relay_outcome){.kind = RELAY_OUTCOME_DB_FAILED};
+}
+
+/* Looks whether the named standbys have flushed lsn; polls, since nothing on the primary tells.
+ */
+static relay_outcome standbys_flushed(relay_pipeline *p, relay_durable_wait *w, uint64_t lsn,
+                                      char *err, size_t errlen)
+{
+    char lsn_param[40], answer[24];
+    lsn_text(lsn, lsn_param, sizeof lsn_param);
+    const char *params[2] = {p->config->durable_on, lsn_param};
+    if (w->standbys_since == 0) {
+        w->standbys_since = relay_now_ms();
+        w->standbys_wait = 1;
+    }
+    if (query_text(p->conn, "reading the standbys' flush positions",
+                   "SELECT count(DISTINCT application_name) = cardinality(string_to_array($1,"
+                   " ',')) FROM pg_stat_replication WHERE application_name ="
+                   " ANY(string_to_array($1, ',')) AND flush_lsn >= $2::pg_lsn",
+                   2, params, answer, sizeof answer, err, errlen) != 0)
+        return failed();
+    if (strcmp(answer, "t") == 0) {
+        if (w->standbys_warned)
+            relay_info(p->log, "the standbys (%s) have flushed %s; delivering",
+                       p->config->durable_on, lsn_param);
+        return durable();
+    }
+    if (!w->standbys_warned && relay_now_ms() - w->standbys_since >= 10000) {
+        relay_warn(p->log,
+                   "holding delivery: not every standby of source.durable_on (%s) has "
+                   "flushed %s; see pg_stat_replication (the relay's role needs pg_monitor "
+                   "to read it)",
+                   p->config->durable_on, lsn_param);
+        w->standbys_warned = true;
+    }
+    int64_t wait = w->standbys_wait, poll = p->config->poll_interval_ms;
+    w->standbys_wait = wait * 2 < poll ? wait * 2 : poll;
+    return wait_for(wait);
+}
+
+void relay_note_read(relay_pipeline *p, const relay_batch *b)
+{
+    relay_history *h = &p->history;
     if (h->pending_position > h->durable_position && b->flush_lsn >= h->pending_lsn)
         h->durable_position = h->pending_position;
     if (b->stored_before > h->durable_position && b->flush_lsn >= b->insert_lsn)
@@ -152,42 +169,57 @@ void relay_note_read(relay_state *s, const relay_batch *b)
     }
 }
 
-step relay_make_durable(relay_state *s, const relay_batch *b)
+/*
+ * The server's own flushes usually pass a commit within a millisecond or two (any synchronous
+ * commit does): the first look waits that long, and later ones force a flush first. Called again
+ * after each pause it asks for, it reads the flush position anew.
+ */
+static relay_outcome wal_flushed(relay_pipeline *p, relay_durable_wait *w, const relay_batch *b,
+                                 char *err, size_t errlen)
 {
-    char err[1024];
-    uint64_t need = b->insert_lsn;
+    uint64_t flushed = b->flush_lsn;
+    if (w->flush_attempts > 0 && read_flush_lsn(p->conn, &flushed, err, errlen) != 0)
+        return failed();
+    while (flushed < b->insert_lsn) {
+        int attempt = w->flush_attempts++;
+        if (attempt >= FLUSH_WAITS && force_flush(p->conn, p->config->name, err, errlen) != 0)
+            return failed();
+        int64_t wait = attempt < FLUSH_WAITS   ? 1 << attempt
+                       : attempt > FLUSH_WAITS ? p->config->poll_interval_ms
+                                               : 0;
+        if (wait > 0)
+            return wait_for(wait);
+        if (read_flush_lsn(p->conn, &flushed, err, errlen) != 0)
+            return failed();
+    }
+    return durable();
+}
+
+relay_outcome relay_durable_progress(relay_pipeline *p, relay_hand *hand, char *err, size_t errlen)
+{
+    const relay_batch *b = hand->batch;
+    relay_durable_wait *w = &hand->durable;
     /* Rows written by transactions that ended before a read already made durable need nothing:
      * a drain of a backlog waits once, not once a batch for the relay's own checkpoint WAL. */
-    if (b->count > 0 && b->newest_xid >= s->durable_xmin) {
-        /* The server's own flushes usually pass it within a millisecond or two (any
-         * synchronous commit does); past that, the relay flushes. */
-        uint64_t flushed = b->flush_lsn;
-        for (int attempt = 0; flushed < need; attempt++) {
-            if (attempt >= FLUSH_WAITS &&
-                force_flush(s->conn, s->config->name, err, sizeof err) != 0)
-                return relay_database_failed(s, err);
-            int64_t wait = attempt < FLUSH_WAITS   ? 1 << attempt
-                           : attempt > FLUSH_WAITS ? s->config->poll_interval_ms
-                                                   : 0;
-            if (wait > 0 && relay_pause(s, wait, false))
-                return STEP_STOP;
-            if (read_flush_lsn(s->conn, &flushed, err, sizeof err) != 0)
-                return relay_database_failed(s, err);
+    if (b->count > 0 && b->newest_xid >= p->durable_xmin) {
+        relay_outcome o;
+        if (!w->wal_flushed) {
+            if ((o = wal_flushed(p, w, b, err, errlen)).kind != RELAY_OUTCOME_BUSY)
+                return o;
+            w->wal_flushed = true;
         }
-        if (s->config->durable_on) {
-            step st = wait_for_standbys(s, need);
-            if (st != STEP_OK)
-                return st;
-        }
-        if (need > s->history.durable_lsn)
-            s->history.durable_lsn = need;
-        s->history.timeline = s->timeline;
-        if (b->snapshot_xmin > s->durable_xmin)
-            s->durable_xmin = b->snapshot_xmin;
+        if (p->config->durable_on &&
+            (o = standbys_flushed(p, w, b->insert_lsn, err, errlen)).kind != RELAY_OUTCOME_BUSY)
+            return o;
+        if (b->insert_lsn > p->history.durable_lsn)
+            p->history.durable_lsn = b->insert_lsn;
+        p->history.timeline = p->timeline;
+        if (b->snapshot_xmin > p->durable_xmin)
+            p->durable_xmin = b->snapshot_xmin;
     }
-    if (b->stored_before > s->history.durable_position)
-        s->history.durable_position = b->stored_before;
-    return STEP_OK;
+    if (b->stored_before > p->history.durable_position)
+        p->history.durable_position = b->stored_before;
+    return durable();
 }
 
 /* The switch point at which timeline `from` ended in the history of timeline `now`, read from
@@ -219,25 +251,25 @@ static int switch_point(PGconn *conn, uint32_t now, uint32_t from, uint64_t *at,
 
 /* The created_at of the table's event id, rendered as the sink got it; "" when the row is gone
  * (deleted after delivery: that proves nothing) or has none. Returns 0, or -1 with err. */
-static int last_event_created_at(relay_state *s, int64_t id, char out[RELAY_RFC3339_SIZE],
+static int last_event_created_at(relay_pipeline *p, int64_t id, char out[RELAY_RFC3339_SIZE],
                                  char *err, size_t errlen)
 {
     char column[600], sql[4096], id_text[24];
-    if (relay_db_quote_ident(s->conn, s->config->columns.id, column, sizeof column, err, errlen) !=
+    if (relay_db_quote_ident(p->conn, p->config->columns.id, column, sizeof column, err, errlen) !=
         0)
         return -1;
     char created_at[600];
-    if (relay_db_quote_ident(s->conn, s->config->columns.created_at, created_at, sizeof created_at,
+    if (relay_db_quote_ident(p->conn, p->config->columns.created_at, created_at, sizeof created_at,
                              err, errlen) != 0)
         return -1;
     snprintf(sql, sizeof sql, "SELECT t.%s::timestamptz FROM %s t WHERE t.%s = $1", created_at,
-             s->source.quoted_table, column);
+             p->source.quoted_table, column);
     snprintf(id_text, sizeof id_text, "%" PRId64, id);
     const char *params[1] = {id_text};
-    PGresult *res = PQexecParams(s->conn, sql, 1, NULL, params, NULL, NULL, 1);
+    PGresult *res = PQexecParams(p->conn, sql, 1, NULL, params, NULL, NULL, 1);
     int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     if (!ok)
-        relay_db_error(s->conn, res, "reading the last delivered event", err, errlen);
+        relay_db_error(p->conn, res, "reading the last delivered event", err, errlen);
     else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && PQgetlength(res, 0, 0) == 8) {
         relay_timestamp_rfc3339(relay_db_binary_int64(res, 0, 0), out);
     }
@@ -245,55 +277,55 @@ static int last_event_created_at(relay_state *s, int64_t id, char out[RELAY_RFC3
     return ok ? 0 : -1;
 }
 
-static step history_behind(relay_state *s, const char *why)
+static relay_outcome history_behind(relay_pipeline *p, const char *why, char *err, size_t errlen)
 {
     char durable[40];
-    lsn_text(s->history.durable_lsn, durable, sizeof durable);
-    relay_error(s->log,
-                "the database's history is behind what the relay delivered: %s (the relay saw "
-                "WAL up to %s on timeline %u flushed before it delivered). Restored from a backup, "
-                "or failed over to a server that lacked the last commits: events delivered may "
-                "no longer exist, and their ids will be handed out again. Check the "
-                "destination, then run `outbox-relay reset -c %.200s --to ID`",
-                why, durable, s->history.timeline, s->config->path);
-    s->exit_code = RELAY_EXIT_CHECKPOINT;
-    return STEP_FATAL;
+    lsn_text(p->history.durable_lsn, durable, sizeof durable);
+    snprintf(err, errlen,
+             "the database's history is behind what the relay delivered: %s (the relay saw "
+             "WAL up to %s on timeline %u flushed before it delivered). Restored from a backup, "
+             "or failed over to a server that lacked the last commits: events delivered may "
+             "no longer exist, and their ids will be handed out again. Check the "
+             "destination, then run `outbox-relay reset -c %.200s --to ID`",
+             why, durable, p->history.timeline, p->config->path);
+    return (relay_outcome){.kind = RELAY_OUTCOME_FATAL, .exit_code = RELAY_EXIT_CHECKPOINT};
 }
 
-step relay_check_history(relay_state *s, int64_t stored_position)
+relay_outcome relay_check_history(relay_pipeline *p, int64_t stored_position, char *err,
+                                  size_t errlen)
 {
-    char err[1024], text[128];
-    if (query_text(s->conn, "reading the WAL position",
+    char text[128];
+    if (query_text(p->conn, "reading the WAL position",
                    "SELECT pg_walfile_name(l) || ' ' || l FROM pg_current_wal_insert_lsn() AS l", 0,
-                   NULL, text, sizeof text, err, sizeof err) != 0)
-        return relay_database_failed(s, err);
+                   NULL, text, sizeof text, err, errlen) != 0)
+        return failed();
     char walfile[32], lsn_now_text[40];
     uint64_t lsn_now = 0;
     if (sscanf(text, "%24s %39s", walfile, lsn_now_text) != 2 ||
         parse_lsn(lsn_now_text, &lsn_now) != 0) {
-        snprintf(err, sizeof err, "reading the WAL position: unexpected answer '%s'", text);
-        return relay_database_failed(s, err);
+        snprintf(err, errlen, "reading the WAL position: unexpected answer '%s'", text);
+        return failed();
     }
     walfile[8] = '\0';
-    s->timeline = (uint32_t)strtoul(walfile, NULL, 16);
+    p->timeline = (uint32_t)strtoul(walfile, NULL, 16);
 
-    const relay_history *h = &s->history;
+    const relay_history *h = &p->history;
     if (h->timeline == 0)
-        return STEP_OK; /* nothing delivered yet by this process */
+        return durable(); /* nothing delivered yet by this process */
     char why[512];
-    if (s->timeline == h->timeline && lsn_now < h->durable_lsn) {
+    if (p->timeline == h->timeline && lsn_now < h->durable_lsn) {
         snprintf(why, sizeof why, "its WAL insert position is %s", lsn_now_text);
-        return history_behind(s, why);
+        return history_behind(p, why, err, errlen);
     }
-    if (s->timeline != h->timeline) {
+    if (p->timeline != h->timeline) {
         uint64_t at = 0;
-        int found = switch_point(s->conn, s->timeline, h->timeline, &at, err, sizeof err);
+        int found = switch_point(p->conn, p->timeline, h->timeline, &at, err, errlen);
         if (found < 0) {
             snprintf(why, sizeof why,
                      "it runs on timeline %u and the relay cannot read its history (%.300s; the "
                      "relay's role needs pg_read_server_files to check a failover)",
-                     s->timeline, err);
-            return history_behind(s, why);
+                     p->timeline, err);
+            return history_behind(p, why, err, errlen);
         }
         if (!found || at < h->durable_lsn) {
             char at_text[40];
@@ -301,29 +333,29 @@ step relay_check_history(relay_state *s, int64_t stored_position)
             snprintf(why, sizeof why,
                      found ? "its timeline %u forked from timeline %u at %s"
                            : "its timeline %u does not descend from timeline %u%s",
-                     s->timeline, h->timeline, found ? at_text : "");
-            return history_behind(s, why);
+                     p->timeline, h->timeline, found ? at_text : "");
+            return history_behind(p, why, err, errlen);
         }
-        relay_info(s->log, "timeline %u forked from timeline %u after every delivered commit",
-                   s->timeline, h->timeline);
+        relay_info(p->log, "timeline %u forked from timeline %u after every delivered commit",
+                   p->timeline, h->timeline);
     }
     if (h->last_id > 0 && h->last_created_at[0]) {
         char now[RELAY_RFC3339_SIZE] = "";
-        if (last_event_created_at(s, h->last_id, now, err, sizeof err) != 0)
-            return relay_database_failed(s, err);
+        if (last_event_created_at(p, h->last_id, now, err, errlen) != 0)
+            return failed();
         if (now[0] && strcmp(now, h->last_created_at) != 0) {
             snprintf(why, sizeof why,
                      "event %" PRId64 ", the last one delivered, was created at %s; the table's "
                      "event %" PRId64 " was created at %s",
                      h->last_id, h->last_created_at, h->last_id, now);
-            return history_behind(s, why);
+            return history_behind(p, why, err, errlen);
         }
     }
     if (stored_position < h->durable_position) {
         snprintf(why, sizeof why,
                  "the stored position is %" PRId64 ", below %" PRId64 " which was flushed",
                  stored_position, h->durable_position);
-        return history_behind(s, why);
+        return history_behind(p, why, err, errlen);
     }
-    return STEP_OK;
+    return durable();
 }

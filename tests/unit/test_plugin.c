@@ -11,7 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "plugin.h"
+#include "plugin_path.h"
+#include "sink_host.h"
 
 static const char *env(const char *name)
 {

@@ -1,6 +1,7 @@
 /*
- * Loading a sink plugin: dlopen(RTLD_NOW | RTLD_LOCAL), the versioned entry handshake, and thin
- * wrappers that keep the relay's side of the contract in one place.
+ * The host side of the sink contract: loading a plugin (dlopen(RTLD_NOW | RTLD_LOCAL), the
+ * versioned entry handshake), the services the relay offers it (log, reject), and thin wrappers
+ * around its callbacks that keep the relay's side of the contract in one place.
  */
 #ifndef RELAY_PLUGIN_H
 #define RELAY_PLUGIN_H
@@ -11,12 +12,7 @@
 
 #include "config.h"
 #include "log.h"
-
-/* An event the destination refused for good, as the sink reported it through host.reject. */
-typedef struct relay_sink_rejection {
-    int64_t event_id;
-    char reason[256];
-} relay_sink_rejection;
+#include "sink_rejection.h"
 
 typedef struct relay_sink {
     void *handle; /* from dlopen */
@@ -34,15 +30,6 @@ typedef struct relay_sink {
     size_t rejections_cap;
     int rejections_lost;
 } relay_sink;
-
-/*
- * Resolves the plugin file for `plugin` (a name, or a path when it contains '/'): a name is
- * looked up as plugin_dir/NAME.so when plugin_dir is set, otherwise beside the executable:
- * EXEDIR/plugins/NAME/NAME.so (the build tree), then EXEDIR/RELAY_PLUGINDIR_FROM_BINDIR/NAME.so
- * (an install). Returns 0 with the path in out, or -1 with the places tried in err.
- */
-int relay_plugin_resolve(const char *plugin, const char *plugin_dir, char *out, size_t outlen,
-                         char *err, size_t errlen);
 
 /*
  * Loads and checks the plugin: refuses a file that cannot be opened, lacks RELAY_SINK_ENTRY_NAME,
@@ -64,6 +51,13 @@ void relay_sink_forget_rejections(relay_sink *sink);
 relay_sink_status relay_sink_deliver(relay_sink *sink, const relay_sink_batch *batch, char *err,
                                      size_t errlen);
 relay_sink_status relay_sink_flush(relay_sink *sink, int timeout_ms, char *err, size_t errlen);
+
+/*
+ * Resolves (plugin_path.h), loads and initialises the configured sink, as `run` and `check` both
+ * do. Returns 0, or -1 with err (the sink is then unloaded and zeroed).
+ */
+int relay_sink_open(relay_sink *sink, const relay_config *config, const relay_logger *log,
+                    char *err, size_t errlen);
 
 /* destroy()s the state if any and dlclose()s the module. Safe on a zeroed or failed sink. */
 void relay_sink_unload(relay_sink *sink);
