@@ -1,4 +1,4 @@
-#include "check.h"
+#include "commands.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -131,8 +131,10 @@ static int check_sink(const relay_config *config, const relay_logger *log, FILE 
     return RELAY_EXIT_OK;
 }
 
-int relay_check(const relay_config *config, const relay_logger *log, FILE *out)
+int relay_cmd_check(const relay_cli_options *opts, const relay_config *config,
+                    const relay_logger *log, FILE *out)
 {
+    (void)opts; /* check has no options of its own */
     fprintf(out, "config     %s: ok\n", config->path);
     int rc = check_database(config, log, out);
     if (rc == RELAY_EXIT_OK)

@@ -10,29 +10,67 @@
 
 #include <outbox_relay/sink.h>
 
-#include "check.h"
+#include "commands.h"
 #include "config.h"
-#include "db.h"
 #include "exit_codes.h"
 #include "log.h"
-#include "migrate.h"
-#include "relay.h"
 #include "relay_build.h"
-#include "reset.h"
-#include "status.h"
 
-static const char usage_text[] =
+/* reset takes exactly one of --to ID and --latest. Returns 0, or -1 with err. */
+static int check_reset_options(relay_cli_options *opts, char *err, size_t errlen)
+{
+    if ((opts->reset_to != NULL) == opts->reset_latest) {
+        snprintf(err, errlen, "give either --to ID or --latest");
+        return -1;
+    }
+    if (opts->reset_latest)
+        return 0;
+    char *end;
+    errno = 0;
+    long long value = strtoll(opts->reset_to, &end, 10);
+    if (errno != 0 || end == opts->reset_to || *end != '\0' || value < 0) {
+        snprintf(err, errlen, "--to: expected an id (0 or more), not '%s'", opts->reset_to);
+        return -1;
+    }
+    opts->reset_position = value;
+    return 0;
+}
+
+typedef struct cli_command {
+    const char *name;
+    relay_command_fn *function;
+    /* Its entry in --help; a line after a '\n' is indented under the first. */
+    const char *usage;
+    /* Checks the options of this command alone before the config is loaded, so that a usage error
+     * is one whatever the config; NULL when there are none. Returns 0, or -1 with err. */
+    int (*check_options)(relay_cli_options *opts, char *err, size_t errlen);
+} cli_command;
+
+/* In the order of --help. */
+static const cli_command commands[] = {
+    {"run", relay_cmd_run, "relay events in the foreground until SIGTERM/SIGINT", NULL},
+    {"migrate", relay_cmd_migrate, "apply the schema migrations not applied yet", NULL},
+    {"check", relay_cmd_check,
+     "validate the config, the database, the table and the sink, then exit", NULL},
+    {"status", relay_cmd_status,
+     "print the position, the table's max id, the lag and the watched gaps", NULL},
+    {"reset", relay_cmd_reset,
+     "move the position deliberately (after a restore or a truncate):\n"
+     "--to ID, or --latest (the table's max id); the relay must be stopped",
+     check_reset_options},
+};
+
+/* --help pads the command names to this width, after an indent of 2, and aligns continued lines. */
+enum { USAGE_NAME_WIDTH = 10 };
+
+static const char usage_head[] =
     "usage: outbox-relay COMMAND -c FILE [options]\n"
     "\n"
     "Carries events from a PostgreSQL outbox table to a sink, at least once, in id order.\n"
     "\n"
-    "commands:\n"
-    "  run       relay events in the foreground until SIGTERM/SIGINT\n"
-    "  migrate   apply the schema migrations not applied yet\n"
-    "  check     validate the config, the database, the table and the sink, then exit\n"
-    "  status    print the position, the table's max id, the lag and the watched gaps\n"
-    "  reset     move the position deliberately (after a restore or a truncate):\n"
-    "            --to ID, or --latest (the table's max id); the relay must be stopped\n"
+    "commands:\n";
+
+static const char usage_tail[] =
     "\n"
     "options:\n"
     "  -c, --config FILE        the YAML configuration (see relay.yaml.example)\n"
@@ -55,18 +93,30 @@ static const char usage_text[] =
     "     (restored or truncated); see `reset`\n"
     "  128+N  run: a second signal N while stopping\n";
 
-typedef struct cli_options {
-    const char *command;
-    const char *config_path;
-    const char *log_level;
-    const char *log_format;
-    bool json;
-    const char *reset_to;
-    bool reset_latest;
-} cli_options;
+/* The command list comes from the table, so that --help cannot miss or misname a command. */
+static void print_usage(FILE *out)
+{
+    fputs(usage_head, out);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const char *line = commands[i].usage;
+        fprintf(out, "  %-*s", USAGE_NAME_WIDTH, commands[i].name);
+        for (const char *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
+            fprintf(out, "%.*s\n  %*s", (int)(nl - line), line, USAGE_NAME_WIDTH, "");
+        fprintf(out, "%s\n", line);
+    }
+    fputs(usage_tail, out);
+}
+
+static const cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return &commands[i];
+    return NULL;
+}
 
 /* Returns -1 to exit with RELAY_EXIT_OK (help, version), 0 to go on, or a usage error code. */
-static int parse_options(int argc, char **argv, cli_options *opts)
+static int parse_options(int argc, char **argv, relay_cli_options *opts)
 {
     enum { OPT_JSON = 256, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_TO, OPT_LATEST };
     static const struct option long_options[] = {
@@ -102,7 +152,7 @@ static int parse_options(int argc, char **argv, cli_options *opts)
             opts->reset_latest = true;
             break;
         case 'h':
-            fputs(usage_text, stdout);
+            print_usage(stdout);
             return -1;
         case 'V':
             printf("outbox-relay %s (sink ABI %u)\n", RELAY_VERSION, RELAY_SINK_ABI_VERSION);
@@ -113,7 +163,7 @@ static int parse_options(int argc, char **argv, cli_options *opts)
         }
     }
     if (optind >= argc) {
-        fputs(usage_text, stderr);
+        print_usage(stderr);
         return RELAY_EXIT_USAGE;
     }
     opts->command = argv[optind++];
@@ -129,7 +179,8 @@ static int parse_options(int argc, char **argv, cli_options *opts)
 }
 
 /* Applies the config's log settings, then the command line's, which win. */
-static int configure_logger(const relay_config *config, const cli_options *opts, relay_logger *log)
+static int configure_logger(const relay_config *config, const relay_cli_options *opts,
+                            relay_logger *log)
 {
     log->level = config->log_level;
     log->format = config->log_format;
@@ -144,108 +195,34 @@ static int configure_logger(const relay_config *config, const cli_options *opts,
     return 0;
 }
 
-static int command_migrate(const relay_config *config, const relay_logger *log)
-{
-    char err[1024];
-    PGconn *conn = relay_db_connect(config, err, sizeof err);
-    if (!conn) {
-        relay_error(log, "%s", err);
-        return RELAY_EXIT_DATABASE;
-    }
-    int applied = 0;
-    int rc = relay_migrate(conn, stdout, &applied, err, sizeof err);
-    PQfinish(conn);
-    if (rc != 0) {
-        relay_error(log, "%s", err);
-        return RELAY_EXIT_DATABASE;
-    }
-    if (applied == 0)
-        printf("nothing to apply: all %zu migrations are applied\n", relay_migrations_count);
-    return RELAY_EXIT_OK;
-}
-
-static int command_status(const relay_config *config, const relay_logger *log, bool json)
-{
-    char err[1024];
-    PGconn *conn = relay_db_connect(config, err, sizeof err);
-    if (!conn) {
-        relay_error(log, "%s", err);
-        return RELAY_EXIT_DATABASE;
-    }
-    relay_status_info status;
-    int missing = 0;
-    int rc = relay_status_read(conn, config, &status, &missing, err, sizeof err);
-    PQfinish(conn);
-    if (rc != 0) {
-        relay_error(log, "%s", err);
-        return RELAY_EXIT_DATABASE;
-    }
-    relay_status_print(stdout, config, &status, json);
-    return RELAY_EXIT_OK;
-}
-
-/* reset takes exactly one of --to ID and --latest. Returns 0, or -1 after a message. */
-static int parse_reset(const cli_options *opts, int64_t *position)
-{
-    if ((opts->reset_to != NULL) == opts->reset_latest) {
-        fprintf(stderr, "outbox-relay reset: give either --to ID or --latest\n");
-        return -1;
-    }
-    if (opts->reset_latest)
-        return 0;
-    char *end;
-    errno = 0;
-    long long value = strtoll(opts->reset_to, &end, 10);
-    if (errno != 0 || end == opts->reset_to || *end != '\0' || value < 0) {
-        fprintf(stderr, "outbox-relay reset: --to: expected an id (0 or more), not '%s'\n",
-                opts->reset_to);
-        return -1;
-    }
-    *position = value;
-    return 0;
-}
-
 int relay_cli_main(int argc, char **argv)
 {
-    cli_options opts = {0};
+    relay_cli_options opts = {0};
     int rc = parse_options(argc, argv, &opts);
     if (rc != 0)
         return rc < 0 ? RELAY_EXIT_OK : rc;
 
-    static const char *const commands[] = {"run", "migrate", "check", "status", "reset"};
-    bool known = false;
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        known = known || strcmp(opts.command, commands[i]) == 0;
-    if (!known) {
+    const cli_command *command = find_command(opts.command);
+    if (!command) {
         fprintf(stderr, "outbox-relay: unknown command '%s'; try 'outbox-relay --help'\n",
                 opts.command);
         return RELAY_EXIT_USAGE;
     }
-
-    int64_t reset_position = 0;
-    if (strcmp(opts.command, "reset") == 0 && parse_reset(&opts, &reset_position) != 0)
+    char err[1024];
+    if (command->check_options && command->check_options(&opts, err, sizeof err) != 0) {
+        fprintf(stderr, "outbox-relay %s: %s\n", command->name, err);
         return RELAY_EXIT_USAGE;
+    }
 
     relay_logger log = relay_logger_default();
     relay_config config;
-    char err[1024];
     if (relay_config_load(opts.config_path, &config, err, sizeof err) != 0) {
         relay_error(&log, "%s", err);
         return RELAY_EXIT_CONFIG;
     }
     rc = configure_logger(&config, &opts, &log);
-    if (rc == 0) {
-        if (strcmp(opts.command, "run") == 0)
-            rc = relay_run(&config, &log);
-        else if (strcmp(opts.command, "migrate") == 0)
-            rc = command_migrate(&config, &log);
-        else if (strcmp(opts.command, "check") == 0)
-            rc = relay_check(&config, &log, stdout);
-        else if (strcmp(opts.command, "reset") == 0)
-            rc = relay_reset(&config, &log, reset_position, opts.reset_latest, stdout);
-        else
-            rc = command_status(&config, &log, opts.json);
-    }
+    if (rc == 0)
+        rc = command->function(&opts, &config, &log, stdout);
     relay_config_free(&config);
     return rc;
 }

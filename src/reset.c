@@ -1,4 +1,4 @@
-#include "reset.h"
+#include "commands.h"
 
 #include <inttypes.h>
 
@@ -39,8 +39,8 @@ static int reset_locked(PGconn *conn, const relay_config *config, const relay_lo
     return RELAY_EXIT_OK;
 }
 
-int relay_reset(const relay_config *config, const relay_logger *log, int64_t to, bool latest,
-                FILE *out)
+int relay_cmd_reset(const relay_cli_options *opts, const relay_config *config,
+                    const relay_logger *log, FILE *out)
 {
     char err[1024];
     PGconn *conn = relay_db_connect(config, err, sizeof err);
@@ -55,7 +55,7 @@ int relay_reset(const relay_config *config, const relay_logger *log, int64_t to,
     else if (!locked)
         relay_error(log, "reset: a relay named '%s' is running; stop it first", config->name);
     else
-        rc = reset_locked(conn, config, log, to, latest, out);
+        rc = reset_locked(conn, config, log, opts->reset_position, opts->reset_latest, out);
     PQfinish(conn); /* ends the session, and with it the lock */
     return rc;
 }

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "db.h"
+#include "exit_codes.h"
 
 int relay_status_read(PGconn *conn, const relay_config *config, relay_status_info *out,
                       int *missing, char *err, size_t errlen)
@@ -94,4 +96,25 @@ void relay_status_print(FILE *out, const relay_config *config, const relay_statu
             "gaps         %" PRId64 " watched (%" PRId64 " ids); %" PRId64
             " events delivered late so far\n",
             status->watched_gaps, status->watched_ids, status->late_events);
+}
+
+int relay_cmd_status(const relay_cli_options *opts, const relay_config *config,
+                     const relay_logger *log, FILE *out)
+{
+    char err[1024];
+    PGconn *conn = relay_db_connect(config, err, sizeof err);
+    if (!conn) {
+        relay_error(log, "%s", err);
+        return RELAY_EXIT_DATABASE;
+    }
+    relay_status_info status;
+    int missing = 0;
+    int rc = relay_status_read(conn, config, &status, &missing, err, sizeof err);
+    PQfinish(conn);
+    if (rc != 0) {
+        relay_error(log, "%s", err);
+        return RELAY_EXIT_DATABASE;
+    }
+    relay_status_print(out, config, &status, opts->json);
+    return RELAY_EXIT_OK;
 }
