@@ -12,6 +12,7 @@
 /* Guards against alias cycles and alias bombs in sink.options: an anchor can refer to itself. */
 #define OPTIONS_MAX_DEPTH 8
 #define OPTIONS_MAX_COUNT 1000
+#define LIST_MAX_COUNT 32 /* source.columns.headers: a handful in practice; more is a mistake */
 #define NAME_MAX_LEN 63
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
 #define ENV_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
@@ -35,49 +36,89 @@ typedef int (*value_parser)(parse_ctx *ctx, const struct field *f, yaml_node_t *
 
 enum {
     F_REQUIRED = 1 << 0,
-    F_NULLABLE = 1 << 1, /* plain ~, null or nothing stores NULL */
-    F_EMPTY_OK = 1 << 2, /* "" is a meaningful value */
+    F_NULLABLE = 1 << 1,  /* plain ~, null or nothing stores NULL */
+    F_EMPTY_OK = 1 << 2,  /* "" is a meaningful value */
+    F_RELOAD = 1 << 3,    /* may change on reload; see the rule above root_fields */
+    F_FREE_FORM = 1 << 4, /* the keys below are not ours (sink.options: the plugin's) */
 };
 
-/* One key of a mapping: how to read its value and where to store it. */
+/* How a key's value is stored, which is what setting its default and freeing it depend on. */
+typedef enum storage {
+    STORE_NONE,   /* a mapping (its keys store their own) or sink.options */
+    STORE_STRING, /* char *, default_text or NULL */
+    STORE_LIST,   /* char ** with a size_t count at count_offset; empty by default */
+    STORE_INT,    /* int */
+    STORE_INT64,  /* int64_t: durations in ms */
+    STORE_BOOL,
+    STORE_ENUM, /* one of the relay_* enums below, written as the int they are the size of */
+} storage;
+
+/* The ENUM storage writes an int into the member: each enum it is used for must be that size. */
+_Static_assert(sizeof(relay_source_mode) == sizeof(int), "enum stored as an int");
+_Static_assert(sizeof(relay_on_reject) == sizeof(int), "enum stored as an int");
+_Static_assert(sizeof(relay_log_level) == sizeof(int), "enum stored as an int");
+_Static_assert(sizeof(relay_log_format) == sizeof(int), "enum stored as an int");
+
+/* One key of a mapping: everything about it, so that nothing about a key lives anywhere else. */
 typedef struct field {
     const char *key;
     value_parser parse;
-    size_t offset; /* of the destination inside relay_config */
+    storage store;
+    size_t offset;       /* of the destination inside relay_config */
+    size_t count_offset; /* STORE_LIST: of the item count inside relay_config */
     unsigned flags;
-    const struct field *sub; /* the table of a nested mapping */
-    int64_t min, max;        /* inclusive range of integers and durations (ms) */
+    const struct field *sub;  /* the table of a nested mapping */
+    int64_t min, max;         /* inclusive range of integers and durations (ms) */
+    const char *default_text; /* STORE_STRING: copied in before parsing; NULL: none */
+    int64_t default_number;   /* the other stores: the value, ms for durations, 0/1 for bools */
 } field;
 
 #define AT(member) offsetof(relay_config, member)
 
-/* Every string member, so that defaults and relay_config_free cannot miss one. */
-static const struct {
-    size_t offset;
-    const char *default_value;
-} string_members[] = {
-    {AT(path), NULL},
-    {AT(name), NULL},
-    {AT(conninfo), NULL},
-    {AT(password_file), NULL},
-    {AT(table), "events"},
-    {AT(columns.id), "id"},
-    {AT(columns.created_at), "created_at"},
-    {AT(columns.key), "aggregate_id"},
-    {AT(columns.type), "kind"},
-    {AT(columns.version), "aggregate_version"},
-    {AT(columns.payload), "body"},
-    {AT(columns.metadata), "metadata"},
-    {AT(sink_plugin), NULL},
-    {AT(plugin_dir), NULL},
-    {AT(notify_channel), "outbox_relay"},
-    {AT(durable_on), NULL},
-};
+/* The offset of member, checked to be of type type: comparing pointers to distinct types does
+ * not compile with -Werror, so a table entry cannot store into a member of another type. */
+#define AT_TYPED(member, type)                                                                     \
+    (AT(member) + 0 * sizeof((type *)NULL == &((relay_config *)NULL)->member))
 
-static char **string_member(relay_config *c, size_t i)
-{
-    return (char **)((char *)c + string_members[i].offset);
-}
+/* Table entries, one kind of value each. */
+#define TEXT(key, parser, member, flags, default_text)                                             \
+    {                                                                                              \
+        key, parser, STORE_STRING, AT_TYPED(member, char *), 0, flags, NULL, 0, 0, default_text, 0 \
+    }
+#define STRING(key, member, flags, default_text)                                                   \
+    TEXT(key, parse_string, member, flags, default_text)
+#define LIST(key, member, count, flags)                                                            \
+    {                                                                                              \
+        key, parse_list, STORE_LIST, AT_TYPED(member, char **), AT_TYPED(count, size_t), flags,    \
+            NULL, 0, 0, NULL, 0                                                                    \
+    }
+#define INT(key, member, min, max, default_number, flags)                                          \
+    {                                                                                              \
+        key, parse_int, STORE_INT, AT_TYPED(member, int), 0, flags, NULL, min, max, NULL,          \
+            default_number                                                                         \
+    }
+#define DURATION(key, member, min, max, default_ms, flags)                                         \
+    {                                                                                              \
+        key, parse_duration, STORE_INT64, AT_TYPED(member, int64_t), 0, flags, NULL, min, max,     \
+            NULL, default_ms                                                                       \
+    }
+#define BOOL(key, member, default_bool, flags)                                                     \
+    {                                                                                              \
+        key, parse_bool, STORE_BOOL, AT_TYPED(member, bool), 0, flags, NULL, 0, 0, NULL,           \
+            default_bool                                                                           \
+    }
+#define ENUM(key, parser, member, type, default_value, flags)                                      \
+    {                                                                                              \
+        key, parser, STORE_ENUM, AT_TYPED(member, type), 0, flags, NULL, 0, 0, NULL, default_value \
+    }
+#define MAPPING(key, parser, sub, flags)                                                           \
+    {                                                                                              \
+        key, parser, STORE_NONE, 0, 0, flags, sub, 0, 0, NULL, 0                                   \
+    }
+#define END                                                                                        \
+    {                                                                                              \
+        NULL, NULL, STORE_NONE, 0, 0, 0, NULL, 0, 0, NULL, 0                                       \
+    }
 
 /* ---- messages ---- */
 
@@ -453,6 +494,45 @@ static int parse_standbys(parse_ctx *ctx, const field *f, yaml_node_t *node, voi
     return option_text(ctx, node, slot);
 }
 
+/* ---- lists: source.columns.headers ---- */
+
+/* A sequence of distinct strings, stored as a copy each; ~ or nothing: an empty list. */
+static int parse_list(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    char ***slot = dest;
+    size_t *count = (size_t *)((char *)ctx->config + f->count_offset);
+    for (size_t i = 0; i < *count; i++)
+        free((*slot)[i]);
+    free(*slot);
+    *slot = NULL;
+    *count = 0;
+    if (is_null(node))
+        return 0;
+    if (node->type != YAML_SEQUENCE_NODE)
+        return fail(ctx, node->start_mark, "expected a list of strings");
+    yaml_node_item_t *start = node->data.sequence.items.start, *top = node->data.sequence.items.top;
+    size_t n = (size_t)(top - start);
+    for (yaml_node_item_t *it = start; it < top; it++) {
+        yaml_node_t *item = node_at(ctx, *it);
+        const char *text = NULL;
+        if (it - start >= LIST_MAX_COUNT)
+            return fail(ctx, item->start_mark, "more than %d entries", LIST_MAX_COUNT);
+        if (string_value(ctx, f, item, &text) < 0)
+            return -1;
+        for (yaml_node_item_t *before = start; before < it; before++)
+            if (strcmp(scalar_text(node_at(ctx, *before)), text) == 0)
+                return fail(ctx, item->start_mark, "duplicate entry \"%s\"", text);
+    }
+    if (n == 0)
+        return 0;
+    if (!(*slot = calloc(n, sizeof **slot)))
+        return fail_oom(ctx, node->start_mark);
+    for (yaml_node_item_t *it = start; it < top; it++, (*count)++)
+        if (!((*slot)[*count] = strdup(scalar_text(node_at(ctx, *it)))))
+            return fail_oom(ctx, node->start_mark);
+    return 0;
+}
+
 /* ---- sink.options: flattened to "a.b.c" = "text" pairs ---- */
 
 static int write_option_scalar(parse_ctx *ctx, yaml_node_t *node, FILE *s)
@@ -552,10 +632,11 @@ static int parse_options(parse_ctx *ctx, const field *f, yaml_node_t *node, void
 
 /* ---- mappings ---- */
 
-static const field *find_field(const field *table, const yaml_node_t *key)
+/* The key may hold a NUL (a "\0" escape) or, in a dotted path, go on past len. */
+static const field *find_field(const field *table, const char *key, size_t len)
 {
     for (const field *f = table; f->key; f++)
-        if (strlen(f->key) == key->data.scalar.length && strcmp(f->key, scalar_text(key)) == 0)
+        if (strlen(f->key) == len && memcmp(f->key, key, len) == 0)
             return f;
     return NULL;
 }
@@ -568,7 +649,7 @@ static int walk_mapping(parse_ctx *ctx, yaml_node_t *map, const field *table)
         yaml_node_t *key = node_at(ctx, p->key), *value = node_at(ctx, p->value);
         if (key->type != YAML_SCALAR_NODE)
             return fail(ctx, key->start_mark, "expected a scalar key");
-        const field *f = find_field(table, key);
+        const field *f = find_field(table, scalar_text(key), key->data.scalar.length);
         size_t old = path_push(ctx, scalar_text(key));
         if (!f) {
             const char *hint = suggest_key(table, scalar_text(key));
@@ -643,91 +724,136 @@ static int parse_source(parse_ctx *ctx, const field *f, yaml_node_t *node, void 
                 "transaction that inserts it ends");
 }
 
+/*
+ * The keys. F_RELOAD marks those a reload (SIGHUP) may change: the ones that only pace or report
+ * the work (how often, how much at once, how long to wait or back off, what to log), whose new
+ * value can apply from the next batch without losing, repeating or reordering an event. The others
+ * need a restart, because what they decide outlives a batch: which table and columns are read and
+ * what the position means (name, table, columns, mode); when a row may go out or a gap be given up
+ * (safety_margin, durable_on, gap_watch, gap_floor, ids_taken_ahead, gap_max_age); what was opened
+ * or loaded at start (database, notify_channel, plugin_dir, the sink plugin and its options); what
+ * a refused event does to the position (on_reject); and the log's format, which whoever collects
+ * the log reads one way for the whole stream.
+ */
+
 static const field columns_fields[] = {
-    {"id", parse_string, AT(columns.id), 0, NULL, 0, 0},
-    {"created_at", parse_string, AT(columns.created_at), 0, NULL, 0, 0},
-    {"key", parse_string, AT(columns.key), 0, NULL, 0, 0},
-    {"type", parse_string, AT(columns.type), 0, NULL, 0, 0},
-    {"version", parse_string, AT(columns.version), F_NULLABLE, NULL, 0, 0},
-    {"payload", parse_string, AT(columns.payload), 0, NULL, 0, 0},
-    {"metadata", parse_string, AT(columns.metadata), F_NULLABLE, NULL, 0, 0},
-    {NULL, NULL, 0, 0, NULL, 0, 0},
+    STRING("id", columns.id, 0, "id"),
+    STRING("created_at", columns.created_at, 0, "created_at"),
+    STRING("key", columns.key, 0, "aggregate_id"),
+    STRING("type", columns.type, 0, "kind"),
+    STRING("version", columns.version, F_NULLABLE, "aggregate_version"),
+    STRING("payload", columns.payload, 0, "body"),
+    STRING("metadata", columns.metadata, F_NULLABLE, "metadata"),
+    STRING("aggregate_type", columns.aggregate_type, F_NULLABLE, "aggregate_type"),
+    STRING("event_id", columns.event_id, F_NULLABLE, NULL),
+    LIST("headers", columns.headers, columns.n_headers, 0),
+    END,
 };
 
 static const field database_fields[] = {
-    {"conninfo", parse_conninfo, AT(conninfo), F_REQUIRED | F_EMPTY_OK, NULL, 0, 0},
-    {"password_file", parse_string, AT(password_file), F_NULLABLE, NULL, 0, 0},
-    {NULL, NULL, 0, 0, NULL, 0, 0},
+    TEXT("conninfo", parse_conninfo, conninfo, F_REQUIRED | F_EMPTY_OK, NULL),
+    STRING("password_file", password_file, F_NULLABLE, NULL),
+    END,
 };
 
 static const field source_fields[] = {
-    {"table", parse_string, AT(table), 0, NULL, 0, 0},
-    {"columns", parse_mapping, 0, 0, columns_fields, 0, 0},
-    {"safety_margin", parse_duration, AT(safety_margin_ms), 0, NULL, 0, INT64_MAX},
-    {"batch_size", parse_int, AT(batch_size), 0, NULL, 1, 100000},
-    {"poll_interval", parse_duration, AT(poll_interval_ms), 0, NULL, 1, INT64_MAX},
-    {"mode", parse_mode, AT(mode), 0, NULL, 0, 0},
-    {"gap_watch", parse_bool, AT(gap_watch), 0, NULL, 0, 0},
-    {"gap_floor", parse_duration, AT(gap_floor_ms), 0, NULL, 0, 24 * MS_PER_HOUR},
-    {"ids_taken_ahead", parse_bool, AT(ids_taken_ahead), 0, NULL, 0, 0},
-    {"gap_max_age", parse_duration, AT(gap_max_age_ms), 0, NULL, 1, 24 * MS_PER_HOUR},
-    {"max_gaps", parse_int, AT(max_gaps), 0, NULL, 1, 1000000},
-    {"notify_channel", parse_string, AT(notify_channel), F_NULLABLE, NULL, 0, 0},
-    {"durable_on", parse_standbys, AT(durable_on), 0, NULL, 0, 0},
-    {NULL, NULL, 0, 0, NULL, 0, 0},
+    STRING("table", table, 0, "events"),
+    MAPPING("columns", parse_mapping, columns_fields, 0),
+    DURATION("safety_margin", safety_margin_ms, 0, INT64_MAX, MS_PER_SECOND, 0),
+    /* the batches are allocated at start: a reload must size them anew between batches */
+    INT("batch_size", batch_size, 1, 100000, 1000, F_RELOAD),
+    DURATION("poll_interval", poll_interval_ms, 1, INT64_MAX, 200, F_RELOAD),
+    ENUM("mode", parse_mode, mode, relay_source_mode, RELAY_MODE_MARGIN, 0),
+    BOOL("gap_watch", gap_watch, true, 0),
+    DURATION("gap_floor", gap_floor_ms, 0, 24 * MS_PER_HOUR, 0, 0),
+    BOOL("ids_taken_ahead", ids_taken_ahead, false, 0),
+    DURATION("gap_max_age", gap_max_age_ms, 1, 24 * MS_PER_HOUR, 10 * MS_PER_MINUTE, 0),
+    /* a full watch holds the position: a bound below the gaps already held only waits */
+    INT("max_gaps", max_gaps, 1, 1000000, 10000, F_RELOAD),
+    STRING("notify_channel", notify_channel, F_NULLABLE, "outbox_relay"),
+    TEXT("durable_on", parse_standbys, durable_on, 0, NULL),
+    END,
 };
 
 static const field sink_fields[] = {
-    {"plugin", parse_string, AT(sink_plugin), F_REQUIRED, NULL, 0, 0},
-    {"flush_timeout", parse_duration, AT(sink_flush_timeout_ms), 0, NULL, 1, MS_PER_HOUR},
-    {"on_reject", parse_on_reject, AT(sink_on_reject), 0, NULL, 0, 0},
-    {"options", parse_options, 0, 0, NULL, 0, 0},
-    {NULL, NULL, 0, 0, NULL, 0, 0},
+    STRING("plugin", sink_plugin, F_REQUIRED, NULL),
+    DURATION("flush_timeout", sink_flush_timeout_ms, 1, MS_PER_HOUR, 30 * MS_PER_SECOND, F_RELOAD),
+    ENUM("on_reject", parse_on_reject, sink_on_reject, relay_on_reject, RELAY_ON_REJECT_STOP, 0),
+    MAPPING("options", parse_options, NULL, F_FREE_FORM),
+    END,
 };
 
 static const field retry_fields[] = {
-    {"initial", parse_duration, AT(retry_initial_ms), 0, NULL, 1, INT64_MAX},
-    {"max", parse_duration, AT(retry_max_ms), 0, NULL, 0, INT64_MAX},
-    {NULL, NULL, 0, 0, NULL, 0, 0},
+    DURATION("initial", retry_initial_ms, 1, INT64_MAX, 100, F_RELOAD),
+    DURATION("max", retry_max_ms, 0, INT64_MAX, 30 * MS_PER_SECOND, F_RELOAD),
+    END,
 };
 
 static const field log_fields[] = {
-    {"level", parse_log_level, AT(log_level), 0, NULL, 0, 0},
-    {"format", parse_log_format, AT(log_format), 0, NULL, 0, 0},
-    {NULL, NULL, 0, 0, NULL, 0, 0},
+    ENUM("level", parse_log_level, log_level, relay_log_level, RELAY_LOG_INFO, F_RELOAD),
+    ENUM("format", parse_log_format, log_format, relay_log_format, RELAY_LOG_TEXT, 0),
+    END,
 };
 
 static const field root_fields[] = {
-    {"name", parse_name, AT(name), F_REQUIRED, NULL, 0, 0},
-    {"database", parse_mapping, 0, F_REQUIRED, database_fields, 0, 0},
-    {"source", parse_source, 0, 0, source_fields, 0, 0},
-    {"sink", parse_mapping, 0, F_REQUIRED, sink_fields, 0, 0},
-    {"plugin_dir", parse_string, AT(plugin_dir), F_NULLABLE, NULL, 0, 0},
-    {"retry", parse_retry, 0, 0, retry_fields, 0, 0},
-    {"log", parse_mapping, 0, 0, log_fields, 0, 0},
-    {NULL, NULL, 0, 0, NULL, 0, 0},
+    TEXT("name", parse_name, name, F_REQUIRED, NULL),
+    MAPPING("database", parse_mapping, database_fields, F_REQUIRED),
+    MAPPING("source", parse_source, source_fields, 0),
+    MAPPING("sink", parse_mapping, sink_fields, F_REQUIRED),
+    STRING("plugin_dir", plugin_dir, F_NULLABLE, NULL),
+    MAPPING("retry", parse_retry, retry_fields, 0),
+    MAPPING("log", parse_mapping, log_fields, 0),
+    END,
 };
 
-static int set_defaults(relay_config *c)
+static int set_defaults(relay_config *c, const field *table)
 {
-    for (size_t i = 0; i < sizeof string_members / sizeof string_members[0]; i++) {
-        const char *value = string_members[i].default_value;
-        if (value && !(*string_member(c, i) = strdup(value)))
-            return -1;
+    for (const field *f = table; f->key; f++) {
+        void *dest = (char *)c + f->offset;
+        switch (f->store) {
+        case STORE_NONE:
+            if (f->sub && set_defaults(c, f->sub) < 0)
+                return -1;
+            break;
+        case STORE_STRING:
+            if (f->default_text && !(*(char **)dest = strdup(f->default_text)))
+                return -1;
+            break;
+        case STORE_LIST:
+            break; /* empty, as the zeroed struct has it */
+        case STORE_INT:
+            *(int *)dest = (int)f->default_number;
+            break;
+        case STORE_INT64:
+            *(int64_t *)dest = f->default_number;
+            break;
+        case STORE_BOOL:
+            *(bool *)dest = f->default_number != 0;
+            break;
+        case STORE_ENUM:
+            *(int *)dest = (int)f->default_number;
+            break;
+        }
     }
-    c->safety_margin_ms = MS_PER_SECOND;
-    c->batch_size = 1000;
-    c->poll_interval_ms = 200;
-    c->gap_watch = true;
-    c->gap_floor_ms = 0;
-    c->gap_max_age_ms = 10 * MS_PER_MINUTE;
-    c->max_gaps = 10000;
-    c->sink_flush_timeout_ms = 30 * MS_PER_SECOND;
-    c->retry_initial_ms = 100;
-    c->retry_max_ms = 30 * MS_PER_SECOND;
-    c->log_level = RELAY_LOG_INFO;
-    c->log_format = RELAY_LOG_TEXT;
     return 0;
+}
+
+static void free_members(relay_config *c, const field *table)
+{
+    for (const field *f = table; f->key; f++) {
+        void *dest = (char *)c + f->offset;
+        if (f->sub)
+            free_members(c, f->sub);
+        if (f->store == STORE_STRING)
+            free(*(char **)dest);
+        if (f->store == STORE_LIST) {
+            char **items = *(char ***)dest;
+            size_t count = *(size_t *)((char *)c + f->count_offset);
+            for (size_t i = 0; i < count; i++)
+                free(items[i]);
+            free(items);
+        }
+    }
 }
 
 /* ---- documents ---- */
@@ -804,7 +930,7 @@ int relay_config_parse(const char *path, const char *text, size_t len, relay_con
     yaml_parser_delete(&parser);
     if (rc < 0)
         return -1;
-    if (!(out->path = strdup(path)) || set_defaults(out) < 0)
+    if (!(out->path = strdup(path)) || set_defaults(out, root_fields) < 0)
         rc = fail_oom(&ctx, (yaml_mark_t){0, 0, 0});
     else
         rc = parse_document(&ctx);
@@ -839,8 +965,8 @@ int relay_config_load(const char *path, relay_config *out, char *err, size_t err
 
 void relay_config_free(relay_config *c)
 {
-    for (size_t i = 0; i < sizeof string_members / sizeof string_members[0]; i++)
-        free(*string_member(c, i));
+    free(c->path); /* not a key: where the keys were read from */
+    free_members(c, root_fields);
     for (size_t i = 0; i < c->n_sink_options; i++) {
         free(c->sink_options[i].key);
         free(c->sink_options[i].value);
@@ -877,4 +1003,29 @@ int relay_duration_parse(const char *text, int64_t *ms, char *err, size_t errlen
     }
     snprintf(err, errlen, "%s", why);
     return -1;
+}
+
+/* A mapping may change only as far as every key below it may. */
+static bool all_reloadable(const field *table)
+{
+    for (const field *f = table; f->key; f++)
+        if (f->sub ? !all_reloadable(f->sub) : !(f->flags & F_RELOAD))
+            return false;
+    return true;
+}
+
+bool relay_config_key_reloadable(const char *dotted_key)
+{
+    const field *table = root_fields, *f;
+    const char *p = dotted_key;
+    while (p && table && (f = find_field(table, p, strcspn(p, ".")))) {
+        p += strlen(f->key);
+        if (*p == '\0')
+            return f->sub ? all_reloadable(f->sub) : (f->flags & F_RELOAD) != 0;
+        if (f->flags & F_FREE_FORM)
+            return p[1] != '\0' && (f->flags & F_RELOAD) != 0;
+        table = f->sub;
+        p++;
+    }
+    return false;
 }

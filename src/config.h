@@ -17,15 +17,20 @@ typedef struct relay_config_option {
     char *value;
 } relay_config_option;
 
-/* Column names of the outbox table. version and metadata may be NULL: not mapped. */
+/* Column names of the outbox table. version, metadata, aggregate_type and event_id may be NULL:
+ * not mapped. */
 typedef struct relay_config_columns {
-    char *id;
+    char *id; /* the integer column that orders the events and holds the position */
     char *created_at;
     char *key;
     char *type;
     char *version;
     char *payload;
     char *metadata;
+    char *aggregate_type;
+    char *event_id; /* the event's public id, of any SQL type, read as text; NULL: the id column */
+    char **headers; /* columns whose values go with each event as headers, in this order */
+    size_t n_headers;
 } relay_config_columns;
 
 /* What to do with an event the sink's destination refuses for good (see relay_sink_host.reject). */
@@ -91,6 +96,10 @@ int relay_config_parse(const char *path, const char *text, size_t len, relay_con
                        size_t errlen);
 
 void relay_config_free(relay_config *config);
+
+/* Whether a reload may change the value of the key, written as in the file ("source.batch_size").
+ * A mapping ("retry") may change when every key below it may. False for unknown keys. */
+bool relay_config_key_reloadable(const char *dotted_key);
 
 /* Parses "250ms", "1s", "2m", "1h" (and "0s") into milliseconds; returns 0, or -1 with a reason
  * ("needs a unit", ...) in err. */

@@ -146,6 +146,10 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_str_eq(c.columns.version, "aggregate_version");
     cr_assert_str_eq(c.columns.payload, "body");
     cr_assert_str_eq(c.columns.metadata, "metadata");
+    cr_assert_str_eq(c.columns.aggregate_type, "aggregate_type");
+    cr_assert_null(c.columns.event_id, "the id column is the event's id by default");
+    cr_assert_null(c.columns.headers);
+    cr_assert_eq(c.columns.n_headers, 0);
     cr_assert_eq(c.safety_margin_ms, 1000);
     cr_assert_eq(c.batch_size, 1000);
     cr_assert_eq(c.poll_interval_ms, 200);
@@ -160,7 +164,204 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_eq(c.retry_max_ms, 30000);
     cr_assert_eq(c.log_level, RELAY_LOG_INFO);
     cr_assert_eq(c.log_format, RELAY_LOG_TEXT);
+    cr_assert_eq(c.mode, RELAY_MODE_MARGIN);
+    cr_assert(c.gap_watch);
+    cr_assert_eq(c.gap_max_age_ms, 600000);
+    cr_assert_eq(c.max_gaps, 10000);
+    cr_assert_str_eq(c.notify_channel, "outbox_relay");
+    cr_assert_eq(c.sink_on_reject, RELAY_ON_REJECT_STOP);
     free_config(&c);
+}
+
+Test(config, debezium_columns)
+{
+    relay_config c;
+    parse_ok(MINIMAL "source:\n"
+                     "  columns:\n"
+                     "    id: seq\n"
+                     "    aggregate_type: aggregatetype\n"
+                     "    event_id: id\n"
+                     "    headers: [trace_id, \"tenant\", 'span id']\n",
+             &c);
+    cr_assert_str_eq(c.columns.id, "seq");
+    cr_assert_str_eq(c.columns.aggregate_type, "aggregatetype");
+    cr_assert_str_eq(c.columns.event_id, "id");
+    cr_assert_eq(c.columns.n_headers, 3);
+    cr_assert_str_eq(c.columns.headers[0], "trace_id");
+    cr_assert_str_eq(c.columns.headers[1], "tenant");
+    cr_assert_str_eq(c.columns.headers[2], "span id");
+    free_config(&c);
+
+    parse_ok(MINIMAL "source:\n  columns:\n    aggregate_type: ~\n    event_id: null\n"
+                     "    headers: []\n",
+             &c);
+    cr_assert_null(c.columns.aggregate_type);
+    cr_assert_null(c.columns.event_id);
+    cr_assert_null(c.columns.headers);
+    cr_assert_eq(c.columns.n_headers, 0);
+    free_config(&c);
+
+    parse_ok(MINIMAL "source:\n  columns:\n    headers: ~\n", &c);
+    cr_assert_eq(c.columns.n_headers, 0);
+    free_config(&c);
+
+    parse_ok(MINIMAL "source:\n  columns:\n    headers:\n      - a\n      - b\n", &c);
+    cr_assert_eq(c.columns.n_headers, 2);
+    cr_assert_str_eq(c.columns.headers[1], "b");
+    free_config(&c);
+}
+
+Test(config, headers_errors)
+{
+    assert_error(MINIMAL "source:\n  columns:\n    headers: trace_id\n",
+                 "t.yaml:8:14: source.columns.headers: expected a list of strings");
+    assert_error(MINIMAL "source:\n  columns:\n    headers: {a: b}\n",
+                 "t.yaml:8:14: source.columns.headers: expected a list of strings");
+    assert_error(MINIMAL "source:\n  columns:\n    headers: [a, \"\"]\n",
+                 "t.yaml:8:18: source.columns.headers: must not be empty");
+    assert_error(MINIMAL "source:\n  columns:\n    headers: [a, ~]\n",
+                 "t.yaml:8:18: source.columns.headers: expected a string");
+    assert_error(MINIMAL "source:\n  columns:\n    headers: [a, [b]]\n",
+                 "t.yaml:8:18: source.columns.headers: expected a string");
+    assert_error(MINIMAL "source:\n  columns:\n    headers: [\"a\\0b\"]\n",
+                 "t.yaml:8:15: source.columns.headers: must not contain a NUL character");
+    assert_error(MINIMAL "source:\n  columns:\n    headers: [a, b, a]\n",
+                 "t.yaml:8:21: source.columns.headers: duplicate entry \"a\"");
+    /* an alias is the very node it names, so the place is the anchor's */
+    assert_error(MINIMAL "source:\n  columns:\n    headers: [&h a, *h]\n",
+                 "t.yaml:8:15: source.columns.headers: duplicate entry \"a\"");
+    assert_error(MINIMAL "source:\n  columns:\n    headers: [a]\n    headers: [b]\n",
+                 "t.yaml:9:5: source.columns.headers: duplicate key");
+    /* the list is stored when a later key fails: relay_config_free must release it */
+    assert_error(MINIMAL "source:\n  columns:\n    headers: [a, b]\n    event_id: \"\"\n",
+                 "t.yaml:9:15: source.columns.event_id: must not be empty");
+    assert_error(MINIMAL "source:\n  columns:\n    headr: [a]\n",
+                 "t.yaml:8:5: source.columns.headr: unknown key (did you mean 'headers'?)");
+
+    /* 32 columns are taken, a 33rd is refused where it is written */
+    char text[1024];
+    int len = snprintf(text, sizeof text, "%s", MINIMAL "source:\n  columns:\n    headers: [");
+    for (int i = 0; i < 32; i++)
+        len += snprintf(text + len, sizeof text - (size_t)len, "%sh%02d", i ? ", " : "", i);
+    snprintf(text + len, sizeof text - (size_t)len, "]\n");
+    relay_config c;
+    parse_ok(text, &c);
+    cr_assert_eq(c.columns.n_headers, 32);
+    cr_assert_str_eq(c.columns.headers[31], "h31");
+    free_config(&c);
+    snprintf(text + len, sizeof text - (size_t)len, ", h32]\n");
+    assert_error(text, "t.yaml:8:175: source.columns.headers: more than 32 entries");
+}
+
+Test(config, reloadable_keys)
+{
+    static const char *const reloadable[] = {
+        "source.batch_size",
+        "source.poll_interval",
+        "source.max_gaps",
+        "sink.flush_timeout",
+        "retry.initial",
+        "retry.max",
+        "retry",
+        "log.level",
+    };
+    static const char *const restart[] = {
+        "name",
+        "database",
+        "database.conninfo",
+        "database.password_file",
+        "source",
+        "source.table",
+        "source.columns",
+        "source.columns.id",
+        "source.columns.created_at",
+        "source.columns.key",
+        "source.columns.type",
+        "source.columns.version",
+        "source.columns.payload",
+        "source.columns.metadata",
+        "source.columns.aggregate_type",
+        "source.columns.event_id",
+        "source.columns.headers",
+        "source.safety_margin",
+        "source.mode",
+        "source.gap_watch",
+        "source.gap_floor",
+        "source.ids_taken_ahead",
+        "source.gap_max_age",
+        "source.notify_channel",
+        "source.durable_on",
+        "sink",
+        "sink.plugin",
+        "sink.on_reject",
+        "sink.options",
+        "sink.options.topic",
+        "sink.options.properties.bootstrap.servers",
+        "plugin_dir",
+        "log",
+        "log.format",
+    };
+    for (size_t i = 0; i < sizeof reloadable / sizeof reloadable[0]; i++)
+        cr_assert(relay_config_key_reloadable(reloadable[i]), "%s", reloadable[i]);
+    for (size_t i = 0; i < sizeof restart / sizeof restart[0]; i++)
+        cr_assert_not(relay_config_key_reloadable(restart[i]), "%s", restart[i]);
+
+    /* unknown or malformed keys are never reloadable */
+    static const char *const unknown[] = {
+        "",
+        ".",
+        "colour",
+        "batch_size",
+        "source.",
+        "source.batch_sizes",
+        "source.batch",
+        "source..batch_size",
+        "source.batch_size.x",
+        "retry.",
+        "retry.initial.",
+        "sink.options.",
+        "log.level.debug",
+    };
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
+        cr_assert_not(relay_config_key_reloadable(unknown[i]), "\"%s\"", unknown[i]);
+    cr_assert_not(relay_config_key_reloadable(NULL));
+}
+
+Test(config, example_file_shows_the_defaults)
+{
+    const char *dir = getenv("RELAY_SOURCE_DIR");
+    if (!dir)
+        cr_skip_test("RELAY_SOURCE_DIR is not set");
+    char path[1024], err[512] = "";
+    snprintf(path, sizeof path, "%s/relay.yaml.example", dir);
+    relay_config example, minimal;
+    cr_assert_eq(relay_config_load(path, &example, err, sizeof err), 0, "%s", err);
+    parse_ok(MINIMAL, &minimal);
+    const char *const columns[][2] = {
+        {example.columns.id, minimal.columns.id},
+        {example.columns.created_at, minimal.columns.created_at},
+        {example.columns.key, minimal.columns.key},
+        {example.columns.type, minimal.columns.type},
+        {example.columns.version, minimal.columns.version},
+        {example.columns.payload, minimal.columns.payload},
+        {example.columns.metadata, minimal.columns.metadata},
+        {example.columns.aggregate_type, minimal.columns.aggregate_type},
+    };
+    for (size_t i = 0; i < sizeof columns / sizeof columns[0]; i++)
+        cr_assert_str_eq(columns[i][0], columns[i][1]);
+    cr_assert_null(example.columns.event_id);
+    cr_assert_eq(example.columns.n_headers, 0);
+    cr_assert_str_eq(example.table, minimal.table);
+    cr_assert_eq(example.safety_margin_ms, minimal.safety_margin_ms);
+    cr_assert_eq(example.batch_size, minimal.batch_size);
+    cr_assert_eq(example.poll_interval_ms, minimal.poll_interval_ms);
+    cr_assert_eq(example.max_gaps, minimal.max_gaps);
+    cr_assert_eq(example.gap_max_age_ms, minimal.gap_max_age_ms);
+    cr_assert_eq(example.sink_flush_timeout_ms, minimal.sink_flush_timeout_ms);
+    cr_assert_eq(example.retry_initial_ms, minimal.retry_initial_ms);
+    cr_assert_eq(example.retry_max_ms, minimal.retry_max_ms);
+    free_config(&example);
+    free_config(&minimal);
 }
 
 Test(config, durable_on_names_standbys)
