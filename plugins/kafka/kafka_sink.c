@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kafka_options.h"
+#include "kafka_topic_name.h"
 
 static void kafka_sink_destroy(void *state)
 {

@@ -61,9 +61,4 @@ void kafka_buffer_free(kafka_buffer *buf);
 /* Writes value in decimal into out (room for 21 bytes, NUL included); returns the length. */
 size_t kafka_format_int64(char *out, int64_t value);
 
-/* Checks a topic name against Kafka's rules (1..249 characters of [A-Za-z0-9._-], not "." or
- * ".."), so that an event whose template renders a bad name is refused at once rather than
- * retried until it times out. Returns 0, or -1 with the reason in err. */
-int kafka_topic_name_check(const char *name, size_t len, char *err, size_t errlen);
-
 #endif

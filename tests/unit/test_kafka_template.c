@@ -148,25 +148,6 @@ Test(kafka_template, the_buffer_is_reused_across_events)
     kafka_template_free(&t);
 }
 
-Test(kafka_topic_name, follows_kafka_rules)
-{
-    char err[256];
-    cr_assert_eq(kafka_topic_name_check("events.order_created-v2", 23, err, sizeof err), 0);
-    cr_assert_eq(kafka_topic_name_check("", 0, err, sizeof err), -1);
-    cr_assert_eq(kafka_topic_name_check(".", 1, err, sizeof err), -1);
-    cr_assert_eq(kafka_topic_name_check("..", 2, err, sizeof err), -1);
-    cr_assert_eq(kafka_topic_name_check("...", 3, err, sizeof err), 0);
-    cr_assert_eq(kafka_topic_name_check("events.order created", 20, err, sizeof err), -1);
-    cr_assert(strstr(err, "offset 12") != NULL, "%s", err);
-    cr_assert_eq(kafka_topic_name_check("caf\xc3\xa9", 5, err, sizeof err), -1);
-
-    char name[251];
-    memset(name, 'a', 250);
-    name[250] = '\0';
-    cr_assert_eq(kafka_topic_name_check(name, 249, err, sizeof err), 0);
-    cr_assert_eq(kafka_topic_name_check(name, 250, err, sizeof err), -1);
-}
-
 Test(kafka_format, int64_in_decimal)
 {
     char out[21];
