@@ -36,14 +36,14 @@ static void render(const char *text, const relay_sink_event *e, char *out, size_
     kafka_template t;
     char err[256];
     cr_assert_eq(kafka_template_compile(text, &t, err, sizeof err), 0, "%s: %s", text, err);
-    kafka_buffer buf = {0};
+    relay_plugin_buffer buf = {0};
     const char *rendered;
     size_t len;
     cr_assert_eq(kafka_template_render(&t, e, &buf, &rendered, &len), 0);
     cr_assert_eq(rendered[len], '\0', "%s: rendering not NUL-terminated", text);
     cr_assert_eq(strlen(rendered), len, "%s: length %zu, text '%s'", text, len, rendered);
     snprintf(out, outlen, "%s", rendered);
-    kafka_buffer_free(&buf);
+    relay_plugin_buffer_free(&buf);
     kafka_template_free(&t);
 }
 
@@ -134,7 +134,7 @@ Test(kafka_template, the_buffer_is_reused_across_events)
     kafka_template t;
     char err[256];
     cr_assert_eq(kafka_template_compile("events.${type}.${id}", &t, err, sizeof err), 0);
-    kafka_buffer buf = {0};
+    relay_plugin_buffer buf = {0};
     const char *text;
     size_t len;
     relay_sink_event long_one = event(1, "k", "a-rather-long-type-name-that-grows-the-buffer");
@@ -144,19 +144,8 @@ Test(kafka_template, the_buffer_is_reused_across_events)
     cr_assert_eq(kafka_template_render(&t, &short_one, &buf, &text, &len), 0);
     cr_assert_str_eq(text, "events.x.2");
     cr_assert_eq(buf.data, data, "a shorter rendering reallocated the buffer");
-    kafka_buffer_free(&buf);
+    relay_plugin_buffer_free(&buf);
     kafka_template_free(&t);
-}
-
-Test(kafka_format, int64_in_decimal)
-{
-    char out[21];
-    cr_assert_eq(kafka_format_int64(out, 0), 1);
-    cr_assert_str_eq(out, "0");
-    cr_assert_eq(kafka_format_int64(out, INT64_MAX), 19);
-    cr_assert_str_eq(out, "9223372036854775807");
-    kafka_format_int64(out, -12);
-    cr_assert_str_eq(out, "-12");
 }
 
 /* --- options --- */
