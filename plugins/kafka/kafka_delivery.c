@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "kafka_sink.h"
+#include "kafka_topic_name.h"
 
 static int64_t kafka_now_ms(void)
 {

@@ -6,7 +6,7 @@
 #include <json-c/json.h>
 
 #include "kafka_options.h"
-#include "kafka_template.h"
+#include "relay_plugin_int64.h"
 
 int kafka_headers_init(kafka_headers *h, char **names, size_t n_names, char *err, size_t errlen)
 {
@@ -55,13 +55,13 @@ rd_kafka_headers_t *kafka_headers_build(kafka_headers *h, const relay_sink_event
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5 + h->n_metadata_names);
     if (hdrs == NULL)
         return NULL;
-    char number[21];
-    size_t len = kafka_format_int64(number, e->id);
+    char number[RELAY_PLUGIN_INT64_SIZE];
+    size_t len = relay_plugin_format_int64(number, e->id);
     rd_kafka_header_add(hdrs, "id", 2, number, (ssize_t)len);
     if (e->type != NULL)
         rd_kafka_header_add(hdrs, "type", 4, e->type, (ssize_t)e->type_len);
     if (e->has_version) {
-        len = kafka_format_int64(number, e->version);
+        len = relay_plugin_format_int64(number, e->version);
         rd_kafka_header_add(hdrs, "version", 7, number, (ssize_t)len);
     }
     if (e->created_at != NULL)

@@ -1,7 +1,6 @@
 /*
  * The sink's options, as the relay hands them over (flattened key/value text), checked and sorted
- * into what the rest of the sink needs. Also what is secret among librdkafka properties, and how
- * to keep secrets out of messages. Pure C, free of librdkafka and json-c.
+ * into what the rest of the sink needs. Pure C, free of librdkafka and json-c.
  */
 #ifndef KAFKA_OPTIONS_H
 #define KAFKA_OPTIONS_H
@@ -43,12 +42,5 @@ void kafka_header_names_free(char **names, size_t n);
 /* The headers every message carries; metadata headers may not take these names. */
 extern const char *const kafka_builtin_headers[];
 extern const size_t kafka_n_builtin_headers;
-
-/* Whether a librdkafka property holds a secret, whose value must never be shown. */
-int kafka_property_is_sensitive(const char *name);
-
-/* Replaces every occurrence of secret in text (NUL-terminated, in a buffer of size bytes) with
- * "[redacted]", truncating if the result does not fit. An empty secret changes nothing. */
-void kafka_redact(char *text, size_t size, const char *secret);
 
 #endif

@@ -6,6 +6,7 @@
 #include <syslog.h>
 
 #include "kafka_ordering.h"
+#include "kafka_redact.h"
 
 void kafka_producer_scrub(const kafka_producer *p, char *text, size_t size)
 {

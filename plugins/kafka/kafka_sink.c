@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kafka_options.h"
+#include "kafka_topic_name.h"
 
 static void kafka_sink_destroy(void *state)
 {
@@ -21,8 +22,8 @@ static void kafka_sink_destroy(void *state)
     kafka_producer_free(&sink->producer);
     kafka_template_free(&sink->topic);
     kafka_template_free(&sink->key);
-    kafka_buffer_free(&sink->topic_buf);
-    kafka_buffer_free(&sink->key_buf);
+    relay_plugin_buffer_free(&sink->topic_buf);
+    relay_plugin_buffer_free(&sink->key_buf);
     kafka_headers_free(&sink->headers);
     kafka_batch_free(&sink->batch);
     free(sink);

@@ -12,6 +12,7 @@
 #include "kafka_producer.h"
 #include "kafka_template.h"
 #include "kafka_topics.h"
+#include "relay_plugin_buffer.h"
 
 typedef struct kafka_sink {
     const relay_sink_host *host;
@@ -20,8 +21,8 @@ typedef struct kafka_sink {
     kafka_template topic;
     int topic_constant; /* the topic template has no variables (its name was checked at init) */
     kafka_template key;
-    kafka_buffer topic_buf;
-    kafka_buffer key_buf;
+    relay_plugin_buffer topic_buf;
+    relay_plugin_buffer key_buf;
     kafka_headers headers;
     kafka_batch batch;
     int queue_full_timeout_ms;

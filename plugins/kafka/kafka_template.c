@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KAFKA_TOPIC_NAME_MAX 249
+#include "relay_plugin_int64.h"
 
 static const struct {
     const char *name;
@@ -119,23 +119,6 @@ int kafka_template_is_constant(const kafka_template *t)
     return 1;
 }
 
-static int kafka_buffer_reserve(kafka_buffer *buf, size_t more)
-{
-    if (more <= buf->cap - buf->len)
-        return 0;
-    if (more > SIZE_MAX / 2 - buf->len)
-        return -1;
-    size_t cap = buf->cap > 0 ? buf->cap : 256;
-    while (cap - buf->len < more)
-        cap *= 2;
-    char *data = realloc(buf->data, cap);
-    if (data == NULL)
-        return -1;
-    buf->data = data;
-    buf->cap = cap;
-    return 0;
-}
-
 /* The text of one part for an event; digits is scratch room for numbers. */
 static void kafka_template_part_text(const kafka_template *t, const kafka_template_part *p,
                                      const relay_sink_event *e, char *digits, const char **text,
@@ -147,7 +130,7 @@ static void kafka_template_part_text(const kafka_template *t, const kafka_templa
         *len = p->len;
         return;
     case KAFKA_VAR_ID:
-        *len = kafka_format_int64(digits, e->id);
+        *len = relay_plugin_format_int64(digits, e->id);
         *text = digits;
         return;
     case KAFKA_VAR_KEY:
@@ -159,7 +142,7 @@ static void kafka_template_part_text(const kafka_template *t, const kafka_templa
         *len = e->type != NULL ? e->type_len : 0;
         return;
     case KAFKA_VAR_VERSION:
-        *len = e->has_version ? kafka_format_int64(digits, e->version) : 0;
+        *len = e->has_version ? relay_plugin_format_int64(digits, e->version) : 0;
         *text = digits;
         digits[*len] = '\0';
         return;
@@ -168,8 +151,8 @@ static void kafka_template_part_text(const kafka_template *t, const kafka_templa
     *len = 0;
 }
 
-int kafka_template_render(const kafka_template *t, const relay_sink_event *e, kafka_buffer *buf,
-                          const char **text, size_t *len)
+int kafka_template_render(const kafka_template *t, const relay_sink_event *e,
+                          relay_plugin_buffer *buf, const char **text, size_t *len)
 {
     /* A lone literal or string variable is already NUL-terminated where it lies. */
     if (t->n_parts == 0) {
@@ -179,23 +162,23 @@ int kafka_template_render(const kafka_template *t, const relay_sink_event *e, ka
     }
     if (t->n_parts == 1 && t->parts[0].var != KAFKA_VAR_ID &&
         t->parts[0].var != KAFKA_VAR_VERSION) {
-        char unused[21];
+        char unused[RELAY_PLUGIN_INT64_SIZE];
         kafka_template_part_text(t, &t->parts[0], e, unused, text, len);
         return 0;
     }
 
     buf->len = 0;
     for (size_t i = 0; i < t->n_parts; i++) {
-        char digits[21];
+        char digits[RELAY_PLUGIN_INT64_SIZE];
         const char *part;
         size_t part_len;
         kafka_template_part_text(t, &t->parts[i], e, digits, &part, &part_len);
-        if (kafka_buffer_reserve(buf, part_len + 1) != 0)
+        if (relay_plugin_buffer_reserve(buf, part_len + 1) != 0)
             return -1;
         memcpy(buf->data + buf->len, part, part_len);
         buf->len += part_len;
     }
-    if (kafka_buffer_reserve(buf, 1) != 0)
+    if (relay_plugin_buffer_reserve(buf, 1) != 0)
         return -1;
     buf->data[buf->len] = '\0';
     *text = buf->data;
@@ -208,56 +191,4 @@ void kafka_template_free(kafka_template *t)
     free(t->literals);
     free(t->parts);
     *t = (kafka_template){0};
-}
-
-void kafka_buffer_free(kafka_buffer *buf)
-{
-    free(buf->data);
-    *buf = (kafka_buffer){0};
-}
-
-size_t kafka_format_int64(char *out, int64_t value)
-{
-    char digits[20];
-    size_t n = 0;
-    /* Through uint64_t, so that INT64_MIN negates without overflow. */
-    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
-    do {
-        digits[n++] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude > 0);
-    size_t len = 0;
-    if (value < 0)
-        out[len++] = '-';
-    while (n > 0)
-        out[len++] = digits[--n];
-    out[len] = '\0';
-    return len;
-}
-
-int kafka_topic_name_check(const char *name, size_t len, char *err, size_t errlen)
-{
-    if (len == 0) {
-        snprintf(err, errlen, "the topic name is empty");
-        return -1;
-    }
-    if (len > KAFKA_TOPIC_NAME_MAX) {
-        snprintf(err, errlen, "the topic name is %zu characters long, Kafka allows at most %d", len,
-                 KAFKA_TOPIC_NAME_MAX);
-        return -1;
-    }
-    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) {
-        snprintf(err, errlen, "'%.*s' is not a valid topic name", (int)len, name);
-        return -1;
-    }
-    size_t legal =
-        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
-    if (legal < len) {
-        snprintf(err, errlen,
-                 "topic name '%.*s' has a character Kafka does not allow at offset %zu "
-                 "(allowed: letters, digits, '.', '_', '-')",
-                 (int)len, name, legal);
-        return -1;
-    }
-    return 0;
 }

@@ -9,9 +9,10 @@
 #define KAFKA_TEMPLATE_H
 
 #include <stddef.h>
-#include <stdint.h>
 
 #include <outbox_relay/sink.h>
+
+#include "relay_plugin_buffer.h"
 
 typedef enum kafka_template_var {
     KAFKA_VAR_NONE = 0, /* a literal part */
@@ -33,13 +34,6 @@ typedef struct kafka_template {
     size_t n_parts;
 } kafka_template;
 
-/* A growable byte buffer, reused across renders so that rendering does not allocate once warm. */
-typedef struct kafka_buffer {
-    char *data;
-    size_t len;
-    size_t cap;
-} kafka_buffer;
-
 /* Compiles text into *out (owned by the caller: kafka_template_free). Returns 0, or -1 with the
  * reason in err: an unknown variable (named), an unterminated ${, a $ that starts neither. */
 int kafka_template_compile(const char *text, kafka_template *out, char *err, size_t errlen);
@@ -52,18 +46,9 @@ int kafka_template_is_constant(const kafka_template *t);
  * or straight into the event when the template is one variable alone (no copy). Valid until the
  * next render into buf or until the event's memory goes. Returns 0, or -1 when out of memory.
  */
-int kafka_template_render(const kafka_template *t, const relay_sink_event *e, kafka_buffer *buf,
-                          const char **text, size_t *len);
+int kafka_template_render(const kafka_template *t, const relay_sink_event *e,
+                          relay_plugin_buffer *buf, const char **text, size_t *len);
 
 void kafka_template_free(kafka_template *t);
-void kafka_buffer_free(kafka_buffer *buf);
-
-/* Writes value in decimal into out (room for 21 bytes, NUL included); returns the length. */
-size_t kafka_format_int64(char *out, int64_t value);
-
-/* Checks a topic name against Kafka's rules (1..249 characters of [A-Za-z0-9._-], not "." or
- * ".."), so that an event whose template renders a bad name is refused at once rather than
- * retried until it times out. Returns 0, or -1 with the reason in err. */
-int kafka_topic_name_check(const char *name, size_t len, char *err, size_t errlen);
 
 #endif

@@ -25,6 +25,9 @@
 
 #include <outbox_relay/sink.h>
 
+#include "relay_plugin_buffer.h"
+#include "relay_plugin_int64.h"
+
 /* Formatting stops to write once this much is pending, so memory stays bounded however large the
  * batch, while syscalls stay few. */
 #define STDOUT_SINK_CHUNK (256 * 1024)
@@ -32,9 +35,7 @@
 typedef struct stdout_sink {
     int fd;
     int sync; /* a regular file: fsync at every flush */
-    char *buf;
-    size_t len;
-    size_t cap;
+    relay_plugin_buffer out;
     int write_errno; /* the first write error since the last flush, 0 if none */
 } stdout_sink;
 
@@ -77,31 +78,14 @@ static relay_sink_status stdout_sink_init(const relay_sink_host *host,
     return RELAY_SINK_OK;
 }
 
-static int stdout_sink_reserve(stdout_sink *sink, size_t more)
-{
-    if (more <= sink->cap - sink->len)
-        return 0;
-    if (more > SIZE_MAX / 2 - sink->len)
-        return -1;
-    size_t cap = sink->cap > 0 ? sink->cap : 4096;
-    while (cap - sink->len < more)
-        cap *= 2;
-    char *buf = realloc(sink->buf, cap);
-    if (buf == NULL)
-        return -1;
-    sink->buf = buf;
-    sink->cap = cap;
-    return 0;
-}
-
 /* Writes out the buffer. Returns 0, or an errno; the buffer is emptied either way, since a retry
  * formats the batch again. */
 static int stdout_sink_drain(stdout_sink *sink)
 {
     size_t done = 0;
     int error = 0;
-    while (done < sink->len) {
-        ssize_t n = write(sink->fd, sink->buf + done, sink->len - done);
+    while (done < sink->out.len) {
+        ssize_t n = write(sink->fd, sink->out.data + done, sink->out.len - done);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -116,7 +100,7 @@ static int stdout_sink_drain(stdout_sink *sink)
         }
         done += (size_t)n;
     }
-    sink->len = 0;
+    sink->out.len = 0;
     if (error != 0 && sink->write_errno == 0)
         sink->write_errno = error;
     return error;
@@ -137,21 +121,10 @@ static char *put(char *p, const char *s, size_t len)
 
 #define PUT_LITERAL(p, lit) put((p), (lit), sizeof(lit) - 1)
 
+/* The NUL written after the digits is within the line's bound, and overwritten by what follows. */
 static char *put_int64(char *p, int64_t value)
 {
-    char digits[20];
-    size_t n = 0;
-    /* Through uint64_t, so that INT64_MIN negates without overflow. */
-    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
-    do {
-        digits[n++] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude > 0);
-    if (value < 0)
-        *p++ = '-';
-    while (n > 0)
-        *p++ = digits[--n];
-    return p;
+    return p + relay_plugin_format_int64(p, value);
 }
 
 /* A JSON string per RFC 8259: quote, backslash and control characters escaped. */
@@ -255,14 +228,15 @@ static relay_sink_status stdout_sink_deliver(void *state, const relay_sink_batch
     for (size_t i = 0; i < batch->count; i++) {
         const relay_sink_event *e = &batch->events[i];
         size_t created_at_len = e->created_at != NULL ? strlen(e->created_at) : 0;
-        if (stdout_sink_reserve(sink, stdout_sink_line_bound(e, created_at_len)) != 0) {
-            sink->len = 0;
+        size_t bound = stdout_sink_line_bound(e, created_at_len);
+        if (relay_plugin_buffer_reserve(&sink->out, bound) != 0) {
+            sink->out.len = 0;
             snprintf(err, errlen, "stdout: out of memory formatting event %lld", (long long)e->id);
             return RELAY_SINK_RETRY;
         }
-        char *end = put_event(sink->buf + sink->len, e, created_at_len);
-        sink->len = (size_t)(end - sink->buf);
-        if (sink->len >= STDOUT_SINK_CHUNK) {
+        char *end = put_event(sink->out.data + sink->out.len, e, created_at_len);
+        sink->out.len = (size_t)(end - sink->out.data);
+        if (sink->out.len >= STDOUT_SINK_CHUNK) {
             int error = stdout_sink_drain(sink);
             if (error != 0)
                 return stdout_sink_write_failed(error, err, errlen);
@@ -293,7 +267,7 @@ static void stdout_sink_destroy(void *state)
     stdout_sink *sink = state;
     if (sink == NULL)
         return;
-    free(sink->buf);
+    relay_plugin_buffer_free(&sink->out);
     free(sink);
 }
 
