@@ -41,7 +41,7 @@ typedef enum relay_on_reject {
 
 /* How the reader decides that a row can be delivered. */
 typedef enum relay_source_mode {
-    RELAY_MODE_MARGIN = 0,  /* rows older than safety_margin, in id order (the seed's design) */
+    RELAY_MODE_MARGIN = 0,  /* rows older than safety_margin, in id order (the default) */
     RELAY_MODE_SETTLED = 1, /* no margin: the contiguous run of ids, holding at the first gap */
 } relay_source_mode;
 

@@ -21,8 +21,8 @@
 #define MARGIN "  safety_margin: 200ms\n  poll_interval: 50ms\n"
 #define SETTLED "  mode: settled\n  poll_interval: 50ms\n"
 
-/* How long settled mode must keep holding an open gap: many polls, and past the 1 s floor that
- * older relays judged young gaps by. */
+/* How long settled mode must keep holding an open gap: many polls, and past 1 s, so that a relay
+ * that releases a gap by its age (a 1 s floor) fails. */
 #define HOLD_MS 2000
 
 static th_scope scope;
@@ -122,7 +122,7 @@ static void assert_delivered(scene *sc, const int64_t *ids, size_t n)
     }
 }
 
-/* ---- the scenario: A writes first, B takes the id, A takes the next and commits ---- */
+/* ---- open behind a commit: A writes first, B takes the id, A takes the next and commits ---- */
 
 /*
  * A: BEGIN and a first write (a_first: a business row, or just an xid); B: BEGIN and inserts id 1

@@ -1,6 +1,6 @@
 /*
- * The margin's holes, closed: the gap watch (margin mode), the settled mode, NOTIFY wake-ups and
- * restore detection, end to end against a real PostgreSQL.
+ * What closes the margin's holes: the gap watch (margin mode), the settled mode, NOTIFY wake-ups
+ * and restore detection, end to end against a real PostgreSQL.
  *
  * The scenarios need transactions that commit out of id order: the test holds them open on
  * sessions of its own and commits them when the relay has been seen to pass their ids.
@@ -44,7 +44,7 @@ TestSuite(gaps, .timeout = 180);
 
 /*
  * T1 takes id 1 and stays open; T2 takes id 2 and commits. Once the margin lets id 2 through, the
- * position passes id 1 while it is still in flight: the seed's relay loses it for good.
+ * position passes id 1 while it is still in flight: without the gap watch it is lost for good.
  */
 static void pass_an_open_transaction(PGconn *t1, PGconn *t2, const char *out)
 {
