@@ -69,11 +69,12 @@ static int check_database(const relay_config *config, const relay_logger *log, F
         PQfinish(conn);
         return RELAY_EXIT_DATABASE;
     }
-    static const char *const roles[] = {"id",      "created_at", "key",     "type",
-                                        "version", "payload",    "metadata"};
     fprintf(out, "table      %s:", info.quoted_table);
-    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
-        fprintf(out, " %s=%s", roles[i], info.column_types[i][0] ? info.column_types[i] : "-");
+    for (int role = 0; role < RELAY_N_COLUMN_ROLES; role++)
+        fprintf(out, " %s=%s", relay_column_describe(role)->name,
+                info.column_types[role][0] ? info.column_types[role] : "-");
+    for (size_t h = 0; h < config->columns.n_headers; h++)
+        fprintf(out, "%s%s", h == 0 ? " headers=" : ",", config->columns.headers[h]);
     fprintf(out, "\n");
 
     relay_ids_verdict ids;

@@ -1029,3 +1029,17 @@ bool relay_config_key_reloadable(const char *dotted_key)
     }
     return false;
 }
+
+const char *relay_config_key_default_text(const char *dotted_key)
+{
+    const field *table = root_fields, *f;
+    const char *p = dotted_key;
+    while (p && table && (f = find_field(table, p, strcspn(p, ".")))) {
+        p += strlen(f->key);
+        if (*p == '\0')
+            return f->store == STORE_STRING ? f->default_text : NULL;
+        table = f->sub;
+        p++;
+    }
+    return NULL;
+}

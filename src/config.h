@@ -101,6 +101,10 @@ void relay_config_free(relay_config *config);
  * A mapping ("retry") may change when every key below it may. False for unknown keys. */
 bool relay_config_key_reloadable(const char *dotted_key);
 
+/* The default of a string key ("source.columns.metadata": "metadata"); NULL when it has none or
+ * is not a string key. Cannot fail. */
+const char *relay_config_key_default_text(const char *dotted_key);
+
 /* Parses "250ms", "1s", "2m", "1h" (and "0s") into milliseconds; returns 0, or -1 with a reason
  * ("needs a unit", ...) in err. */
 int relay_duration_parse(const char *text, int64_t *ms, char *err, size_t errlen);

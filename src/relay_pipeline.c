@@ -32,9 +32,9 @@ int relay_pipeline_init(relay_pipeline *p, const relay_config *config, const rel
     p->pipe = RELAY_PIPE_CLOSED;
     p->current = &p->batches[0];
     p->next = &p->batches[1];
-    if (relay_batch_init(p->current, config->batch_size, err, errlen) != 0)
+    if (relay_batch_init(p->current, config, err, errlen) != 0)
         return -1;
-    if (relay_batch_init(p->next, config->batch_size, err, errlen) != 0) {
+    if (relay_batch_init(p->next, config, err, errlen) != 0) {
         relay_batch_free(p->current);
         return -1;
     }

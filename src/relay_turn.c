@@ -454,7 +454,8 @@ static relay_outcome hand_over(relay_pipeline *p, char *err, size_t errlen)
 {
     relay_hand *h = &p->hand;
     const relay_batch *b = h->batch;
-    const relay_sink_batch batch = {.events = b->events, .count = b->count};
+    const relay_sink_batch batch = {
+        .events = b->events, .count = b->count, .event_size = sizeof(relay_sink_event)};
     /* After a failure the relay may have waited long: if its session ended meanwhile, a standby
      * may hold the lock and have delivered these events already, and more after them. Nothing
      * goes to the sink without the lock. */
@@ -473,7 +474,7 @@ static relay_outcome hand_over(relay_pipeline *p, char *err, size_t errlen)
     if (st == RELAY_SINK_OK)
         return h->late ? finish_late(p, err, errlen) : finish_current(p, err, errlen);
 
-    int64_t first = batch.events[0].id, last = batch.events[batch.count - 1].id;
+    int64_t first = b->events[0].id, last = b->events[b->count - 1].id;
     if (st == RELAY_SINK_FATAL) {
         snprintf(err, errlen,
                  "sink failed for good on events %" PRId64 "..%" PRId64

@@ -70,14 +70,16 @@ static int check_api(const relay_sink_api *api, const char *path, char *err, siz
         return -1;
     }
     if (api->abi_version != RELAY_SINK_ABI_VERSION) {
-        snprintf(err, errlen, "sink plugin %s speaks sink ABI %u, this relay speaks %u", path,
-                 (unsigned)api->abi_version, (unsigned)RELAY_SINK_ABI_VERSION);
+        snprintf(err, errlen,
+                 "sink plugin %s speaks sink ABI %u, this relay speaks %u: rebuild the plugin "
+                 "against this relay's outbox_relay/sink.h",
+                 path, (unsigned)api->abi_version, (unsigned)RELAY_SINK_ABI_VERSION);
         return -1;
     }
-    if (api->struct_size < sizeof(relay_sink_api)) {
+    if (api->struct_size < RELAY_SINK_API_MIN_SIZE) {
         snprintf(err, errlen,
                  "sink plugin %s declares a sink API of %u bytes, expected at least %zu", path,
-                 (unsigned)api->struct_size, sizeof(relay_sink_api));
+                 (unsigned)api->struct_size, (size_t)RELAY_SINK_API_MIN_SIZE);
         return -1;
     }
     if (api->name == NULL || api->name[0] == '\0') {

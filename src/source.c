@@ -12,17 +12,40 @@
 #define FETCH_GAPS_STATEMENT "relay_fetch_gaps"
 #define SETTLE_STATEMENT "relay_settle_in"
 
-enum { COL_ID, COL_CREATED_AT, COL_KEY, COL_TYPE, COL_VERSION, COL_PAYLOAD, COL_METADATA, N_COLS };
+static const char *const integers[] = {"int2", "int4", "int8", NULL};
+static const char *const timestamps[] = {"timestamptz", "timestamp", NULL};
+static const char *const json[] = {"jsonb", "json", NULL};
 
-static const char *const column_roles[N_COLS] = {"id",      "created_at", "key",     "type",
-                                                 "version", "payload",    "metadata"};
+#define MAPPED_BY(member) offsetof(relay_config_columns, member)
 
-static const char *mapped_column(const relay_config *config, int role)
+/* In the order of the fetch's columns. Everything but the integers and the timestamp is read as
+ * text, which any type can be cast to; the binary forms of the rest are what fill_batch reads. A
+ * timestamp without time zone is taken as UTC, the session's zone (see relay_db_connect). */
+static const relay_column_role_info column_roles[RELAY_N_COLUMN_ROLES] = {
+    [RELAY_COLUMN_ID] = {"id", MAPPED_BY(id), "::bigint", integers, "an integer"},
+    [RELAY_COLUMN_KEY] = {"key", MAPPED_BY(key), "::text", NULL, NULL},
+    [RELAY_COLUMN_TYPE] = {"type", MAPPED_BY(type), "::text", NULL, NULL},
+    [RELAY_COLUMN_VERSION] = {"version", MAPPED_BY(version), "::bigint", integers, "an integer",
+                              true},
+    [RELAY_COLUMN_PAYLOAD] = {"payload", MAPPED_BY(payload), "::text", json, "json or jsonb"},
+    [RELAY_COLUMN_METADATA] = {"metadata", MAPPED_BY(metadata), "::text", json, "json or jsonb",
+                               true},
+    [RELAY_COLUMN_CREATED_AT] = {"created_at", MAPPED_BY(created_at), "::timestamptz", timestamps,
+                                 "a timestamp"},
+    [RELAY_COLUMN_AGGREGATE_TYPE] = {"aggregate_type", MAPPED_BY(aggregate_type), "::text", NULL,
+                                     NULL, true},
+    [RELAY_COLUMN_EVENT_ID] = {"event_id", MAPPED_BY(event_id), "::text", NULL, NULL, true},
+};
+
+const relay_column_role_info *relay_column_describe(relay_column_role role)
 {
-    const relay_config_columns *c = &config->columns;
-    const char *names[N_COLS] = {c->id,      c->created_at, c->key,     c->type,
-                                 c->version, c->payload,    c->metadata};
-    return names[role];
+    return &column_roles[role];
+}
+
+const char *relay_column_mapped(const relay_config *config, relay_column_role role)
+{
+    return *(char *const *)(const void *)((const char *)&config->columns +
+                                          column_roles[role].mapped_by);
 }
 
 static int type_is(const char *type, const char *const *accepted)
@@ -33,24 +56,22 @@ static int type_is(const char *type, const char *const *accepted)
     return 0;
 }
 
-/* The catalog types (pg_type.typname) each role accepts; NULL: any type, read as text. */
-static const char *const *accepted_types(int role)
+/* Whether column is the role's default, as opposed to one the configuration names. */
+static bool is_default_name(const relay_column_role_info *r, const char *column)
 {
-    static const char *const integers[] = {"int2", "int4", "int8", NULL};
-    static const char *const timestamps[] = {"timestamptz", "timestamp", NULL};
-    static const char *const json[] = {"jsonb", "json", NULL};
-    switch (role) {
-    case COL_ID:
-    case COL_VERSION:
-        return integers;
-    case COL_CREATED_AT:
-        return timestamps;
-    case COL_PAYLOAD:
-    case COL_METADATA:
-        return json;
-    default:
-        return NULL;
-    }
+    char key[64];
+    snprintf(key, sizeof key, "source.columns.%s", r->name);
+    const char *default_name = relay_config_key_default_text(key);
+    return default_name && strcmp(default_name, column) == 0;
+}
+
+/* The row of the catalog query that describes column, or -1. */
+static int find_column(const PGresult *res, const char *column)
+{
+    for (int i = 0; i < PQntuples(res); i++)
+        if (strcmp(PQgetvalue(res, i, 0), column) == 0)
+            return i;
+    return -1;
 }
 
 int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_info *info,
@@ -92,53 +113,86 @@ int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_
         return -1;
     }
 
-    for (int role = 0; role < N_COLS; role++) {
-        const char *column = mapped_column(config, role);
+    for (int role = 0; role < RELAY_N_COLUMN_ROLES; role++) {
+        const relay_column_role_info *r = &column_roles[role];
+        const char *column = relay_column_mapped(config, role);
         if (!column)
             continue;
-        int row = -1;
-        for (int i = 0; i < PQntuples(res) && row < 0; i++)
-            if (strcmp(PQgetvalue(res, i, 0), column) == 0)
-                row = i;
+        int row = find_column(res, column);
+        if (row < 0 && r->optional && is_default_name(r, column))
+            continue;
         if (row < 0) {
             snprintf(err, errlen, "table %s has no column \"%s\" (source.columns.%s)",
-                     config->table, column, column_roles[role]);
+                     config->table, column, r->name);
             *missing = 1;
             PQclear(res);
             return -1;
         }
-        const char *const *accepted = accepted_types(role);
-        if (accepted && !type_is(PQgetvalue(res, row, 1), accepted)) {
+        if (r->accepted && !type_is(PQgetvalue(res, row, 1), r->accepted)) {
             snprintf(err, errlen, "table %s: column \"%s\" (source.columns.%s) is %s, expected %s",
-                     config->table, column, column_roles[role], PQgetvalue(res, row, 2),
-                     role == COL_CREATED_AT                        ? "a timestamp"
-                     : role == COL_PAYLOAD || role == COL_METADATA ? "json or jsonb"
-                                                                   : "an integer");
+                     config->table, column, r->name, PQgetvalue(res, row, 2), r->expected);
             PQclear(res);
             return -1;
         }
         snprintf(info->column_types[role], sizeof info->column_types[role], "%s",
                  PQgetvalue(res, row, 2));
+        info->mapped[role] = column;
+    }
+    for (size_t h = 0; h < config->columns.n_headers; h++) {
+        if (find_column(res, config->columns.headers[h]) < 0) {
+            snprintf(err, errlen, "table %s has no column \"%s\" (source.columns.headers)",
+                     config->table, config->columns.headers[h]);
+            *missing = 1;
+            PQclear(res);
+            return -1;
+        }
     }
     PQclear(res);
     return 0;
 }
 
-/* Appends ", <expr>" for a role, quoting the column, or a NULL of the cast's type when it is
- * unmapped. */
-static int append_column(PGconn *conn, const relay_config *config, int role, const char *cast,
-                         char *sql, size_t sqllen, char *err, size_t errlen)
+/* Appends to the statement text in sql. Returns 0, or -1 with err when it does not fit. */
+static int __attribute__((format(printf, 5, 6)))
+append(char *sql, size_t sqllen, char *err, size_t errlen, const char *fmt, ...)
 {
-    const char *column = mapped_column(config, role);
     size_t used = strlen(sql);
-    char quoted[600];
-    if (column && relay_db_quote_ident(conn, column, quoted, sizeof quoted, err, errlen) != 0)
-        return -1;
-    int n = column ? snprintf(sql + used, sqllen - used, ", t.%s%s", quoted, cast)
-                   : snprintf(sql + used, sqllen - used, ", NULL%s", cast);
-    if (n >= (int)(sqllen - used)) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(sql + used, sqllen - used, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sqllen - used) {
         snprintf(err, errlen, "the fetch statement is too long");
         return -1;
+    }
+    return 0;
+}
+
+/*
+ * The select lists of a read: the events' columns by role (a NULL of the role's type when it is
+ * unmapped), the header columns, and a NULL of the right type for each, for the header row.
+ */
+static int select_lists(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                        char *roles, char *headers, char *nulls, char *header_nulls, size_t len,
+                        char *err, size_t errlen)
+{
+    roles[0] = headers[0] = nulls[0] = header_nulls[0] = '\0';
+    char quoted[600];
+    for (int role = 0; role < RELAY_N_COLUMN_ROLES; role++) {
+        const char *column = info->mapped[role];
+        const char *cast = column_roles[role].cast, *sep = role > 0 ? ", " : "";
+        if (column && relay_db_quote_ident(conn, column, quoted, sizeof quoted, err, errlen) != 0)
+            return -1;
+        if ((column ? append(roles, len, err, errlen, "%st.%s%s", sep, quoted, cast)
+                    : append(roles, len, err, errlen, "%sNULL%s", sep, cast)) != 0 ||
+            append(nulls, len, err, errlen, "%sNULL%s", sep, cast) != 0)
+            return -1;
+    }
+    for (size_t h = 0; h < config->columns.n_headers; h++) {
+        if (relay_db_quote_ident(conn, config->columns.headers[h], quoted, sizeof quoted, err,
+                                 errlen) != 0 ||
+            append(headers, len, err, errlen, ", t.%s::text", quoted) != 0 ||
+            append(header_nulls, len, err, errlen, ", NULL::text") != 0)
+            return -1;
     }
     return 0;
 }
@@ -148,7 +202,7 @@ static int __attribute__((format(printf, 6, 7)))
 prepare(PGconn *conn, const char *name, int n_params, char *err, size_t errlen, const char *fmt,
         ...)
 {
-    char sql[8192];
+    char sql[16384];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(sql, sizeof sql, fmt, ap);
@@ -177,41 +231,32 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
                              errlen) != 0)
         return -1;
 
-    /* Columns 0..6: id, key, type, version, payload, metadata, created_at, cast to the types
-     * fill_batch reads in binary (a timestamp without time zone is taken as UTC, the session's
-     * zone: see relay_db_connect). */
-    char columns[4096];
-    snprintf(columns, sizeof columns, "SELECT t.%s::bigint", id);
-    static const struct {
-        int role;
-        const char *cast;
-    } rest[] = {{COL_KEY, "::text"},       {COL_TYPE, "::text"},
-                {COL_VERSION, "::bigint"}, {COL_PAYLOAD, "::text"},
-                {COL_METADATA, "::text"},  {COL_CREATED_AT, "::timestamptz"}};
-    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
-        if (append_column(conn, config, rest[i].role, rest[i].cast, columns, sizeof columns, err,
-                          errlen) != 0)
-            return -1;
+    enum { LIST = 4096 };
+    char roles[LIST], headers[LIST], nulls[LIST], header_nulls[LIST];
+    if (select_lists(conn, config, info, roles, headers, nulls, header_nulls, LIST, err, errlen) !=
+        0)
+        return -1;
 
     /* Row 0 of every read, before the events: what the relay must know of the database at the
      * moment of the read (see relay_batch). It is computed while the statement runs, so after its
      * snapshot: every commit the read sees lies below that WAL insert position. */
-    static const char header[] =
-        "SELECT NULL::bigint, NULL::text, NULL::text, NULL::bigint, NULL::text, NULL::text,"
-        " NULL::timestamptz, NULL::bool, pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn(),"
-        " pg_sequence_last_value($4::oid::regclass),"
-        " pg_snapshot_xmin(pg_current_snapshot())::text::bigint UNION ALL ";
-    /* The events' own column 11: the transaction that wrote the row (32 bits of it). */
+    char header[LIST * 2 + 256];
+    snprintf(header, sizeof header,
+             "SELECT %s, NULL::bool, pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn(),"
+             " pg_sequence_last_value($4::oid::regclass),"
+             " pg_snapshot_xmin(pg_current_snapshot())::text::bigint%s UNION ALL ",
+             nulls, header_nulls);
+    /* The events' own: the transaction that wrote the row (32 bits of it). */
     static const char no_header[] = ", NULL::pg_lsn, NULL::pg_lsn, NULL::bigint,"
                                     " t.xmin::text::bigint";
 
-    /* Column 7: whether the row is older than the margin, on the database's clock. A NULL
+    /* After the roles: whether the row is older than the margin, on the database's clock. A NULL
      * created_at can never settle; rather than stall the relay for good it counts as settled. The
      * sub-select computes the cut-off once per fetch rather than once per row. */
     if (prepare(conn, FETCH_STATEMENT, 4, err, errlen,
-                "%s(%s, t.%s IS NULL OR t.%s <= (SELECT now() - $2::bigint * interval"
-                " '1 millisecond')%s FROM %s t WHERE t.%s > $1 ORDER BY t.%s LIMIT $3)",
-                header, columns, created_at, created_at, no_header, info->quoted_table, id,
+                "%s(SELECT %s, t.%s IS NULL OR t.%s <= (SELECT now() - $2::bigint * interval"
+                " '1 millisecond')%s%s FROM %s t WHERE t.%s > $1 ORDER BY t.%s LIMIT $3)",
+                header, roles, created_at, created_at, no_header, headers, info->quoted_table, id,
                 id) != 0)
         return -1;
 
@@ -220,10 +265,10 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
      * disjoint, so the rows come in id order. */
     if (prepare(
             conn, FETCH_GAPS_STATEMENT, 4, err, errlen,
-            "%s(%s, true%s FROM unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
+            "%s(SELECT %s, true%s%s FROM unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
             " CROSS JOIN LATERAL (SELECT *, t.xmin FROM %s t WHERE t.%s BETWEEN g.low AND g.high"
             " ORDER BY t.%s LIMIT $3) AS t ORDER BY t.%s LIMIT $3)",
-            header, columns, no_header, info->quoted_table, id, id, id) != 0)
+            header, roles, no_header, headers, info->quoted_table, id, id, id) != 0)
         return -1;
 
     /* How long until a row leaves the margin, so that the relay sleeps exactly that long. */
@@ -234,14 +279,20 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
         created_at, info->quoted_table, id);
 }
 
-int relay_batch_init(relay_batch *batch, int batch_size, char *err, size_t errlen)
+int relay_batch_init(relay_batch *batch, const relay_config *config, char *err, size_t errlen)
 {
     memset(batch, 0, sizeof *batch);
-    batch->events = calloc((size_t)batch_size, sizeof *batch->events);
-    batch->created_at = calloc((size_t)batch_size, sizeof *batch->created_at);
-    if (!batch->events || !batch->created_at) {
+    size_t size = (size_t)config->batch_size, n_headers = config->columns.n_headers;
+    batch->header_names = (const char *const *)config->columns.headers;
+    batch->n_headers = n_headers;
+    batch->events = calloc(size, sizeof *batch->events);
+    batch->created_at = calloc(size, sizeof *batch->created_at);
+    batch->event_ids = calloc(size, sizeof *batch->event_ids);
+    batch->headers = n_headers > 0 ? calloc(size * n_headers, sizeof *batch->headers) : NULL;
+    if (!batch->events || !batch->created_at || !batch->event_ids ||
+        (n_headers > 0 && !batch->headers)) {
         relay_batch_free(batch);
-        snprintf(err, errlen, "out of memory for a batch of %d events", batch_size);
+        snprintf(err, errlen, "out of memory for a batch of %d events", config->batch_size);
         return -1;
     }
     return 0;
@@ -260,8 +311,12 @@ void relay_batch_free(relay_batch *batch)
     relay_batch_clear(batch);
     free(batch->events);
     free(batch->created_at);
+    free(batch->event_ids);
+    free(batch->headers);
     batch->events = NULL;
     batch->created_at = NULL;
+    batch->event_ids = NULL;
+    batch->headers = NULL;
 }
 
 /* The id sequence's oid as a parameter, or NULL when the table has none. */
@@ -291,37 +346,52 @@ int relay_source_send_fetch(PGconn *conn, const relay_config *config, const rela
 }
 
 /* The fetch's columns, in binary: rendering ids and timestamps as text is work for the server,
- * which is the relay's bottleneck, and parsing them back is work for the relay. */
+ * which is the relay's bottleneck, and parsing them back is work for the relay. The roles come
+ * first, in the order of relay_column_role; the header columns (source.columns.headers) last. */
 enum {
-    ROW_ID,
-    ROW_KEY,
-    ROW_TYPE,
-    ROW_VERSION,
-    ROW_PAYLOAD,
-    ROW_METADATA,
-    ROW_CREATED_AT,
-    ROW_SETTLED,
+    ROW_SETTLED = RELAY_N_COLUMN_ROLES,
     ROW_INSERT_LSN, /* the header row's, NULL in the events' */
     ROW_FLUSH_LSN,
     ROW_SEQUENCE,
     ROW_XID, /* the header's: its snapshot's xmin (64 bits); the events': their xmin (32 bits) */
-    N_ROW_COLUMNS
+    ROW_HEADERS
 };
 
-/* pg_type OIDs, fixed since PostgreSQL's first catalogs (pg_lsn since 9.4): int8, text,
- * timestamptz, bool, pg_lsn. */
-static const Oid row_types[N_ROW_COLUMNS] = {20, 25, 25, 20, 25, 25, 1184, 16, 3220, 3220, 20, 20};
+/* pg_type OIDs, fixed since PostgreSQL's first catalogs (pg_lsn since 9.4). */
+enum { INT8OID = 20, TEXTOID = 25, TIMESTAMPTZOID = 1184, BOOLOID = 16, PG_LSNOID = 3220 };
+
+static Oid column_type(int column)
+{
+    if (column < RELAY_N_COLUMN_ROLES) {
+        const char *cast = column_roles[column].cast;
+        return strcmp(cast, "::bigint") == 0        ? INT8OID
+               : strcmp(cast, "::timestamptz") == 0 ? TIMESTAMPTZOID
+                                                    : TEXTOID;
+    }
+    switch (column) {
+    case ROW_SETTLED:
+        return BOOLOID;
+    case ROW_INSERT_LSN:
+    case ROW_FLUSH_LSN:
+        return PG_LSNOID;
+    case ROW_SEQUENCE:
+    case ROW_XID:
+        return INT8OID;
+    default:
+        return TEXTOID;
+    }
+}
 
 /* Whether res has the fetch's columns, so that fill_batch may read them blind. */
-static int check_columns(const PGresult *res, char *err, size_t errlen)
+static int check_columns(const PGresult *res, size_t n_headers, char *err, size_t errlen)
 {
-    if (PQnfields(res) != N_ROW_COLUMNS) {
-        snprintf(err, errlen, "reading events: %d columns, expected %d", PQnfields(res),
-                 N_ROW_COLUMNS);
+    int expected = ROW_HEADERS + (int)n_headers;
+    if (PQnfields(res) != expected) {
+        snprintf(err, errlen, "reading events: %d columns, expected %d", PQnfields(res), expected);
         return -1;
     }
-    for (int c = 0; c < N_ROW_COLUMNS; c++) {
-        if (PQftype(res, c) != row_types[c] || PQfformat(res, c) != 1) {
+    for (int c = 0; c < expected; c++) {
+        if (PQftype(res, c) != column_type(c) || PQfformat(res, c) != 1) {
             snprintf(err, errlen, "reading events: column %d has type %u in format %d", c,
                      PQftype(res, c), PQfformat(res, c));
             return -1;
@@ -332,7 +402,7 @@ static int check_columns(const PGresult *res, char *err, size_t errlen)
 
 int64_t relay_batch_row_id(const relay_batch *batch, size_t row)
 {
-    return relay_db_binary_int64(batch->res, (int)row + 1, ROW_ID);
+    return relay_db_binary_int64(batch->res, (int)row + 1, RELAY_COLUMN_ID);
 }
 
 /* The 64-bit transaction id whose low 32 bits are xid32, nearest to the 64-bit reference: a
@@ -352,8 +422,8 @@ static uint64_t full_xid(uint64_t reference, uint32_t xid32)
  * res does not start with it. */
 static int read_header(relay_batch *batch, const PGresult *res, char *err, size_t errlen)
 {
-    if (PQntuples(res) < 1 || !PQgetisnull(res, 0, ROW_ID) || PQgetisnull(res, 0, ROW_INSERT_LSN) ||
-        PQgetisnull(res, 0, ROW_FLUSH_LSN)) {
+    if (PQntuples(res) < 1 || !PQgetisnull(res, 0, RELAY_COLUMN_ID) ||
+        PQgetisnull(res, 0, ROW_INSERT_LSN) || PQgetisnull(res, 0, ROW_FLUSH_LSN)) {
         snprintf(err, errlen, "reading events: the result does not start with its header row");
         return -1;
     }
@@ -366,6 +436,37 @@ static int read_header(relay_batch *batch, const PGresult *res, char *err, size_
         PQgetisnull(res, 0, ROW_XID) ? 0 : (uint64_t)relay_db_binary_int64(res, 0, ROW_XID);
     batch->newest_xid = 0;
     return 0;
+}
+
+/* A text column's value, NULL for SQL NULL. libpq ends binary values with a NUL too, as the ABI
+ * promises for the strings. */
+static const char *text_or_null(const PGresult *res, int row, int column, size_t *len)
+{
+    if (PQgetisnull(res, row, column)) {
+        *len = 0;
+        return NULL;
+    }
+    *len = (size_t)PQgetlength(res, row, column);
+    return PQgetvalue(res, row, column);
+}
+
+/* Writes value in decimal and a NUL into out; returns the length. Once per event when the event
+ * id is the ordering id: a digit loop rather than snprintf's format parsing. */
+static size_t format_int64(char out[RELAY_INT64_TEXT_SIZE], int64_t value)
+{
+    char digits[RELAY_INT64_TEXT_SIZE];
+    size_t n = 0, len = 0;
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    do {
+        digits[n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude > 0);
+    if (value < 0)
+        out[len++] = '-';
+    while (n > 0)
+        out[len++] = digits[--n];
+    out[len] = '\0';
+    return len;
 }
 
 /* Points the events at the rows of res after the header, up to the first row still inside the
@@ -385,31 +486,47 @@ static void fill_batch(relay_batch *batch, PGresult *res)
             full_xid(batch->snapshot_xmin, (uint32_t)relay_db_binary_int64(res, row, ROW_XID));
         batch->newest_xid = xid > batch->newest_xid ? xid : batch->newest_xid;
         e->flags = 0;
-        e->id = relay_db_binary_int64(res, row, ROW_ID);
+        e->id = relay_db_binary_int64(res, row, RELAY_COLUMN_ID);
         /* libpq ends binary values with a NUL too, as the ABI promises for the strings. */
-        e->key = PQgetvalue(res, row, ROW_KEY);
-        e->key_len = (size_t)PQgetlength(res, row, ROW_KEY);
-        e->type = PQgetvalue(res, row, ROW_TYPE);
-        e->type_len = (size_t)PQgetlength(res, row, ROW_TYPE);
-        e->has_version = !PQgetisnull(res, row, ROW_VERSION);
-        e->version = e->has_version ? relay_db_binary_int64(res, row, ROW_VERSION) : 0;
-        if (PQgetisnull(res, row, ROW_PAYLOAD)) {
+        e->key = PQgetvalue(res, row, RELAY_COLUMN_KEY);
+        e->key_len = (size_t)PQgetlength(res, row, RELAY_COLUMN_KEY);
+        e->type = PQgetvalue(res, row, RELAY_COLUMN_TYPE);
+        e->type_len = (size_t)PQgetlength(res, row, RELAY_COLUMN_TYPE);
+        e->has_version = !PQgetisnull(res, row, RELAY_COLUMN_VERSION);
+        e->version = e->has_version ? relay_db_binary_int64(res, row, RELAY_COLUMN_VERSION) : 0;
+        if (PQgetisnull(res, row, RELAY_COLUMN_PAYLOAD)) {
             e->payload = "null";
             e->payload_len = 4;
         } else {
-            e->payload = PQgetvalue(res, row, ROW_PAYLOAD);
-            e->payload_len = (size_t)PQgetlength(res, row, ROW_PAYLOAD);
+            e->payload = PQgetvalue(res, row, RELAY_COLUMN_PAYLOAD);
+            e->payload_len = (size_t)PQgetlength(res, row, RELAY_COLUMN_PAYLOAD);
         }
-        e->metadata =
-            PQgetisnull(res, row, ROW_METADATA) ? NULL : PQgetvalue(res, row, ROW_METADATA);
-        e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, ROW_METADATA) : 0;
-        if (PQgetisnull(res, row, ROW_CREATED_AT)) {
+        e->metadata = PQgetisnull(res, row, RELAY_COLUMN_METADATA)
+                          ? NULL
+                          : PQgetvalue(res, row, RELAY_COLUMN_METADATA);
+        e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, RELAY_COLUMN_METADATA) : 0;
+        if (PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT)) {
             e->created_at = "";
         } else {
-            relay_timestamp_rfc3339(relay_db_binary_int64(res, row, ROW_CREATED_AT),
+            relay_timestamp_rfc3339(relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT),
                                     batch->created_at[i]);
             e->created_at = batch->created_at[i];
         }
+        e->aggregate_type =
+            text_or_null(res, row, RELAY_COLUMN_AGGREGATE_TYPE, &e->aggregate_type_len);
+        e->event_id = text_or_null(res, row, RELAY_COLUMN_EVENT_ID, &e->event_id_len);
+        if (!e->event_id) {
+            e->event_id_len = format_int64(batch->event_ids[i], e->id);
+            e->event_id = batch->event_ids[i];
+        }
+        relay_sink_header *headers = batch->headers + i * batch->n_headers;
+        for (size_t h = 0; h < batch->n_headers; h++) {
+            headers[h].name = batch->header_names[h];
+            headers[h].name_len = strlen(batch->header_names[h]);
+            headers[h].value = text_or_null(res, row, ROW_HEADERS + (int)h, &headers[h].value_len);
+        }
+        e->headers = batch->n_headers > 0 ? headers : NULL;
+        e->n_headers = batch->n_headers;
         batch->count = i + 1;
     }
 }
@@ -423,7 +540,8 @@ int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size
     if (!ok)
         relay_db_error(conn, res, "reading events", err, errlen);
     relay_db_discard_results(conn);
-    if (ok && (check_columns(res, err, errlen) != 0 || read_header(batch, res, err, errlen) != 0))
+    if (ok && (check_columns(res, batch->n_headers, err, errlen) != 0 ||
+               read_header(batch, res, err, errlen) != 0))
         ok = 0;
     if (!ok) {
         PQclear(res);

@@ -21,12 +21,44 @@
 #include "gaps.h"
 #include "timestamp.h"
 
+/* What each column of source.columns is to the relay, in the order the fetch reads them. */
+typedef enum relay_column_role {
+    RELAY_COLUMN_ID,
+    RELAY_COLUMN_KEY,
+    RELAY_COLUMN_TYPE,
+    RELAY_COLUMN_VERSION,
+    RELAY_COLUMN_PAYLOAD,
+    RELAY_COLUMN_METADATA,
+    RELAY_COLUMN_CREATED_AT,
+    RELAY_COLUMN_AGGREGATE_TYPE,
+    RELAY_COLUMN_EVENT_ID,
+    RELAY_N_COLUMN_ROLES
+} relay_column_role;
+
+typedef struct relay_column_role_info {
+    const char *name;            /* its key under source.columns */
+    size_t mapped_by;            /* the offset of its column name in relay_config_columns */
+    const char *cast;            /* how the fetch reads it */
+    const char *const *accepted; /* the catalog types (pg_type.typname) it may have; NULL: any */
+    const char *expected;        /* those, for messages */
+    /* May be unmapped (~); and left at its default name, it is unmapped on a table without
+     * such a column rather than an error, so that a table need not have every optional one. */
+    bool optional;
+} relay_column_role_info;
+
+/* The role's description. Cannot fail. */
+const relay_column_role_info *relay_column_describe(relay_column_role role);
+
+/* The column the configuration maps to role; NULL when unmapped. Cannot fail. */
+const char *relay_column_mapped(const relay_config *config, relay_column_role role);
+
 /* What the outbox table looks like, from the catalog. */
 typedef struct relay_source_info {
-    char quoted_table[1024];  /* "schema"."table" */
-    char column_types[7][64]; /* format_type() of id, created_at, key, type, version, payload,
-                                 metadata; "" when unmapped */
-    Oid sequence_oid;         /* the id column's sequence (ids.h), 0 when it has none */
+    char quoted_table[1024];                     /* "schema"."table" */
+    char column_types[RELAY_N_COLUMN_ROLES][64]; /* format_type() by role; "" when unmapped */
+    /* The column in force for each role, borrowed from the configuration; NULL when unmapped. */
+    const char *mapped[RELAY_N_COLUMN_ROLES];
+    Oid sequence_oid; /* the id column's sequence (ids.h), 0 when it has none */
 } relay_source_info;
 
 /*
@@ -38,11 +70,19 @@ typedef struct relay_source_info {
 int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_info *info,
                          int *missing, char *err, size_t errlen);
 
-/* One fetched batch. The events point into res: valid until the next fetch or the free. */
+/* "-9223372036854775808" and its NUL. */
+#define RELAY_INT64_TEXT_SIZE 21
+
+/* One fetched batch. The events point into res and the arrays beside it: valid until the next
+ * fetch or the free. */
 typedef struct relay_batch {
     PGresult *res;
-    relay_sink_event *events;               /* capacity: batch_size */
-    char (*created_at)[RELAY_RFC3339_SIZE]; /* the events' created_at, rendered; capacity too */
+    relay_sink_event *events;                 /* capacity: batch_size */
+    char (*created_at)[RELAY_RFC3339_SIZE];   /* the events' created_at, rendered; capacity too */
+    char (*event_ids)[RELAY_INT64_TEXT_SIZE]; /* the ids in decimal, when they are the event ids */
+    relay_sink_header *headers;               /* n_headers per event */
+    const char *const *header_names;          /* borrowed from the configuration */
+    size_t n_headers;
     size_t count;   /* rows older than the margin, a contiguous prefix in id order */
     size_t fetched; /* rows read, including those still inside the margin */
 
@@ -62,8 +102,9 @@ typedef struct relay_batch {
 /* The id of a row read (row < fetched), whether in the batch or cut off by the margin. */
 int64_t relay_batch_row_id(const relay_batch *batch, size_t row);
 
-/* Allocates the event array for batch_size rows. Returns 0, or -1 with err (out of memory). */
-int relay_batch_init(relay_batch *batch, int batch_size, char *err, size_t errlen);
+/* Allocates the arrays for batch_size rows with the configured headers; the batch borrows the
+ * header names from config. Returns 0, or -1 with err (out of memory). */
+int relay_batch_init(relay_batch *batch, const relay_config *config, char *err, size_t errlen);
 void relay_batch_clear(relay_batch *batch); /* drops the rows, keeps the array */
 void relay_batch_free(relay_batch *batch);
 

@@ -1,11 +1,33 @@
 /*
- * outbox-relay sink plugin ABI.
+ * outbox-relay sink plugin ABI, version 2.
  *
  * A sink is a shared module that exports one function, RELAY_SINK_ENTRY, returning a pointer to a
  * static relay_sink_api. The relay loads it with dlopen(RTLD_NOW | RTLD_LOCAL) and refuses it when
- * abi_version differs from RELAY_SINK_ABI_VERSION or struct_size is smaller than the relay's
- * sizeof(relay_sink_api): new callbacks are only ever appended, so a larger struct from a newer
- * plugin is fine.
+ * abi_version differs from RELAY_SINK_ABI_VERSION, or when its struct_size does not reach the
+ * callbacks every sink must have (RELAY_SINK_API_MIN_SIZE).
+ *
+ * Growing without a new version. Within version 2, the structs the relay and a sink exchange only
+ * ever gain members at their end, and each says how large the side that filled it knows it to be:
+ * relay_sink_api.struct_size (the sink's), relay_sink_host.struct_size (the relay's) and
+ * relay_sink_batch.event_size (the relay's relay_sink_event, the stride of the events array; the
+ * same idea as the sizeof_* members of Redis's RedisModuleCommandInfoVersion). So a sink built
+ * against an older header walks a batch by event_size, never by its own sizeof, and a sink built
+ * against a newer header asks RELAY_SINK_HAS before it reads a member or calls a callback the
+ * relay may not have:
+ *
+ *     for (size_t i = 0; i < batch->count; i++) {
+ *         const relay_sink_event *e = relay_sink_batch_event(batch, i);
+ *         send(e->event_id, e->event_id_len, e->payload, e->payload_len);
+ *     }
+ *
+ *     // a callback appended after the sink's first release:
+ *     if (RELAY_SINK_HAS(relay_sink_host, host->struct_size, report_lag) && host->report_lag)
+ *         host->report_lag(host->ctx, ms);
+ *
+ * The relay does the same with the sink's callbacks: one appended after init..destroy is called
+ * only when api->struct_size covers it and it is not NULL. A change that cannot be made this way
+ * (a member removed, moved or retyped, a contract changed) is a new RELAY_SINK_ABI_VERSION, and
+ * the relay refuses plugins of the old one by name of both versions.
  *
  * Contract, per batch: the relay calls deliver() once with the batch, then flush(). The relay
  * commits its position past the batch only when flush() returned RELAY_SINK_OK, so flush() must
@@ -22,11 +44,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Whether a struct of type `type` declared `size` bytes long by the side that filled it has
+ * `member` (see the top of this file). */
+#define RELAY_SINK_HAS(type, size, member)                                                         \
+    ((size_t)(size) >= offsetof(type, member) + sizeof(((const type *)0)->member))
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define RELAY_SINK_ABI_VERSION 1u
+#define RELAY_SINK_ABI_VERSION 2u
 
 /* The symbol every sink exports, and its name for dlsym(). */
 #define RELAY_SINK_ENTRY relay_sink_entry
@@ -56,14 +83,21 @@ typedef struct relay_sink_option {
     const char *value;
 } relay_sink_option;
 
+/* A column the user chose to pass along with every event (source.columns.headers). */
+typedef struct relay_sink_header {
+    const char *name; /* the column's name */
+    size_t name_len;
+    const char *value; /* its value as text; NULL for SQL NULL */
+    size_t value_len;
+} relay_sink_header;
+
 /*
- * One event. Batches are arrays of these, so the layout is frozen for an ABI version: a new field
- * means a new RELAY_SINK_ABI_VERSION. Every pointer is borrowed for the duration of the deliver()
- * call only; a sink that needs the bytes later copies them. Every string is also NUL-terminated at
- * [len].
+ * One event. Every pointer is borrowed for the duration of the deliver() call only; a sink that
+ * needs the bytes later copies them. Every string is also NUL-terminated at [len]. Members are
+ * only ever appended (see the top of this file): reach an event with relay_sink_batch_event().
  */
 typedef struct relay_sink_event {
-    int64_t id;
+    int64_t id;      /* the ordering id (source.columns.id): ascending within a batch */
     const char *key; /* the aggregate id, used for partitioning */
     size_t key_len;
     const char *type; /* the event kind */
@@ -76,6 +110,17 @@ typedef struct relay_sink_event {
     int64_t version;        /* the aggregate version; meaningful only when has_version */
     int has_version;
     uint32_t flags; /* RELAY_SINK_EVENT_* */
+    /* The event's public id as text (source.columns.event_id, any SQL type: a uuid, say); the
+     * ordering id in decimal when that is not mapped. Never NULL. */
+    const char *event_id;
+    size_t event_id_len;
+    /* The kind of aggregate (source.columns.aggregate_type), what Debezium's outbox router
+     * routes by; NULL when unmapped or SQL NULL. */
+    const char *aggregate_type;
+    size_t aggregate_type_len;
+    /* The columns of source.columns.headers, in the configured order. */
+    const relay_sink_header *headers;
+    size_t n_headers;
 } relay_sink_event;
 
 /* The event is delivered after events with higher ids: its transaction committed late (it filled a
@@ -83,14 +128,23 @@ typedef struct relay_sink_event {
 #define RELAY_SINK_EVENT_LATE 0x1u
 
 typedef struct relay_sink_batch {
-    const relay_sink_event *events; /* in ascending id order */
+    const void *events; /* count events, event_size bytes apart, in ascending id order */
     size_t count;
+    size_t event_size; /* the relay's sizeof(relay_sink_event) */
 } relay_sink_batch;
+
+/* The i-th event of a batch (i < count), whatever size of relay_sink_event either side knows. */
+static inline const relay_sink_event *relay_sink_batch_event(const relay_sink_batch *batch,
+                                                             size_t i)
+{
+    return (const relay_sink_event *)(const void *)((const char *)batch->events +
+                                                    i * batch->event_size);
+}
 
 /* Services the relay offers a sink; valid from init() until destroy() returns. */
 typedef struct relay_sink_host {
     uint32_t abi_version;
-    uint32_t struct_size;
+    uint32_t struct_size; /* the relay's sizeof(relay_sink_host): see RELAY_SINK_HAS */
     void *ctx;
     /* Logs through the relay's logger (its format, level and stream). Never pass secrets. */
     void (*log)(void *ctx, relay_sink_log_level level, const char *fmt, ...)
@@ -126,7 +180,12 @@ typedef struct relay_sink_api {
     /* Releases the state. Called once, after the last flush, and only after a successful init()
      * that set a non-NULL state. */
     void (*destroy)(void *state);
+
+    /* Callbacks appended later go here; the relay calls one only when struct_size covers it. */
 } relay_sink_api;
+
+/* The smallest struct_size the relay accepts: up to the last callback every sink must have. */
+#define RELAY_SINK_API_MIN_SIZE (offsetof(relay_sink_api, destroy) + sizeof(void (*)(void *)))
 
 typedef const relay_sink_api *(*relay_sink_entry_fn)(void);
 

@@ -41,9 +41,11 @@ static void kafka_batch_clear_failure(kafka_batch *b)
     b->failure[0] = '\0';
 }
 
-static int kafka_batch_same(const kafka_batch *b, const relay_sink_event *events, size_t count)
+static int kafka_batch_same(const kafka_batch *b, const relay_sink_batch *batch)
 {
-    return b->count == count && b->first_id == events[0].id && b->last_id == events[count - 1].id;
+    size_t count = batch->count;
+    return b->count == count && b->first_id == relay_sink_batch_event(batch, 0)->id &&
+           b->last_id == relay_sink_batch_event(batch, count - 1)->id;
 }
 
 static int kafka_batch_reserve(kafka_batch *b, size_t count)
@@ -75,9 +77,10 @@ static void kafka_batch_reset_tail(kafka_batch *b)
     kafka_batch_clear_failure(b);
 }
 
-int kafka_batch_begin(kafka_batch *b, const relay_sink_event *events, size_t count)
+int kafka_batch_begin(kafka_batch *b, const relay_sink_batch *batch)
 {
-    if (kafka_batch_same(b, events, count)) {
+    size_t count = batch->count;
+    if (kafka_batch_same(b, batch)) {
         if (b->n_pending == 0 && b->n_failed > 0)
             kafka_batch_reset_tail(b);
         return 1;
@@ -94,11 +97,11 @@ int kafka_batch_begin(kafka_batch *b, const relay_sink_event *events, size_t cou
     if (kafka_batch_reserve(b, count) != 0)
         return -1;
     for (size_t i = 0; i < count; i++)
-        b->ids[i] = events[i].id;
+        b->ids[i] = relay_sink_batch_event(batch, i)->id;
     memset(b->status, KAFKA_MSG_NOT_SENT, count);
     b->count = count;
-    b->first_id = events[0].id;
-    b->last_id = events[count - 1].id;
+    b->first_id = b->ids[0];
+    b->last_id = b->ids[count - 1];
     return 0;
 }
 

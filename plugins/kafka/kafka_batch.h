@@ -67,14 +67,14 @@ void kafka_batch_init(kafka_batch *b);
 void kafka_batch_free(kafka_batch *b);
 
 /*
- * Starts a hand-over of events[0..count) (count > 0, at most kafka_batch_max_count()). A batch
+ * Starts a hand-over of the batch (count > 0, at most kafka_batch_max_count()). A batch
  * other than the one in hand starts a new generation with every message NOT_SENT. The same batch
  * again keeps its state, except that when nothing is in flight any longer and something failed,
  * every message from the first failed one to the end goes back to NOT_SENT (refused ones stay
  * refused): sending the whole tail again keeps each key's messages in order for consumers.
  * Returns 1 for the same batch, 0 for a new one, -1 when out of memory (the state is then empty).
  */
-int kafka_batch_begin(kafka_batch *b, const relay_sink_event *events, size_t count);
+int kafka_batch_begin(kafka_batch *b, const relay_sink_batch *batch);
 
 /* Messages may be sent, in index order, up to (not including) the returned index: the first
  * failed message, or count. Sending past a failure would put later messages of a key before a

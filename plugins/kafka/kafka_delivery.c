@@ -268,7 +268,7 @@ relay_sink_status kafka_sink_deliver(void *state, const relay_sink_batch *batch,
      * sees where its messages stand. */
     rd_kafka_poll(sink->producer.rk, 0);
     kafka_batch *b = &sink->batch;
-    int same = kafka_batch_begin(b, batch->events, batch->count);
+    int same = kafka_batch_begin(b, batch);
     if (same < 0) {
         snprintf(err, errlen, "kafka: out of memory");
         return RELAY_SINK_RETRY;
@@ -289,7 +289,7 @@ relay_sink_status kafka_sink_deliver(void *state, const relay_sink_batch *batch,
     for (size_t i = 0; i < limit; i++) {
         if (kafka_batch_status(b, i) != KAFKA_MSG_NOT_SENT)
             continue;
-        status = kafka_sink_send(sink, &batch->events[i], i, err, errlen);
+        status = kafka_sink_send(sink, relay_sink_batch_event(batch, i), i, err, errlen);
         if (status != RELAY_SINK_OK)
             return status;
         if (b->n_failed != failures) {

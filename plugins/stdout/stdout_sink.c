@@ -226,7 +226,7 @@ static relay_sink_status stdout_sink_deliver(void *state, const relay_sink_batch
 {
     stdout_sink *sink = state;
     for (size_t i = 0; i < batch->count; i++) {
-        const relay_sink_event *e = &batch->events[i];
+        const relay_sink_event *e = relay_sink_batch_event(batch, i);
         size_t created_at_len = e->created_at != NULL ? strlen(e->created_at) : 0;
         size_t bound = stdout_sink_line_bound(e, created_at_len);
         if (relay_plugin_buffer_reserve(&sink->out, bound) != 0) {

@@ -218,11 +218,29 @@ Test(cli, abi_version_mismatch)
     char *err = check_with_plugin("RELAY_BADABI_VERSION", 5);
     /* Both versions, so that the operator knows which side is behind. */
     regex_t relay_version;
-    cr_assert_eq(regcomp(&relay_version, "(^|[^0-9])1([^0-9]|$)", REG_EXTENDED | REG_NOSUB), 0);
+    cr_assert_eq(regcomp(&relay_version, "(^|[^0-9])2([^0-9]|$)", REG_EXTENDED | REG_NOSUB), 0);
     int has_relay_version = regexec(&relay_version, err, 0, NULL, 0) == 0;
     regfree(&relay_version);
     cr_assert(strcasestr(err, "abi") && strstr(err, "999") && has_relay_version,
               "stderr does not give both ABI versions:\n%s", err);
+    free(err);
+}
+
+/* A plugin built for ABI 1 is refused by `check` and by `run`, before anything is read. */
+Test(cli, abi_1_plugin_is_refused)
+{
+    char *err = check_with_plugin("RELAY_BADABI_V1", 5);
+    cr_assert(strstr(err, "speaks sink ABI 1, this relay speaks 2"),
+              "check does not name both versions:\n%s", err);
+    free(err);
+
+    char config[TH_PATH_MAX], *out;
+    write_config(config, th_env("RELAY_BADABI_V1"), "");
+    int code = th_run_cli(&out, &err, "run", "-c", config);
+    cr_assert_eq(code, 5, "run with an ABI 1 plugin exited %d: %s", code, err);
+    cr_assert(strstr(err, "speaks sink ABI 1, this relay speaks 2"),
+              "run does not name both versions:\n%s", err);
+    free(out);
     free(err);
 }
 

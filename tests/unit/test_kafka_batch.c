@@ -29,6 +29,8 @@ static relay_sink_event event(int64_t id, const char *key, const char *type)
 #define N 5
 
 static relay_sink_event batch_events[N];
+static const relay_sink_batch whole_batch = {
+    .events = batch_events, .count = N, .event_size = sizeof(relay_sink_event)};
 
 static void make_batch(int64_t first_id)
 {
@@ -67,7 +69,7 @@ Test(kafka_batch, a_new_batch_is_all_unsent_and_settles_when_all_acknowledged)
     kafka_batch b;
     kafka_batch_init(&b);
     make_batch(10);
-    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 0);
+    cr_assert_eq(kafka_batch_begin(&b, &whole_batch), 0);
     cr_assert_eq(send_all(&b), N);
     cr_assert_eq(b.n_pending, N);
     cr_assert_not(kafka_batch_settled(&b));
@@ -83,7 +85,7 @@ Test(kafka_batch, a_retried_batch_resends_the_tail_from_the_first_failure)
     kafka_batch b;
     kafka_batch_init(&b);
     make_batch(10);
-    kafka_batch_begin(&b, batch_events, N);
+    kafka_batch_begin(&b, &whole_batch);
     send_all(&b);
     report(&b, kafka_batch_opaque(&b, 0), 1);
     report(&b, kafka_batch_opaque(&b, 1), 1);
@@ -97,7 +99,7 @@ Test(kafka_batch, a_retried_batch_resends_the_tail_from_the_first_failure)
     cr_assert(strstr(b.failure, "_MSG_TIMED_OUT") != NULL);
 
     /* Handed over again: 2, 3 (acknowledged, but after a failed one) and 4 go out again. */
-    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 1);
+    cr_assert_eq(kafka_batch_begin(&b, &whole_batch), 1);
     cr_assert_eq(kafka_batch_status(&b, 0), KAFKA_MSG_OK);
     cr_assert_eq(kafka_batch_status(&b, 1), KAFKA_MSG_OK);
     for (size_t i = 2; i < N; i++)
@@ -113,12 +115,12 @@ Test(kafka_batch, in_flight_messages_are_not_resent)
     kafka_batch b;
     kafka_batch_init(&b);
     make_batch(10);
-    kafka_batch_begin(&b, batch_events, N);
+    kafka_batch_begin(&b, &whole_batch);
     send_all(&b);
     report(&b, kafka_batch_opaque(&b, 0), 0);
     report(&b, kafka_batch_opaque(&b, 1), 1);
     /* 2..4 still in flight: the relay retries, nothing is reset nor sent. */
-    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 1);
+    cr_assert_eq(kafka_batch_begin(&b, &whole_batch), 1);
     cr_assert_eq(kafka_batch_status(&b, 0), KAFKA_MSG_FAILED);
     cr_assert_eq(kafka_batch_status(&b, 2), KAFKA_MSG_PENDING);
     cr_assert_eq(send_all(&b), 0);
@@ -128,7 +130,7 @@ Test(kafka_batch, in_flight_messages_are_not_resent)
         cr_assert_eq(report(&b, kafka_batch_opaque(&b, i), 1), 0);
     cr_assert_eq(b.n_pending, 0);
     /* Now the tail from 0 goes again. */
-    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 1);
+    cr_assert_eq(kafka_batch_begin(&b, &whole_batch), 1);
     cr_assert_eq(send_all(&b), N);
     kafka_batch_free(&b);
 }
@@ -138,7 +140,7 @@ Test(kafka_batch, nothing_is_sent_past_a_failure)
     kafka_batch b;
     kafka_batch_init(&b);
     make_batch(10);
-    kafka_batch_begin(&b, batch_events, N);
+    kafka_batch_begin(&b, &whole_batch);
     kafka_batch_mark_pending(&b, 0);
     kafka_batch_mark_failed(&b, 1, "_UNKNOWN_PARTITION: Local: Unknown partition");
     cr_assert_eq(kafka_batch_send_limit(&b), 1);
@@ -152,12 +154,12 @@ Test(kafka_batch, another_batch_ignores_reports_of_the_previous_one)
     kafka_batch b;
     kafka_batch_init(&b);
     make_batch(10);
-    kafka_batch_begin(&b, batch_events, N);
+    kafka_batch_begin(&b, &whole_batch);
     send_all(&b);
     void *old = kafka_batch_opaque(&b, 3);
 
     make_batch(20);
-    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 0);
+    cr_assert_eq(kafka_batch_begin(&b, &whole_batch), 0);
     send_all(&b);
     cr_assert_eq(report(&b, old, 1), -1, "a report of the previous batch was taken");
     cr_assert_eq(kafka_batch_status(&b, 3), KAFKA_MSG_PENDING);
@@ -170,9 +172,11 @@ Test(kafka_batch, the_same_first_id_with_another_count_is_another_batch)
     kafka_batch b;
     kafka_batch_init(&b);
     make_batch(10);
-    kafka_batch_begin(&b, batch_events, N - 1);
+    relay_sink_batch shorter = whole_batch;
+    shorter.count = N - 1;
+    kafka_batch_begin(&b, &shorter);
     send_all(&b);
-    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 0);
+    cr_assert_eq(kafka_batch_begin(&b, &whole_batch), 0);
     cr_assert_eq(b.n_pending, 0);
     cr_assert_eq(send_all(&b), N);
     kafka_batch_free(&b);
@@ -183,7 +187,7 @@ Test(kafka_batch, abandoning_fails_the_unfinished_and_outdates_their_reports)
     kafka_batch b;
     kafka_batch_init(&b);
     make_batch(10);
-    kafka_batch_begin(&b, batch_events, N);
+    kafka_batch_begin(&b, &whole_batch);
     send_all(&b);
     report(&b, kafka_batch_opaque(&b, 0), 1);
     void *in_flight = kafka_batch_opaque(&b, 2);
@@ -195,7 +199,7 @@ Test(kafka_batch, abandoning_fails_the_unfinished_and_outdates_their_reports)
     cr_assert_eq(report(&b, in_flight, 1), -1, "a report from the old producer was taken");
     cr_assert_not(kafka_batch_settled(&b));
 
-    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 1);
+    cr_assert_eq(kafka_batch_begin(&b, &whole_batch), 1);
     cr_assert_eq(send_all(&b), N - 1);
     kafka_batch_free(&b);
 }
@@ -205,7 +209,7 @@ Test(kafka_batch, rejected_messages_settle_and_stay_rejected)
     kafka_batch b;
     kafka_batch_init(&b);
     make_batch(10);
-    kafka_batch_begin(&b, batch_events, N);
+    kafka_batch_begin(&b, &whole_batch);
     kafka_batch_mark_pending(&b, 0);
     cr_assert_eq(kafka_batch_mark_rejected(&b, 1, "larger than message.max.bytes (2000 bytes)"), 0);
     for (size_t i = 2; i < N; i++)
@@ -218,7 +222,7 @@ Test(kafka_batch, rejected_messages_settle_and_stay_rejected)
 
     /* The tail from 0 is reset, but the refused event is not sent again, and is remembered to be
      * reported on this hand-over too. */
-    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 1);
+    cr_assert_eq(kafka_batch_begin(&b, &whole_batch), 1);
     cr_assert_eq(kafka_batch_status(&b, 1), KAFKA_MSG_REJECTED);
     cr_assert_eq(b.n_rejections, 1);
     cr_assert_str_eq(b.rejections[0].reason, "larger than message.max.bytes (2000 bytes)");
@@ -230,7 +234,7 @@ Test(kafka_batch, rejected_messages_settle_and_stay_rejected)
     cr_assert(kafka_batch_settled(&b));
 
     make_batch(20);
-    kafka_batch_begin(&b, batch_events, N);
+    kafka_batch_begin(&b, &whole_batch);
     cr_assert_eq(b.n_rejections, 0, "rejections of the previous batch were kept");
     kafka_batch_free(&b);
 }
@@ -240,7 +244,7 @@ Test(kafka_batch, a_report_for_a_message_not_in_flight_is_ignored)
     kafka_batch b;
     kafka_batch_init(&b);
     make_batch(10);
-    kafka_batch_begin(&b, batch_events, N);
+    kafka_batch_begin(&b, &whole_batch);
     kafka_batch_mark_pending(&b, 0);
     cr_assert_eq(report(&b, kafka_batch_opaque(&b, 0), 1), 0);
     cr_assert_eq(report(&b, kafka_batch_opaque(&b, 0), 0), -1, "a second report was taken");
@@ -259,7 +263,8 @@ Test(kafka_batch, opaques_round_trip_at_the_largest_index)
     relay_sink_event *events = calloc(count, sizeof *events);
     for (size_t i = 0; i < count; i++)
         events[i] = event((int64_t)i + 1, "k", "t");
-    cr_assert_eq(kafka_batch_begin(&b, events, count), 0);
+    relay_sink_batch batch = {.events = events, .count = count, .event_size = sizeof *events};
+    cr_assert_eq(kafka_batch_begin(&b, &batch), 0);
     kafka_batch_mark_pending(&b, count - 1);
     size_t index = 0;
     cr_assert_eq(kafka_batch_locate(&b, kafka_batch_opaque(&b, count - 1), &index), 0);
@@ -273,7 +278,7 @@ Test(kafka_batch, a_request_refused_with_others_sends_the_batch_again_one_by_one
     kafka_batch b;
     kafka_batch_init(&b);
     make_batch(10);
-    kafka_batch_begin(&b, batch_events, N);
+    kafka_batch_begin(&b, &whole_batch);
     send_all(&b);
     cr_assert_not(b.isolate);
     report(&b, kafka_batch_opaque(&b, 0), 1);
@@ -290,7 +295,7 @@ Test(kafka_batch, a_request_refused_with_others_sends_the_batch_again_one_by_one
     cr_assert_not(kafka_batch_settled(&b));
 
     /* Handed over again: still one by one, from the refused message on. */
-    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 1);
+    cr_assert_eq(kafka_batch_begin(&b, &whole_batch), 1);
     cr_assert(b.isolate);
     cr_assert_eq(kafka_batch_status(&b, 0), KAFKA_MSG_OK);
     for (size_t i = 1; i < N; i++)
@@ -298,7 +303,7 @@ Test(kafka_batch, a_request_refused_with_others_sends_the_batch_again_one_by_one
 
     /* The next batch goes in requests of many again. */
     make_batch(20);
-    cr_assert_eq(kafka_batch_begin(&b, batch_events, N), 0);
+    cr_assert_eq(kafka_batch_begin(&b, &whole_batch), 0);
     cr_assert_not(b.isolate);
     kafka_batch_free(&b);
 }

@@ -116,7 +116,7 @@ Test(plugin, testsink_loads_inits_and_records_flushed_events)
         event(2, "a-1", "updated", "{}", NULL),
         event(3, "b-7", "created", "{}", "{}"),
     };
-    relay_sink_batch batch = {.events = events, .count = 3};
+    relay_sink_batch batch = {.events = events, .count = 3, .event_size = sizeof(relay_sink_event)};
     cr_assert_eq(relay_sink_deliver(&sink, &batch, err, sizeof err), RELAY_SINK_OK, "%s", err);
     cr_assert_eq(relay_sink_flush(&sink, 1000, err, sizeof err), RELAY_SINK_OK, "%s", err);
     relay_sink_unload(&sink);
@@ -150,7 +150,7 @@ Test(plugin, testsink_failure_on_demand_accepts_nothing)
     cr_assert_eq(relay_sink_init(&sink, options, 3, err, sizeof err), RELAY_SINK_OK, "%s", err);
 
     relay_sink_event events[] = {event(5, "k", "t", "{}", NULL)};
-    relay_sink_batch batch = {.events = events, .count = 1};
+    relay_sink_batch batch = {.events = events, .count = 1, .event_size = sizeof(relay_sink_event)};
     cr_assert_eq(relay_sink_deliver(&sink, &batch, err, sizeof err), RELAY_SINK_OK, "%s", err);
     cr_assert_eq(relay_sink_flush(&sink, 1000, err, sizeof err), RELAY_SINK_RETRY);
     cr_expect_str_eq(err, "testsink: failing on purpose");
@@ -219,7 +219,12 @@ Test(plugin, sink_logs_go_through_the_relay_logger_with_the_sink_name)
 
 Test(plugin, refuses_another_abi_version)
 {
-    refused(env("RELAY_BADABI_VERSION"), "speaks sink ABI 999, this relay speaks 1");
+    refused(env("RELAY_BADABI_VERSION"), "speaks sink ABI 999, this relay speaks 2");
+}
+
+Test(plugin, refuses_a_plugin_of_abi_1)
+{
+    refused(env("RELAY_BADABI_V1"), "speaks sink ABI 1, this relay speaks 2");
 }
 
 Test(plugin, refuses_a_short_api_struct)
@@ -453,7 +458,9 @@ Test(stdout_sink, writes_one_exact_json_line_per_event)
     load_stdout_sink(&sink, &log);
     int saved = redirect_stdout_to(path);
     relay_sink_status delivered = relay_sink_deliver(
-        &sink, &(relay_sink_batch){.events = events, .count = 3}, err, sizeof err);
+        &sink,
+        &(relay_sink_batch){.events = events, .count = 3, .event_size = sizeof(relay_sink_event)},
+        err, sizeof err);
     relay_sink_status flushed =
         delivered == RELAY_SINK_OK ? relay_sink_flush(&sink, 1000, err, sizeof err) : delivered;
     restore_stdout(saved);
@@ -486,7 +493,10 @@ Test(stdout_sink, writes_every_event_of_a_batch_larger_than_its_buffer)
     load_stdout_sink(&sink, &log);
     int saved = redirect_stdout_to(path);
     relay_sink_status delivered = relay_sink_deliver(
-        &sink, &(relay_sink_batch){.events = events, .count = count}, err, sizeof err);
+        &sink,
+        &(relay_sink_batch){
+            .events = events, .count = count, .event_size = sizeof(relay_sink_event)},
+        err, sizeof err);
     restore_stdout(saved);
     relay_sink_unload(&sink);
     cr_assert_eq(delivered, RELAY_SINK_OK, "%s", err);
@@ -524,7 +534,7 @@ Test(stdout_sink, rejects_unknown_options)
 static void expect_write_failure(int broken_fd, int reason)
 {
     relay_sink_event events[] = {event(1, "k", "t", "{}", NULL)};
-    relay_sink_batch batch = {.events = events, .count = 1};
+    relay_sink_batch batch = {.events = events, .count = 1, .event_size = sizeof(relay_sink_event)};
     char path[PATH_MAX], deliver_err[1024], flush_err[1024], err[1024];
     temp_path(path, sizeof path, "stdout");
     relay_logger log = quiet_logger();

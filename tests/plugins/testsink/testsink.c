@@ -165,7 +165,7 @@ static relay_sink_status testsink_deliver(void *state, const relay_sink_batch *b
 {
     testsink *sink = state;
     for (size_t i = 0; i < batch->count; i++) {
-        const relay_sink_event *e = &batch->events[i];
+        const relay_sink_event *e = relay_sink_batch_event(batch, i);
         if (testsink_refuses(sink, e->id)) {
             /* Reported at flush, as a broker's refusal arrives with the delivery reports. */
             if (sink->n_pending_rejects < sink->n_reject_ids)
