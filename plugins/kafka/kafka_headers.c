@@ -52,12 +52,19 @@ static void kafka_headers_add_metadata(kafka_headers *h, rd_kafka_headers_t *hdr
 
 rd_kafka_headers_t *kafka_headers_build(kafka_headers *h, const relay_sink_event *e)
 {
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5 + h->n_metadata_names);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5 + e->n_headers + h->n_metadata_names);
     if (hdrs == NULL)
         return NULL;
+    /* The event's public id, as Debezium's outbox router sets it; the ordering id unless
+     * source.columns.event_id maps another. */
     char number[RELAY_PLUGIN_INT64_SIZE];
-    size_t len = relay_plugin_format_int64(number, e->id);
-    rd_kafka_header_add(hdrs, "id", 2, number, (ssize_t)len);
+    size_t len;
+    if (e->event_id != NULL) {
+        rd_kafka_header_add(hdrs, "id", 2, e->event_id, (ssize_t)e->event_id_len);
+    } else {
+        len = relay_plugin_format_int64(number, e->id);
+        rd_kafka_header_add(hdrs, "id", 2, number, (ssize_t)len);
+    }
     if (e->type != NULL)
         rd_kafka_header_add(hdrs, "type", 4, e->type, (ssize_t)e->type_len);
     if (e->has_version) {
@@ -68,6 +75,13 @@ rd_kafka_headers_t *kafka_headers_build(kafka_headers *h, const relay_sink_event
         rd_kafka_header_add(hdrs, "created_at", 10, e->created_at, -1);
     if (e->flags & RELAY_SINK_EVENT_LATE)
         rd_kafka_header_add(hdrs, "late", 4, "true", 4);
+    /* The columns of source.columns.headers, by name; a NULL value gives no header. */
+    for (size_t i = 0; i < e->n_headers; i++) {
+        const relay_sink_header *c = &e->headers[i];
+        if (c->value != NULL)
+            rd_kafka_header_add(hdrs, c->name, (ssize_t)c->name_len, c->value,
+                                (ssize_t)c->value_len);
+    }
     if (h->n_metadata_names > 0)
         kafka_headers_add_metadata(h, hdrs, e);
     return hdrs;

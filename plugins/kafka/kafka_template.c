@@ -18,6 +18,8 @@ static const struct {
     {"key", KAFKA_VAR_KEY},
     {"type", KAFKA_VAR_TYPE},
     {"version", KAFKA_VAR_VERSION},
+    {"aggregate_type", KAFKA_VAR_AGGREGATE_TYPE},
+    {"event_id", KAFKA_VAR_EVENT_ID},
 };
 
 static int kafka_template_lookup(const char *name, size_t len, kafka_template_var *var)
@@ -97,7 +99,7 @@ int kafka_template_compile(const char *text, kafka_template *out, char *err, siz
         if (kafka_template_lookup(name, name_len, &var) != 0) {
             snprintf(err, errlen,
                      "unknown variable '${%.*s}' in \"%s\" (known: ${id}, ${key}, ${type}, "
-                     "${version})",
+                     "${version}, ${aggregate_type}, ${event_id})",
                      (int)name_len, name, text);
             kafka_template_free(&t);
             return -1;
@@ -145,6 +147,14 @@ static void kafka_template_part_text(const kafka_template *t, const kafka_templa
         *len = e->has_version ? relay_plugin_format_int64(digits, e->version) : 0;
         *text = digits;
         digits[*len] = '\0';
+        return;
+    case KAFKA_VAR_AGGREGATE_TYPE:
+        *text = e->aggregate_type != NULL ? e->aggregate_type : "";
+        *len = e->aggregate_type != NULL ? e->aggregate_type_len : 0;
+        return;
+    case KAFKA_VAR_EVENT_ID:
+        *text = e->event_id != NULL ? e->event_id : "";
+        *len = e->event_id != NULL ? e->event_id_len : 0;
         return;
     }
     *text = "";

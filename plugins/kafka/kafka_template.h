@@ -1,7 +1,7 @@
 /*
- * Topic and key templates: text with ${id}, ${key}, ${type} and ${version} in it ($$ is a literal
- * $). A template is compiled once, at init, into literal and variable parts, then rendered per
- * event without parsing again.
+ * Topic and key templates: text with ${id}, ${key}, ${type}, ${version}, ${aggregate_type} and
+ * ${event_id} in it ($$ is a literal $). A template is compiled once, at init, into literal and
+ * variable parts, then rendered per event without parsing again.
  *
  * Pure C, free of librdkafka and json-c, so that the unit tests compile it alone.
  */
@@ -19,7 +19,9 @@ typedef enum kafka_template_var {
     KAFKA_VAR_ID,
     KAFKA_VAR_KEY,
     KAFKA_VAR_TYPE,
-    KAFKA_VAR_VERSION, /* empty when the event has no version */
+    KAFKA_VAR_VERSION,        /* empty when the event has no version */
+    KAFKA_VAR_AGGREGATE_TYPE, /* empty when unmapped or NULL */
+    KAFKA_VAR_EVENT_ID,       /* the event's public id (the id, unless mapped) */
 } kafka_template_var;
 
 typedef struct kafka_template_part {
