@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,8 +110,15 @@ static int stdout_sink_drain(stdout_sink *sink)
 /* The worst case of every append below, so the formatters need not check room byte by byte. */
 static size_t stdout_sink_line_bound(const relay_sink_event *e, size_t created_at_len)
 {
-    /* Keys, punctuation, the late flag and two 20-digit integers stay well below 160 bytes. */
-    return 160 + 6 * (e->key_len + e->type_len + created_at_len) + e->payload_len + e->metadata_len;
+    /* Keys, punctuation, the late flag and two 20-digit integers stay well below 200 bytes; a
+     * header's name, value and punctuation take at most 6 bytes a byte and 16 more. */
+    size_t bound =
+        200 +
+        6 * (e->key_len + e->type_len + created_at_len + e->aggregate_type_len + e->event_id_len) +
+        e->payload_len + e->metadata_len;
+    for (size_t i = 0; i < e->n_headers; i++)
+        bound += 16 + 6 * (e->headers[i].name_len + e->headers[i].value_len);
+    return bound;
 }
 
 static char *put(char *p, const char *s, size_t len)
@@ -186,6 +194,14 @@ static char *put_json_text(char *p, const char *json, size_t len)
     return p;
 }
 
+/* Whether the event's public id is its ordering id, which the line already carries. */
+static bool is_decimal_id(const relay_sink_event *e)
+{
+    char digits[RELAY_PLUGIN_INT64_SIZE];
+    size_t len = relay_plugin_format_int64(digits, e->id);
+    return len == e->event_id_len && memcmp(digits, e->event_id, len) == 0;
+}
+
 static char *put_event(char *p, const relay_sink_event *e, size_t created_at_len)
 {
     p = PUT_LITERAL(p, "{\"id\":");
@@ -208,7 +224,28 @@ static char *put_event(char *p, const relay_sink_event *e, size_t created_at_len
         p = put_json_string(p, e->created_at, created_at_len);
     else
         p = PUT_LITERAL(p, "null");
-    /* Only on late events, so that the common line stays as it was. */
+    /* The optional members only when they say something, so that a table without them gives the
+     * lines it always gave. */
+    if (e->aggregate_type != NULL) {
+        p = PUT_LITERAL(p, ",\"aggregate_type\":");
+        p = put_json_string(p, e->aggregate_type, e->aggregate_type_len);
+    }
+    if (e->event_id != NULL && !is_decimal_id(e)) {
+        p = PUT_LITERAL(p, ",\"event_id\":");
+        p = put_json_string(p, e->event_id, e->event_id_len);
+    }
+    if (e->n_headers > 0) {
+        p = PUT_LITERAL(p, ",\"headers\":{");
+        for (size_t i = 0; i < e->n_headers; i++) {
+            const relay_sink_header *h = &e->headers[i];
+            if (i > 0)
+                *p++ = ',';
+            p = put_json_string(p, h->name, h->name_len);
+            *p++ = ':';
+            p = h->value ? put_json_string(p, h->value, h->value_len) : PUT_LITERAL(p, "null");
+        }
+        *p++ = '}';
+    }
     if (e->flags & RELAY_SINK_EVENT_LATE)
         p = PUT_LITERAL(p, ",\"late\":true");
     p = PUT_LITERAL(p, "}\n");

@@ -102,7 +102,8 @@ Test(relay, delivered_in_order_intact, .init = setup, .fini = teardown)
         " || ',\"type\":' || to_json(kind)::text || ',\"version\":' || aggregate_version"
         " || ',\"payload\":' || body::text || ',\"metadata\":' || coalesce(metadata::text, 'null')"
         " || ',\"created_at\":\"'"
-        " || to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || '\"}'"
+        " || to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || '\"'"
+        " || ',\"aggregate_type\":' || to_json(aggregate_type)::text || '}'"
         " FROM events ORDER BY id");
     cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(scope.conn));
     cr_assert_eq(PQntuples(res), n_events);

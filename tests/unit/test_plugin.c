@@ -577,3 +577,82 @@ Test(stdout_sink, reports_a_closed_pipe)
     close(fds[0]);
     expect_write_failure(fds[1], EPIPE);
 }
+
+/* Writes a batch through the stdout sink and returns what it printed (the caller frees it). */
+static char *stdout_lines(const relay_sink_batch *batch)
+{
+    char path[PATH_MAX], err[1024];
+    temp_path(path, sizeof path, "stdout");
+    relay_logger log = quiet_logger();
+    relay_sink sink;
+    load_stdout_sink(&sink, &log);
+    int saved = redirect_stdout_to(path);
+    relay_sink_status st = relay_sink_deliver(&sink, batch, err, sizeof err);
+    if (st == RELAY_SINK_OK)
+        st = relay_sink_flush(&sink, 1000, err, sizeof err);
+    restore_stdout(saved);
+    relay_sink_unload(&sink);
+    cr_assert_eq(st, RELAY_SINK_OK, "%s", err);
+    char *text = read_all(path);
+    discard(path);
+    return text;
+}
+
+Test(plugin, stdout_prints_the_event_id_aggregate_type_and_headers)
+{
+    relay_sink_header headers[] = {
+        {.name = "tenant_id", .name_len = 9, .value = "t-\"1\"", .value_len = 5},
+        {.name = "trace_id", .name_len = 8, .value = NULL},
+    };
+    relay_sink_event events[] = {
+        event(7, "a", "t", "{}", NULL),
+        event(8, "b", "t", "{}", NULL),
+    };
+    events[0].event_id = "0b7e4a6c-5b0e-4d1e-9c54-0f0e2a6b1a11";
+    events[0].event_id_len = strlen(events[0].event_id);
+    events[0].aggregate_type = "order";
+    events[0].aggregate_type_len = 5;
+    events[0].headers = headers;
+    events[0].n_headers = 2;
+    /* An event id that is the ordering id says nothing new: left out. */
+    events[1].event_id = "8";
+    events[1].event_id_len = 1;
+    relay_sink_batch batch = {.events = events, .count = 2, .event_size = sizeof events[0]};
+    char *text = stdout_lines(&batch);
+    cr_expect_str_eq(text, "{\"id\":7,\"key\":\"a\",\"type\":\"t\",\"version\":null,\"payload\":{},"
+                           "\"metadata\":null,\"created_at\":\"2026-11-26T04:12:53.123456Z\","
+                           "\"aggregate_type\":\"order\","
+                           "\"event_id\":\"0b7e4a6c-5b0e-4d1e-9c54-0f0e2a6b1a11\","
+                           "\"headers\":{\"tenant_id\":\"t-\\\"1\\\"\",\"trace_id\":null}}\n"
+                           "{\"id\":8,\"key\":\"b\",\"type\":\"t\",\"version\":null,\"payload\":{},"
+                           "\"metadata\":null,\"created_at\":\"2026-11-26T04:12:53.123456Z\"}\n");
+    free(text);
+}
+
+/* A newer relay appends members to relay_sink_event: a sink built against this header must walk
+ * the batch by event_size, or it reads the second event from the middle of the first. */
+Test(plugin, sinks_walk_a_batch_by_its_event_size)
+{
+    struct newer_event {
+        relay_sink_event known;
+        int64_t appended[3];
+    } events[2] = {{.known = event(1, "a", "x", "{}", NULL), .appended = {-1, -1, -1}},
+                   {.known = event(2, "b", "y", "[]", NULL), .appended = {-1, -1, -1}}};
+    relay_sink_batch batch = {.events = events, .count = 2, .event_size = sizeof events[0]};
+    cr_assert_gt(batch.event_size, sizeof(relay_sink_event));
+    char *text = stdout_lines(&batch);
+    cr_expect_str_eq(text, "{\"id\":1,\"key\":\"a\",\"type\":\"x\",\"version\":null,\"payload\":{},"
+                           "\"metadata\":null,\"created_at\":\"2026-11-26T04:12:53.123456Z\"}\n"
+                           "{\"id\":2,\"key\":\"b\",\"type\":\"y\",\"version\":null,\"payload\":[],"
+                           "\"metadata\":null,\"created_at\":\"2026-11-26T04:12:53.123456Z\"}\n");
+    free(text);
+}
+
+Test(plugin, relay_sink_has_tells_which_members_a_size_covers)
+{
+    size_t v2 = sizeof(relay_sink_host);
+    cr_expect(RELAY_SINK_HAS(relay_sink_host, v2, reject));
+    cr_expect_not(RELAY_SINK_HAS(relay_sink_host, offsetof(relay_sink_host, reject), reject));
+    cr_expect(RELAY_SINK_HAS(relay_sink_event, sizeof(relay_sink_event), n_headers));
+    cr_expect_not(RELAY_SINK_HAS(relay_sink_event, offsetof(relay_sink_event, headers), n_headers));
+}
