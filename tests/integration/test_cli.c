@@ -181,6 +181,32 @@ Test(cli, check_missing_column)
     free(err);
 }
 
+/* The same for the columns that only some tables have: the error names the key that maps them. */
+static void assert_check_names_missing(const char *columns, const char *column, const char *key)
+{
+    char config[TH_PATH_MAX];
+    write_config(config, "stdout", columns);
+    th_migrate(config);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 4, "check with%s exited %d, expected 4: %s", columns, code, err);
+    cr_assert_not_null(strstr(err, column), "stderr does not name the column %s:\n%s", column, err);
+    cr_assert_not_null(strstr(err, key), "stderr does not name %s:\n%s", key, err);
+    free(out);
+    free(err);
+}
+
+Test(cli, check_missing_event_id_aggregate_type_or_header_column)
+{
+    assert_check_names_missing("  columns:\n    event_id: public_id\n", "\"public_id\"",
+                               "source.columns.event_id");
+    /* Its default name may be missing (it is then unmapped), a name given may not. */
+    assert_check_names_missing("  columns:\n    aggregate_type: aggregatetype\n",
+                               "\"aggregatetype\"", "source.columns.aggregate_type");
+    assert_check_names_missing("  columns:\n    headers: [kind, tenant_id]\n", "\"tenant_id\"",
+                               "source.columns.headers");
+}
+
 Test(cli, check_unreachable_database)
 {
     char config[TH_PATH_MAX];

@@ -341,12 +341,13 @@ TestSuite(kafka, .init = setup, .fini = teardown, .timeout = 120);
 
 /*
  * A config for the kafka sink producing to the test's cluster. topic is the topic template;
- * sink_extra, options_extra and properties_extra are more YAML lines (each ending in a newline,
- * or empty) under sink (indent 2), sink.options (indent 4) and sink.options.properties (indent 6).
+ * source_extra, sink_extra, options_extra and properties_extra are more YAML lines (each ending in
+ * a newline, or empty) under source (indent 2), sink (indent 2), sink.options (indent 4) and
+ * sink.options.properties (indent 6).
  */
-static void write_kafka_config(char path[TH_PATH_MAX], int batch_size, const char *topic,
-                               const char *sink_extra, const char *options_extra,
-                               const char *properties_extra)
+static void write_kafka_config_source(char path[TH_PATH_MAX], const char *source_extra,
+                                      int batch_size, const char *topic, const char *sink_extra,
+                                      const char *options_extra, const char *properties_extra)
 {
     th_write_config(&scope, path,
                     "name: %s\n"
@@ -356,6 +357,7 @@ static void write_kafka_config(char path[TH_PATH_MAX], int batch_size, const cha
                     "  safety_margin: 1s\n"
                     "  batch_size: %d\n"
                     "  poll_interval: 50ms\n"
+                    "%s"
                     "sink:\n"
                     "  plugin: kafka\n"
                     "%s"
@@ -369,8 +371,17 @@ static void write_kafka_config(char path[TH_PATH_MAX], int batch_size, const cha
                     "retry:\n"
                     "  initial: 50ms\n"
                     "  max: 500ms\n",
-                    RELAY_NAME, scope.conninfo_yaml, batch_size, sink_extra, topic, options_extra,
-                    rd_kafka_mock_cluster_bootstraps(kafka.mock), properties_extra);
+                    RELAY_NAME, scope.conninfo_yaml, batch_size, source_extra, sink_extra, topic,
+                    options_extra, rd_kafka_mock_cluster_bootstraps(kafka.mock), properties_extra);
+}
+
+/* The same with the usual source (the events table, its default columns). */
+static void write_kafka_config(char path[TH_PATH_MAX], int batch_size, const char *topic,
+                               const char *sink_extra, const char *options_extra,
+                               const char *properties_extra)
+{
+    write_kafka_config_source(path, "", batch_size, topic, sink_extra, options_extra,
+                              properties_extra);
 }
 
 /* Events id first.. on 10 aggregates ("order-0".."order-9") and the three kinds by turn, so every
@@ -431,6 +442,14 @@ static const char *const TYPE_TOPICS[] = {"events.created", "events.updated", "e
 #define N_TYPE_TOPICS (sizeof TYPE_TOPICS / sizeof TYPE_TOPICS[0])
 static const char *const ORDERS_TOPIC[] = {"orders"};
 
+/* The event a message carries, for failure messages: its id header's text (a number, a uuid). */
+static const char *kt_event_name(const kt_message *m)
+{
+    size_t count;
+    const kt_header *h = kt_find_header(m, "id", &count);
+    return h && h->value ? h->value : "(no id)";
+}
+
 /* Asserts that header name of m appears once with the value expected, or not at all when
  * expected is NULL. */
 static void assert_header(const kt_message *m, const char *name, const char *expected)
@@ -438,13 +457,13 @@ static void assert_header(const kt_message *m, const char *name, const char *exp
     size_t count;
     const kt_header *h = kt_find_header(m, name, &count);
     if (!expected) {
-        cr_assert_eq(count, 0, "event %" PRId64 ": header %s present (\"%s\"), expected none",
-                     m->id, name, h && h->value ? h->value : "(null)");
+        cr_assert_eq(count, 0, "event %s: header %s present (\"%s\"), expected none",
+                     kt_event_name(m), name, h && h->value ? h->value : "(null)");
         return;
     }
-    cr_assert_eq(count, 1, "event %" PRId64 ": header %s appears %zu times", m->id, name, count);
+    cr_assert_eq(count, 1, "event %s: header %s appears %zu times", kt_event_name(m), name, count);
     cr_assert(h->value && strcmp(h->value, expected) == 0,
-              "event %" PRId64 ": header %s is \"%s\", expected \"%s\"", m->id, name,
+              "event %s: header %s is \"%s\", expected \"%s\"", kt_event_name(m), name,
               h->value ? h->value : "(null)", expected);
 }
 
@@ -528,6 +547,227 @@ Test(kafka, routing_keys_headers_order)
     cr_assert_gt(th_query_int64(scope.conn, "SELECT count(*) FROM events WHERE metadata IS NULL"),
                  0);
     PQclear(res);
+}
+
+/* ---- columns passed as headers ----------------------------------------------------------- */
+
+Test(kafka, column_headers_become_message_headers)
+{
+    const int64_t n_events = 60;
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 3);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config_source(config, "  columns:\n    headers: [tenant_id, trace_id]\n", 100,
+                              "orders", "", "", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_migrate(config);
+    th_exec(scope.conn, "ALTER TABLE events ADD COLUMN tenant_id text, ADD COLUMN trace_id uuid");
+    insert_events((int)n_events);
+    /* Some of each NULL, some both, one tenant the empty string (not NULL: a header it is). */
+    th_exec(scope.conn, "UPDATE events SET "
+                        "tenant_id = CASE WHEN id % 3 = 0 THEN NULL WHEN id = 5 THEN '' "
+                        "ELSE 'tenant-' || id % 2 || ' ☃' END, "
+                        "trace_id = CASE WHEN id % 4 = 0 THEN NULL "
+                        "ELSE md5('trace-' || id)::uuid END");
+
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, n_events);
+    kt_wait_ids(&kafka, 1, n_events);
+    th_relay_stop(&scope, pid);
+    kt_collect(&kafka);
+
+    PGresult *res = PQexec(scope.conn, "SELECT id, tenant_id, trace_id::text, kind FROM events "
+                                       "ORDER BY id");
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(scope.conn));
+    cr_assert_eq(PQntuples(res), n_events);
+    cr_assert_eq((int64_t)kafka.n_messages, n_events, "%zu messages for %" PRId64 " events",
+                 kafka.n_messages, n_events);
+    for (size_t i = 0; i < kafka.n_messages; i++) {
+        const kt_message *m = &kafka.messages[i];
+        /* The id header is still the ordering id: source.columns.event_id is not mapped. */
+        cr_assert(m->id >= 1 && m->id <= n_events, "message %zu: id header \"%s\" is not an id", i,
+                  kt_event_name(m));
+        cr_assert_eq(kt_times_seen(&kafka, m->id), 1, "event %" PRId64 " arrived %u times", m->id,
+                     kt_times_seen(&kafka, m->id));
+        int row = (int)(m->id - 1);
+        assert_header(m, "id", PQgetvalue(res, row, 0));
+        assert_header(m, "tenant_id", PQgetisnull(res, row, 1) ? NULL : PQgetvalue(res, row, 1));
+        assert_header(m, "trace_id", PQgetisnull(res, row, 2) ? NULL : PQgetvalue(res, row, 2));
+        assert_header(m, "type", PQgetvalue(res, row, 3));
+    }
+    PQclear(res);
+    /* Every case was exercised: a value, NULL, and the empty string. */
+    cr_assert_gt(th_query_int64(scope.conn, "SELECT count(*) FROM events WHERE tenant_id IS NULL "
+                                            "AND trace_id IS NOT NULL"),
+                 0);
+    cr_assert_gt(th_query_int64(scope.conn, "SELECT count(*) FROM events WHERE trace_id IS NULL "
+                                            "AND tenant_id IS NOT NULL"),
+                 0);
+    cr_assert_gt(th_query_int64(scope.conn, "SELECT count(*) FROM events WHERE trace_id IS NULL "
+                                            "AND tenant_id IS NULL"),
+                 0);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM events WHERE tenant_id = ''"), 1);
+}
+
+/* ---- Debezium's outbox table -------------------------------------------------------------- */
+
+/* The table Debezium's outbox event router reads (its documentation's DDL, unchanged). */
+#define DEBEZIUM_OUTBOX_TABLE                                                                      \
+    "CREATE TABLE outbox (id uuid NOT NULL PRIMARY KEY, aggregatetype varchar(255) NOT NULL, "     \
+    "aggregateid varchar(255) NOT NULL, type varchar(255) NOT NULL, payload jsonb)"
+/* What a user adds for the relay: an ordering id and a creation time, both filled by the database,
+ * so the application's INSERT stays as it is; and the index the relay reads the ordering id by. */
+#define DEBEZIUM_OUTBOX_ALTER                                                                      \
+    "ALTER TABLE outbox ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY, "                      \
+    "ADD COLUMN created_at timestamptz NOT NULL DEFAULT clock_timestamp();"                        \
+    "CREATE UNIQUE INDEX ON outbox (seq)"
+/* The relay's source for it, in what the router's consumers expect: topic
+ * outbox.event.<aggregatetype>, key aggregateid, header id the uuid, value the payload. */
+#define DEBEZIUM_OUTBOX_SOURCE                                                                     \
+    "  table: outbox\n"                                                                            \
+    "  columns: {id: seq, event_id: id, key: aggregateid, type: type,"                             \
+    " aggregate_type: aggregatetype, payload: payload, created_at: created_at,"                    \
+    " version: ~, metadata: ~}\n"
+
+static const char *const DEBEZIUM_TOPICS[] = {"outbox.event.Order", "outbox.event.Customer",
+                                              "outbox.event.Shipment"};
+#define N_DEBEZIUM_TOPICS (sizeof DEBEZIUM_TOPICS / sizeof DEBEZIUM_TOPICS[0])
+
+/* Rows g = first..first + n - 1, created long ago: the three aggregate types by turn, four
+ * aggregates of each, so every aggregate gets several events; every tenth payload is NULL. */
+static void insert_outbox(int first, int n)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, created_at) "
+             "SELECT gen_random_uuid(), t, lower(t) || '-' || (g / 3) %% 4, "
+             "t || CASE WHEN g %% 2 = 0 THEN 'Created' ELSE 'Updated' END, "
+             "CASE WHEN g %% 10 = 7 THEN NULL ELSE jsonb_build_object('n', g, 'note', "
+             "'say \"' || g || '\" ünï ☃', 'items', jsonb_build_array(1, 2.50, true, null)) "
+             "END, " LONG_AGO " + g * interval '1 microsecond' "
+             "FROM generate_series(%d, %d) g, "
+             "LATERAL (SELECT (ARRAY['Order', 'Customer', 'Shipment'])[g %% 3 + 1] AS t) a "
+             "ORDER BY g",
+             first, first + n - 1);
+    th_exec(scope.conn, sql);
+}
+
+typedef struct count_goal {
+    size_t want;
+} count_goal;
+
+static bool kt_has_count(void *arg)
+{
+    count_goal *goal = arg;
+    kt_collect(&kafka);
+    return kafka.n_messages >= goal->want;
+}
+
+Test(kafka, debezium_outbox_table_drops_in)
+{
+    kt_cluster_start(&kafka, DEBEZIUM_TOPICS, N_DEBEZIUM_TOPICS, 3);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config_source(config, DEBEZIUM_OUTBOX_SOURCE, 16, "outbox.event.${aggregate_type}",
+                              "  flush_timeout: 10s\n", "", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_migrate(config);
+    th_exec(scope.conn, DEBEZIUM_OUTBOX_TABLE);
+    th_exec(scope.conn, DEBEZIUM_OUTBOX_ALTER);
+
+    char *check_out, *check_err;
+    int code = th_run_cli(&check_out, &check_err, "check", "-c", config);
+    cr_assert_eq(code, 0, "check exited %d:\n%s", code, check_err);
+    free(check_out);
+    free(check_err);
+
+    insert_outbox(1, 45);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, th_query_int64(scope.conn, "SELECT max(seq) FROM outbox"));
+    /* More while it runs; the last ones as the application writes them, naming Debezium's columns
+     * only (created_at is now, so these wait out the safety margin). */
+    insert_outbox(46, 30);
+    th_exec(scope.conn, "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES "
+                        "(gen_random_uuid(), 'Order', 'order-1', 'OrderShipped', "
+                        "'{\"live\": true, \"at\": \"2026-01-01\"}'), "
+                        "(gen_random_uuid(), 'Customer', 'customer-2', 'CustomerDeleted', NULL)");
+    int64_t last = th_query_int64(scope.conn, "SELECT max(seq) FROM outbox");
+    th_wait_position(&scope, RELAY_NAME, last);
+
+    PGresult *res = PQexec(scope.conn, "SELECT id::text, seq, aggregatetype, aggregateid, type, "
+                                       "payload::text FROM outbox ORDER BY seq");
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(scope.conn));
+    int n_rows = PQntuples(res);
+    cr_assert_eq(n_rows, 77);
+    count_goal goal = {(size_t)n_rows};
+    th_wait_until(&scope, TH_DEADLINE_MS, kt_has_count, &goal, "every outbox row on Kafka");
+    th_relay_stop(&scope, pid);
+    cr_assert_eq(th_position(&scope, RELAY_NAME), last);
+    kt_collect(&kafka);
+
+    /* No fault, no retry: each row exactly once. */
+    cr_assert_eq(kafka.n_messages, (size_t)n_rows, "%zu messages for %d rows", kafka.n_messages,
+                 n_rows);
+    int *row_of = calloc(kafka.n_messages, sizeof *row_of);
+    unsigned *seen = calloc((size_t)n_rows, sizeof *seen);
+    cr_assert(row_of && seen);
+    for (size_t i = 0; i < kafka.n_messages; i++) {
+        const kt_message *m = &kafka.messages[i];
+        const char *uuid = kt_event_name(m);
+        int row = -1;
+        for (int r = 0; r < n_rows && row < 0; r++)
+            row = strcmp(PQgetvalue(res, r, 0), uuid) == 0 ? r : -1;
+        cr_assert_geq(row, 0, "%s [%" PRId32 "] @%" PRId64 ": id header \"%s\" is no row's id",
+                      m->topic, m->partition, m->offset, uuid);
+        cr_assert_eq(seen[row]++, 0, "row %s arrived twice", uuid);
+        row_of[i] = row;
+        assert_header(m, "id", PQgetvalue(res, row, 0));
+        assert_header(m, "type", PQgetvalue(res, row, 4));
+
+        char topic[300];
+        snprintf(topic, sizeof topic, "outbox.event.%s", PQgetvalue(res, row, 2));
+        cr_assert_str_eq(m->topic, topic, "event %s on %s, expected %s", uuid, m->topic, topic);
+        cr_assert(m->key && strcmp(m->key, PQgetvalue(res, row, 3)) == 0,
+                  "event %s: key \"%s\", expected \"%s\"", uuid, m->key ? m->key : "(none)",
+                  PQgetvalue(res, row, 3));
+        /* The payload as PostgreSQL renders jsonb. A NULL payload goes out as the 4 bytes of the
+         * JSON text null (source.c), where Debezium's router sends a message without a value (a
+         * tombstone; so documented with route.tombstone.on.empty.payload). */
+        const char *payload = PQgetisnull(res, row, 5) ? "null" : PQgetvalue(res, row, 5);
+        cr_assert(m->value && strcmp(m->value, payload) == 0,
+                  "event %s:\n  value    %s\n  expected %s", uuid, m->value ? m->value : "(none)",
+                  payload);
+
+        /* Per aggregate (key within its topic): the same partition as its predecessor, after it
+         * both in the partition's log and by seq. */
+        for (size_t j = i; j-- > 0;) {
+            const kt_message *prev = &kafka.messages[j];
+            if (strcmp(prev->topic, m->topic) != 0 || strcmp(prev->key, m->key) != 0)
+                continue;
+            int64_t prev_seq = strtoll(PQgetvalue(res, row_of[j], 1), NULL, 10);
+            int64_t seq = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+            cr_assert_eq(prev->partition, m->partition,
+                         "aggregate %s on %s: seq %" PRId64 " on partition %" PRId32
+                         ", seq %" PRId64 " on %" PRId32,
+                         m->key, m->topic, prev_seq, prev->partition, seq, m->partition);
+            cr_assert(prev->offset < m->offset && prev_seq < seq,
+                      "aggregate %s on %s: seq %" PRId64 " (offset %" PRId64 ") after seq %" PRId64
+                      " (offset %" PRId64 ")",
+                      m->key, m->topic, seq, m->offset, prev_seq, prev->offset);
+            break;
+        }
+    }
+    for (int r = 0; r < n_rows; r++)
+        cr_assert_eq(seen[r], 1, "row %s (seq %s) arrived %u times", PQgetvalue(res, r, 0),
+                     PQgetvalue(res, r, 1), seen[r]);
+    free(row_of);
+    free(seen);
+    PQclear(res);
+    /* The NULL payloads were exercised, and every topic. */
+    cr_assert_geq(th_query_int64(scope.conn, "SELECT count(*) FROM outbox WHERE payload IS NULL"),
+                  2);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(DISTINCT aggregatetype) FROM outbox"),
+                 (int64_t)N_DEBEZIUM_TOPICS);
 }
 
 /* ---- brokers down ------------------------------------------------------------------------- */

@@ -90,6 +90,40 @@ Test(kafka_template, version_is_empty_without_one)
     cr_assert_str_eq(out, "");
 }
 
+Test(kafka_template, aggregate_type_and_event_id)
+{
+    relay_sink_event e = event(42, "order-1", "created");
+    e.aggregate_type = "Order";
+    e.aggregate_type_len = strlen("Order");
+    e.event_id = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+    e.event_id_len = strlen(e.event_id);
+    char out[256];
+    render("outbox.event.${aggregate_type}", &e, out, sizeof out);
+    cr_assert_str_eq(out, "outbox.event.Order");
+    render("${aggregate_type}", &e, out, sizeof out);
+    cr_assert_str_eq(out, "Order");
+    render("${event_id}", &e, out, sizeof out);
+    cr_assert_str_eq(out, "1b4e28ba-2fa1-11d2-883f-0016d3cca427");
+    render("${aggregate_type}/${key}/${event_id}#${id}", &e, out, sizeof out);
+    cr_assert_str_eq(out, "Order/order-1/1b4e28ba-2fa1-11d2-883f-0016d3cca427#42");
+}
+
+Test(kafka_template, aggregate_type_and_event_id_are_empty_when_null)
+{
+    /* event() leaves both NULL: an unmapped aggregate_type; event_id is never NULL from the relay,
+     * but the template must not read through a NULL. */
+    relay_sink_event e = event(42, "order-1", "created");
+    char out[256];
+    render("outbox.event.${aggregate_type}", &e, out, sizeof out);
+    cr_assert_str_eq(out, "outbox.event.");
+    render("${aggregate_type}", &e, out, sizeof out);
+    cr_assert_str_eq(out, "");
+    render("${event_id}", &e, out, sizeof out);
+    cr_assert_str_eq(out, "");
+    render("a${event_id}.${aggregate_type}b", &e, out, sizeof out);
+    cr_assert_str_eq(out, "a.b");
+}
+
 Test(kafka_template, double_dollar_is_a_dollar)
 {
     relay_sink_event e = event(1, "k", "t");
@@ -105,6 +139,11 @@ Test(kafka_template, double_dollar_is_a_dollar)
 Test(kafka_template, refuses_what_it_cannot_render)
 {
     compile_fails("events.${typo}", "${typo}");
+    /* The message lists every variable there is, the newest included. */
+    compile_fails("events.${typo}", "${aggregate_type}");
+    compile_fails("events.${typo}", "${event_id}");
+    compile_fails("events.${aggregatetype}", "known: ${id}, ${key}, ${type}, ${version}, "
+                                             "${aggregate_type}, ${event_id})");
     compile_fails("events.${}", "unknown variable");
     compile_fails("events.${type", "unterminated");
     compile_fails("x${", "unterminated");
