@@ -66,12 +66,9 @@ static void report_status(relay_loop *l, bool now)
                             p->delivered);
 }
 
-/* Takes the NOTIFYs libpq holds, reading the socket first when asked; returns whether there were
- * any. A broken connection shows at the next query, which fails and reconnects. */
-static bool take_notifications(relay_pipeline *p, bool read_socket)
+/* Takes the NOTIFYs libpq holds; returns whether there were any. */
+static bool take_notifications(relay_pipeline *p)
 {
-    if (read_socket && !PQconsumeInput(p->conn))
-        return true;
     bool any = false;
     for (PGnotify *n; (n = PQnotifies(p->conn)) != NULL;) {
         PQfreemem(n);
@@ -90,7 +87,7 @@ static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify)
     int64_t deadline = relay_now_ms() + ms;
     int fd = p->conn && p->listening ? PQsocket(p->conn) : -1;
     /* A NOTIFY that arrived with the last query's results is already queued in libpq. */
-    if (fd >= 0 && take_notifications(p, false) && wake_on_notify)
+    if (fd >= 0 && take_notifications(p) && wake_on_notify)
         return relay_stop_requested();
     for (;;) {
         keep_watchdog_fed(l);
@@ -102,8 +99,14 @@ static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify)
         relay_wait_result r = relay_wait(fd, left);
         if (r == RELAY_WAIT_STOP)
             return true;
+        /* A broken connection stays readable: wait out the rest without it, and let the next
+         * query find the break. */
+        if (r == RELAY_WAIT_READABLE && !PQconsumeInput(p->conn)) {
+            fd = -1;
+            continue;
+        }
         /* Taken even when they may not end the wait: an unread socket stays readable. */
-        if (r == RELAY_WAIT_READABLE && take_notifications(p, true) && wake_on_notify)
+        if (r == RELAY_WAIT_READABLE && take_notifications(p) && wake_on_notify)
             return false;
     }
 }
@@ -113,11 +116,12 @@ static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify)
 static bool database_failed(relay_loop *l, const char *err)
 {
     relay_pipeline *p = &l->pipeline;
+    int64_t acknowledged = p->position;
     relay_pipe_change(p, RELAY_PIPE_CLOSED);
     l->db_attempts++;
     if (!l->db_failing) {
         relay_warn(p->log, "database unavailable: %s; retrying with backoff from position %" PRId64,
-                   err, p->position);
+                   err, acknowledged);
         snprintf(l->failure, sizeof l->failure, "%.400s", err);
         l->db_failing = true;
         report_status(l, true);
@@ -172,11 +176,12 @@ static relay_outcome connect_database(relay_loop *l, char *err, size_t errlen)
     return o;
 }
 
-/* The sink acknowledged something: a failure, if one was going on, is over. */
+/* The sink acknowledged a hand-over: a failure, if one was going on, is over. */
 static void sink_acknowledged(relay_loop *l)
 {
     if (l->sink_failing)
-        relay_info(l->pipeline.log, "sink recovered after %d attempts", l->sink_attempts + 1);
+        relay_info(l->pipeline.log, "sink recovered after %d attempts",
+                   l->pipeline.sink_ack_attempts);
     l->sink_failing = false;
     l->sink_attempts = 0;
     relay_backoff_reset(&l->backoff);
@@ -195,10 +200,10 @@ static int run_turns(relay_loop *l)
                                "restart the relay to apply changes");
             reload_noted = true;
         }
-        uint64_t delivered = p->delivered;
+        uint64_t acks = p->sink_acks;
         relay_outcome o = p->pipe == RELAY_PIPE_CLOSED ? connect_database(l, err, sizeof err)
                                                        : relay_turn(p, err, sizeof err);
-        if (p->delivered != delivered)
+        if (p->sink_acks != acks)
             sink_acknowledged(l);
         bool stop = false;
         switch (o.kind) {

@@ -68,12 +68,14 @@ static int read_flush_lsn(PGconn *conn, uint64_t *lsn, char *err, size_t errlen)
  * A transaction of the relay's own that writes and commits synchronously flushes the WAL up to
  * its commit record, past everything inserted before it. It must write: a commit that wrote no
  * WAL before its commit record is not flushed, whatever synchronous_commit says
- * (RecordTransactionCommit). It touches the relay's checkpoint row, in one round trip.
+ * (RecordTransactionCommit). It touches the relay's checkpoint row, in one round trip. `local`
+ * waits for the local flush only: with synchronous_standby_names set and that standby away, `on`
+ * would block the relay inside libpq; the standbys of source.durable_on are waited for apart.
  */
 static int force_flush(PGconn *conn, const char *name, char *err, size_t errlen)
 {
     static const char *const statements[] = {
-        "BEGIN", "SET LOCAL synchronous_commit = on",
+        "BEGIN", "SET LOCAL synchronous_commit = local",
         "UPDATE relay_checkpoints SET updated_at = clock_timestamp() WHERE name = $1", "COMMIT"};
     enum { N = sizeof statements / sizeof statements[0] };
     const char *params[1] = {name};

@@ -110,6 +110,10 @@ typedef struct relay_pipeline {
     int64_t storing_position;
     int storing;
     uint64_t delivered;
+    /* Hand-overs the sink acknowledged, and the attempts the last one took, for the loop to tell
+     * that a failing sink recovered. */
+    uint64_t sink_acks;
+    int sink_ack_attempts;
 
     /* Margin mode: ids passed while missing, delivered late if they appear. */
     relay_gaps gaps;

@@ -406,6 +406,10 @@ static relay_outcome finish_late(relay_pipeline *p, char *err, size_t errlen)
     relay_batch *late = p->hand.batch;
     relay_gap_evidence ev = p->hand.evidence;
     relay_pipe back = p->hand.after;
+    /* Refused late rows stop the relay before their gaps are filled: filled and stored, the ids
+     * would be neither watched nor ahead of the position, and never delivered after the fix. */
+    if (p->sink.n_rejections > 0 && p->config->sink_on_reject == RELAY_ON_REJECT_STOP)
+        return stop_at_rejection(p, true, err, errlen);
     for (size_t i = 0; i < late->count; i++) {
         const relay_sink_event *e = &late->events[i];
         const relay_gap *gap = relay_gaps_find(&p->gaps, e->id);
@@ -471,8 +475,11 @@ static relay_outcome hand_over(relay_pipeline *p, char *err, size_t errlen)
         snprintf(why, sizeof why, "out of memory recording an event the sink refused");
         st = RELAY_SINK_RETRY;
     }
-    if (st == RELAY_SINK_OK)
+    if (st == RELAY_SINK_OK) {
+        p->sink_acks++;
+        p->sink_ack_attempts = h->attempts;
         return h->late ? finish_late(p, err, errlen) : finish_current(p, err, errlen);
+    }
 
     int64_t first = b->events[0].id, last = b->events[b->count - 1].id;
     if (st == RELAY_SINK_FATAL) {

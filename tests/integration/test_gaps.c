@@ -618,3 +618,86 @@ Test(gaps, reset_keeps_the_gaps_below_the_new_position, .init = setup, .fini = t
     cr_assert_str_eq(kept, "2-2,5-5", "after reset --to 5 the watch holds %s", kept);
     free(kept);
 }
+
+/* ---- a late event refused for good ------------------------------------------------------- */
+
+static void write_refusing_config(char path[TH_PATH_MAX], const char *sink_out, const char *ids)
+{
+    th_write_config(&scope, path,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: %s\n"
+                    "source:\n"
+                    "  safety_margin: 1s\n"
+                    "  poll_interval: 50ms\n"
+                    "  batch_size: 1\n"
+                    "sink:\n"
+                    "  plugin: %s\n"
+                    "  options:\n"
+                    "    out: %s\n"
+                    "    reject_ids: \"%s\"\n"
+                    "retry:\n"
+                    "  initial: 50ms\n"
+                    "  max: 200ms\n",
+                    RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), sink_out, ids);
+}
+
+typedef struct sink_goal {
+    const char *path;
+    int64_t id;
+} sink_goal;
+
+static bool sink_has_id(void *arg)
+{
+    sink_goal *g = arg;
+    int64_t *ids;
+    size_t n = th_read_testsink_ids(g->path, &ids);
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++)
+        found = ids[i] == g->id;
+    free(ids);
+    return found;
+}
+
+/*
+ * The sink refuses a late event for good (sink.on_reject: stop) while a backlog drains, so that
+ * the acknowledged position is stored at the stop: the event's gap must be stored with it, still
+ * watched, and the event delivered once the operator fixed the sink.
+ */
+Test(gaps, late_event_refused_stays_watched, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX], sink_out[TH_PATH_MAX];
+    th_path(&scope, "sink.out", sink_out);
+    write_refusing_config(config, sink_out, "1");
+    th_migrate(config);
+    sc_relay_files f = sc_files_named("relay");
+    pid_t pid = th_relay_start(&scope, config, f.out, f.err);
+    PGconn *t1 = th_scope_connect(&scope);
+
+    th_exec(t1, "BEGIN");
+    cr_assert_eq(sc_insert_one(t1), 1);
+    cr_assert_eq(sc_insert_one(scope.conn), 2);
+    th_wait_position(&scope, RELAY_NAME, 2);
+    /* A backlog of batches of one, each stored only with the next read; id 1 commits while it
+     * drains, and its late delivery is refused. */
+    th_insert_events(scope.conn, 20000, "now() - interval '1 hour'");
+    th_wait_position(&scope, RELAY_NAME, 100);
+    th_exec(t1, "COMMIT");
+    int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
+    cr_assert_eq(code, 1, "relay exited %d, expected 1 (sink.on_reject: stop)", code);
+    cr_assert(th_file_contains(f.err, "event 1 refused by the sink for good"));
+    /* The refusal came while the backlog drained, with a position acknowledged but unstored. */
+    int64_t stopped_at = th_position(&scope, RELAY_NAME);
+    cr_assert(stopped_at >= 100 && stopped_at < 20002, "stopped at %" PRId64 ", not within the backlog",
+              stopped_at);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_gaps"
+                                            " WHERE low_id <= 1 AND high_id >= 1"),
+                 1, "the refused late event is no longer watched");
+
+    write_refusing_config(config, sink_out, "999999"); /* none of these ids */
+    pid = th_relay_start(&scope, config, f.out, f.err);
+    sink_goal goal = {sink_out, 1};
+    th_wait_until(&scope, TH_DEADLINE_MS, sink_has_id, &goal, "event 1 at the sink");
+    th_wait_position(&scope, RELAY_NAME, 20002);
+    th_relay_stop(&scope, pid);
+}
