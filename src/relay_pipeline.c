@@ -61,7 +61,6 @@ void relay_pipe_change(relay_pipeline *p, relay_pipe to)
         p->conn = NULL;
         relay_batch_clear(p->current);
         relay_batch_clear(p->next);
-        memset(&p->hand, 0, sizeof p->hand);
         p->storing = 0;
         p->listening = false;
         /* The next connection reloads the stored position: what was acknowledged after it is

@@ -12,6 +12,9 @@
 #define FETCH_GAPS_STATEMENT "relay_fetch_gaps"
 #define SETTLE_STATEMENT "relay_settle_in"
 
+/* pg_type OIDs, fixed since PostgreSQL's first catalogs (pg_lsn since 9.4). */
+enum { INT8OID = 20, TEXTOID = 25, TIMESTAMPTZOID = 1184, BOOLOID = 16, PG_LSNOID = 3220 };
+
 static const char *const integers[] = {"int2", "int4", "int8", NULL};
 static const char *const timestamps[] = {"timestamptz", "timestamp", NULL};
 static const char *const json[] = {"jsonb", "json", NULL};
@@ -22,19 +25,21 @@ static const char *const json[] = {"jsonb", "json", NULL};
  * text, which any type can be cast to; the binary forms of the rest are what fill_batch reads. A
  * timestamp without time zone is taken as UTC, the session's zone (see relay_db_connect). */
 static const relay_column_role_info column_roles[RELAY_N_COLUMN_ROLES] = {
-    [RELAY_COLUMN_ID] = {"id", MAPPED_BY(id), "::bigint", integers, "an integer"},
-    [RELAY_COLUMN_KEY] = {"key", MAPPED_BY(key), "::text", NULL, NULL},
-    [RELAY_COLUMN_TYPE] = {"type", MAPPED_BY(type), "::text", NULL, NULL},
-    [RELAY_COLUMN_VERSION] = {"version", MAPPED_BY(version), "::bigint", integers, "an integer",
-                              true},
-    [RELAY_COLUMN_PAYLOAD] = {"payload", MAPPED_BY(payload), "::text", json, "json or jsonb"},
-    [RELAY_COLUMN_METADATA] = {"metadata", MAPPED_BY(metadata), "::text", json, "json or jsonb",
+    [RELAY_COLUMN_ID] = {"id", MAPPED_BY(id), "::bigint", INT8OID, integers, "an integer"},
+    [RELAY_COLUMN_KEY] = {"key", MAPPED_BY(key), "::text", TEXTOID, NULL, NULL},
+    [RELAY_COLUMN_TYPE] = {"type", MAPPED_BY(type), "::text", TEXTOID, NULL, NULL},
+    [RELAY_COLUMN_VERSION] = {"version", MAPPED_BY(version), "::bigint", INT8OID, integers,
+                              "an integer", true},
+    [RELAY_COLUMN_PAYLOAD] = {"payload", MAPPED_BY(payload), "::text", TEXTOID, json,
+                              "json or jsonb"},
+    [RELAY_COLUMN_METADATA] = {"metadata", MAPPED_BY(metadata), "::text", TEXTOID, json,
+                               "json or jsonb", true},
+    [RELAY_COLUMN_CREATED_AT] = {"created_at", MAPPED_BY(created_at), "::timestamptz",
+                                 TIMESTAMPTZOID, timestamps, "a timestamp"},
+    [RELAY_COLUMN_AGGREGATE_TYPE] = {"aggregate_type", MAPPED_BY(aggregate_type), "::text", TEXTOID,
+                                     NULL, NULL, true},
+    [RELAY_COLUMN_EVENT_ID] = {"event_id", MAPPED_BY(event_id), "::text", TEXTOID, NULL, NULL,
                                true},
-    [RELAY_COLUMN_CREATED_AT] = {"created_at", MAPPED_BY(created_at), "::timestamptz", timestamps,
-                                 "a timestamp"},
-    [RELAY_COLUMN_AGGREGATE_TYPE] = {"aggregate_type", MAPPED_BY(aggregate_type), "::text", NULL,
-                                     NULL, true},
-    [RELAY_COLUMN_EVENT_ID] = {"event_id", MAPPED_BY(event_id), "::text", NULL, NULL, true},
 };
 
 const relay_column_role_info *relay_column_describe(relay_column_role role)
@@ -357,17 +362,10 @@ enum {
     ROW_HEADERS
 };
 
-/* pg_type OIDs, fixed since PostgreSQL's first catalogs (pg_lsn since 9.4). */
-enum { INT8OID = 20, TEXTOID = 25, TIMESTAMPTZOID = 1184, BOOLOID = 16, PG_LSNOID = 3220 };
-
 static Oid column_type(int column)
 {
-    if (column < RELAY_N_COLUMN_ROLES) {
-        const char *cast = column_roles[column].cast;
-        return strcmp(cast, "::bigint") == 0        ? INT8OID
-               : strcmp(cast, "::timestamptz") == 0 ? TIMESTAMPTZOID
-                                                    : TEXTOID;
-    }
+    if (column < RELAY_N_COLUMN_ROLES)
+        return column_roles[column].read_type;
     switch (column) {
     case ROW_SETTLED:
         return BOOLOID;

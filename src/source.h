@@ -39,6 +39,7 @@ typedef struct relay_column_role_info {
     const char *name;            /* its key under source.columns */
     size_t mapped_by;            /* the offset of its column name in relay_config_columns */
     const char *cast;            /* how the fetch reads it */
+    Oid read_type;               /* the cast's pg_type OID, as the result carries it */
     const char *const *accepted; /* the catalog types (pg_type.typname) it may have; NULL: any */
     const char *expected;        /* those, for messages */
     /* May be unmapped (~); and left at its default name, it is unmapped on a table without

@@ -430,6 +430,26 @@ static void load_stdout_sink(relay_sink *sink, const relay_logger *log)
     cr_assert_eq(relay_sink_init(sink, NULL, 0, err, sizeof err), RELAY_SINK_OK, "%s", err);
 }
 
+/* Writes a batch through the stdout sink and returns what it printed (the caller frees it). */
+static char *stdout_lines(const relay_sink_batch *batch)
+{
+    char path[PATH_MAX], err[1024];
+    temp_path(path, sizeof path, "stdout");
+    relay_logger log = quiet_logger();
+    relay_sink sink;
+    load_stdout_sink(&sink, &log);
+    int saved = redirect_stdout_to(path);
+    relay_sink_status st = relay_sink_deliver(&sink, batch, err, sizeof err);
+    if (st == RELAY_SINK_OK)
+        st = relay_sink_flush(&sink, 1000, err, sizeof err);
+    restore_stdout(saved);
+    relay_sink_unload(&sink);
+    cr_assert_eq(st, RELAY_SINK_OK, "%s", err);
+    char *text = read_all(path);
+    discard(path);
+    return text;
+}
+
 Test(stdout_sink, writes_one_exact_json_line_per_event)
 {
     relay_sink_event events[3] = {
@@ -451,27 +471,10 @@ Test(stdout_sink, writes_one_exact_json_line_per_event)
         "{\"id\":9223372036854775807,\"key\":\"\",\"type\":\"t\",\"version\":-9223372036854775808,"
         "\"payload\":[],\"metadata\":null,\"created_at\":\"2026-11-26T04:12:53.123456Z\"}\n";
 
-    char path[PATH_MAX], err[1024];
-    temp_path(path, sizeof path, "stdout");
-    relay_logger log = quiet_logger();
-    relay_sink sink;
-    load_stdout_sink(&sink, &log);
-    int saved = redirect_stdout_to(path);
-    relay_sink_status delivered = relay_sink_deliver(
-        &sink,
-        &(relay_sink_batch){.events = events, .count = 3, .event_size = sizeof(relay_sink_event)},
-        err, sizeof err);
-    relay_sink_status flushed =
-        delivered == RELAY_SINK_OK ? relay_sink_flush(&sink, 1000, err, sizeof err) : delivered;
-    restore_stdout(saved);
-    relay_sink_unload(&sink);
-    cr_assert_eq(delivered, RELAY_SINK_OK, "%s", err);
-    cr_assert_eq(flushed, RELAY_SINK_OK, "%s", err);
-
-    char *text = read_all(path);
+    relay_sink_batch batch = {.events = events, .count = 3, .event_size = sizeof events[0]};
+    char *text = stdout_lines(&batch);
     cr_expect_str_eq(text, expected);
     free(text);
-    discard(path);
 }
 
 Test(stdout_sink, writes_every_event_of_a_batch_larger_than_its_buffer)
@@ -486,22 +489,8 @@ Test(stdout_sink, writes_every_event_of_a_batch_larger_than_its_buffer)
         events[i] = event(i + 1, keys[i], "t", payloads[i], NULL);
     }
 
-    char path[PATH_MAX], err[1024];
-    temp_path(path, sizeof path, "stdout");
-    relay_logger log = quiet_logger();
-    relay_sink sink;
-    load_stdout_sink(&sink, &log);
-    int saved = redirect_stdout_to(path);
-    relay_sink_status delivered = relay_sink_deliver(
-        &sink,
-        &(relay_sink_batch){
-            .events = events, .count = count, .event_size = sizeof(relay_sink_event)},
-        err, sizeof err);
-    restore_stdout(saved);
-    relay_sink_unload(&sink);
-    cr_assert_eq(delivered, RELAY_SINK_OK, "%s", err);
-
-    char *text = read_all(path);
+    relay_sink_batch batch = {.events = events, .count = count, .event_size = sizeof events[0]};
+    char *text = stdout_lines(&batch);
     char *line = text;
     for (int i = 0; i < count; i++) {
         char prefix[64];
@@ -513,7 +502,6 @@ Test(stdout_sink, writes_every_event_of_a_batch_larger_than_its_buffer)
     }
     cr_expect_eq(*line, '\0', "output goes on after the last event");
     free(text);
-    discard(path);
 }
 
 Test(stdout_sink, rejects_unknown_options)
@@ -576,26 +564,6 @@ Test(stdout_sink, reports_a_closed_pipe)
     cr_assert_eq(pipe(fds), 0);
     close(fds[0]);
     expect_write_failure(fds[1], EPIPE);
-}
-
-/* Writes a batch through the stdout sink and returns what it printed (the caller frees it). */
-static char *stdout_lines(const relay_sink_batch *batch)
-{
-    char path[PATH_MAX], err[1024];
-    temp_path(path, sizeof path, "stdout");
-    relay_logger log = quiet_logger();
-    relay_sink sink;
-    load_stdout_sink(&sink, &log);
-    int saved = redirect_stdout_to(path);
-    relay_sink_status st = relay_sink_deliver(&sink, batch, err, sizeof err);
-    if (st == RELAY_SINK_OK)
-        st = relay_sink_flush(&sink, 1000, err, sizeof err);
-    restore_stdout(saved);
-    relay_sink_unload(&sink);
-    cr_assert_eq(st, RELAY_SINK_OK, "%s", err);
-    char *text = read_all(path);
-    discard(path);
-    return text;
 }
 
 Test(plugin, stdout_prints_the_event_id_aggregate_type_and_headers)
