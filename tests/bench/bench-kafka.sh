@@ -6,15 +6,28 @@
 # same events to another topic of as many partitions, and reports its peak resident memory and
 # the CPU time each part used. Floor and relay take turns for a number of rounds (3 by default),
 # from the start each time, and the report gives the medians: on a shared machine a single run
-# can be a third off either way.
+# can be a third off either way. Per-round figures go to stderr.
 #
 #   tests/bench/bench-kafka.sh [--events N] [--batch-size N] [--partitions N] [--aggregates N]
-#                              [--rounds N] [--timeout SECONDS]
+#                              [--rounds N] [--timeout SECONDS] [--compare BIN] [--perf FILE]
+#
+# --compare BIN times a second relay binary (an older build, say) in each round too, after the
+# floor, from the start, to the same topic with the same configuration (each loads the Kafka
+# plugin of its own build, plugins/ beside it). The two take turns at going first, since the one
+# that runs second finds more messages in the cluster. The report adds its median, the CPU time
+# of each (relay, PostgreSQL and brokers) and the median of the rounds' ratios relay time /
+# compare time: above 1 is a regression of the relay.
+#
+# --perf FILE records the relay's run in the first round (perf record -F 999 -g, the default
+# event, attached to the relay's process only, every thread of it) into FILE, and prints the
+# relay's top 25 symbols at the end; that run is slowed by perf. For more than the top 25, or
+# callers:
+#   perf report -i FILE --no-children --sort dso,symbol --stdio
 #
 # BUILD_DIR overrides the build (default: build/; do not use the sanitized build), RELAY_BIN the
 # relay binary in it. The build needs librdkafka and json-c (scripts/deps) for the benchmark's
 # programs; without the relay or its Kafka plugin the floor still runs, and the relay part is
-# reported as skipped.
+# reported as skipped (--compare needs them).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -25,12 +38,14 @@ source "$ROOT/tests/bench/bench-lib.sh"
 readonly FLOOR_TOPIC=bench-floor
 readonly RELAY_TOPIC=bench-relay
 readonly MOCK_START_TIMEOUT=30
+# Where a relay looks for its Kafka plugin: beside its own executable.
+readonly PLUGIN_PATH_IN_BUILD=plugins/kafka/kafka.so
 
 PARTITIONS=3
 ROUNDS=3
 MOCK_CLUSTER_BIN="$BUILD_DIR/tests/bench/kafka_mock_cluster"
 FLOOR_BIN="$BUILD_DIR/tests/bench/kafka_floor"
-KAFKA_PLUGIN="$(dirname "$RELAY_BIN")/plugins/kafka/kafka.so"
+KAFKA_PLUGIN="$(dirname "$RELAY_BIN")/$PLUGIN_PATH_IN_BUILD"
 
 MOCK_PID=""
 MOCK_STDIN=""
@@ -38,21 +53,18 @@ BOOTSTRAP=""
 FLOOR_SECONDS=""
 FLOOR_CPU_TICKS=""
 FLOOR_BROKER_TICKS=""
-RELAY_BROKER_TICKS=""
 # One entry per round.
 FLOOR_RUNS=()
-RELAY_RUNS=()
 # Sums over the rounds.
 FLOOR_CPU_SUM=0
 FLOOR_BROKER_SUM=0
-RELAY_CPU_SUM=0
-RELAY_POSTGRES_SUM=0
-RELAY_BROKER_SUM=0
-RELAY_RSS_MAX=0
+# The brokers' CPU ticks while each relay ran, summed over the rounds, by the index of
+# bench-lib.sh's BIN_* arrays (0: the relay, 1: the compare binary).
+BIN_BROKER_SUM=()
 
 usage() {
     echo "usage: $0 [--events N] [--batch-size N] [--partitions N] [--aggregates N]" \
-        "[--rounds N] [--timeout SECONDS]" >&2
+        "[--rounds N] [--timeout SECONDS] [--compare BIN] [--perf FILE]" >&2
     exit 2
 }
 
@@ -62,7 +74,7 @@ parse_arguments() {
         case "$1" in
         --partitions) PARTITIONS=$(positive_integer "$1" "$2") ;;
         --rounds) ROUNDS=$(positive_integer "$1" "$2") ;;
-        *) parse_common_option "$1" "$2" || usage ;;
+        *) parse_common_option "$1" "$2" || parse_round_option "$1" "$2" || usage ;;
         esac
         shift 2
     done
@@ -149,9 +161,15 @@ time_floor() {
     FLOOR_CPU_TICKS=$(awk -v s="$cpu" -v hz="$CLOCK_TICKS" 'BEGIN { printf "%.0f", s * hz }')
 }
 
-# One round: the floor, then the relay from position 0; adds their figures to the runs and sums.
+# For the per-round lines: a relay's speed over the round's floor.
+floor_text() {
+    ratio_text "$FLOOR_SECONDS" "$1"
+}
+
+# One round: the floor, then the relays from position 0 (relays_in_round), each with the brokers'
+# CPU time while it ran; adds their figures to the runs and sums.
 run_round() {
-    local round=$1 brokers_before
+    local round=$1 index brokers_before
     time_floor
     FLOOR_RUNS+=("$FLOOR_SECONDS")
     FLOOR_CPU_SUM=$((FLOOR_CPU_SUM + FLOOR_CPU_TICKS))
@@ -160,40 +178,30 @@ run_round() {
         say "round $round/$ROUNDS: floor $FLOOR_SECONDS s"
         return
     fi
-    forget_relay_position
-    brokers_before=$(process_ticks "$MOCK_PID")
-    time_relay
-    RELAY_BROKER_TICKS=$(($(process_ticks "$MOCK_PID") - brokers_before))
-    RELAY_RUNS+=("$RELAY_SECONDS")
-    RELAY_CPU_SUM=$((RELAY_CPU_SUM + RELAY_CPU_TICKS))
-    RELAY_POSTGRES_SUM=$((RELAY_POSTGRES_SUM + RELAY_POSTGRES_TICKS))
-    RELAY_BROKER_SUM=$((RELAY_BROKER_SUM + RELAY_BROKER_TICKS))
-    ((RELAY_RSS_KIB > RELAY_RSS_MAX)) && RELAY_RSS_MAX=$RELAY_RSS_KIB
-    say "round $round/$ROUNDS: floor $FLOOR_SECONDS s, relay $RELAY_SECONDS s," \
-        "$(ratio_text "$FLOOR_SECONDS" "$RELAY_SECONDS")"
-    # It logs warnings and errors only: anything there explains a slow run.
-    if [[ -s "$WORK_DIR/relay.log" ]]; then
-        say "the relay logged $(wc -l <"$WORK_DIR/relay.log") lines; the last ones:"
-        tail -n 10 "$WORK_DIR/relay.log" >&2
-    fi
+    for index in $(relays_in_round "$round"); do
+        brokers_before=$(process_ticks "$MOCK_PID")
+        time_relay_in_round "$index" "$round"
+        BIN_BROKER_SUM[index]=$((${BIN_BROKER_SUM[index]:-0} + $(process_ticks "$MOCK_PID") -
+            brokers_before))
+    done
+    note_pair_ratio
+    say "round $round/$ROUNDS: floor $FLOOR_SECONDS s, $(relays_round_text "$round")"
 }
 
 # The CPU lines of the report, per round on average: who used how much, and how many of the
 # machine's cores that makes. A run that keeps them all busy is bound by the machine, not by
 # waiting.
 report_cpu() {
-    local floor_seconds relay_seconds
+    local floor_seconds index
     floor_seconds=$(sum_of "${FLOOR_RUNS[@]}")
     report_line "floor, CPU" "$(cpu_text $((FLOOR_CPU_SUM + FLOOR_BROKER_SUM)) "$floor_seconds" \
         "$ROUNDS")" "(producer $(ticks_text "$FLOOR_CPU_SUM" "$ROUNDS")," \
         "brokers $(ticks_text "$FLOOR_BROKER_SUM" "$ROUNDS"))"
-    if ((${#RELAY_RUNS[@]} > 0)); then
-        relay_seconds=$(sum_of "${RELAY_RUNS[@]}")
-        report_line "relay, CPU" "$(cpu_text $((RELAY_CPU_SUM + RELAY_POSTGRES_SUM + \
-            RELAY_BROKER_SUM)) "$relay_seconds" "$ROUNDS")" \
-            "(relay $(ticks_text "$RELAY_CPU_SUM" "$ROUNDS")," \
-            "PostgreSQL $(ticks_text "$RELAY_POSTGRES_SUM" "$ROUNDS")," \
-            "brokers $(ticks_text "$RELAY_BROKER_SUM" "$ROUNDS"))"
+    if have_kafka_relay; then
+        for index in 0 ${COMPARE_BIN:+1}; do
+            report_line "$(relay_label "$index"), CPU" \
+                "$(bin_cpu_text "$index" "${BIN_BROKER_SUM[index]}" brokers)"
+        done
     fi
     report_line "cores" "$(nproc)"
 }
@@ -205,6 +213,10 @@ main() {
     [[ -x "$MOCK_CLUSTER_BIN" && -x "$FLOOR_BIN" ]] ||
         die "no $MOCK_CLUSTER_BIN or $FLOOR_BIN: build with librdkafka and json-c" \
             "(scripts/deps; meson setup build && ninja -C build)"
+    if [[ -n "$COMPARE_BIN" ]]; then
+        have_kafka_relay || die "--compare: no relay with a Kafka plugin at $KAFKA_PLUGIN to compare"
+        check_compare_plugin "$PLUGIN_PATH_IN_BUILD"
+    fi
 
     start_postgres
     start_mock_cluster
@@ -213,10 +225,10 @@ main() {
     preload
 
     say "$ROUNDS rounds of the floor (a plain idempotent producer, acks=all), then the relay" \
-        "(batch_size $BATCH_SIZE)"
+        "${COMPARE_BIN:+and $COMPARE_BIN, taking turns at going first }(batch_size $BATCH_SIZE)"
     have_kafka_relay || say "no relay with a Kafka plugin at $KAFKA_PLUGIN: skipping the relay" \
         "part (build it with: meson setup build && ninja -C build)"
-    local round floor relay
+    local round floor relay index label
     for ((round = 1; round <= ROUNDS; round++)); do
         run_round "$round"
     done
@@ -225,18 +237,23 @@ main() {
     echo
     report_line "events" "$EVENTS"
     report_line "cluster" "3 mock brokers, $PARTITIONS partitions, idempotent, acks=all"
-    report_line "rounds" "$ROUNDS (medians below)"
+    report_rounds "$ROUNDS"
     report_line "floor, librdkafka" "$(rate_text "$floor")"
-    if ((${#RELAY_RUNS[@]} > 0)); then
-        relay=$(median_of "${RELAY_RUNS[@]}")
-        report_line "relay, kafka sink" "$(rate_text "$relay") (batch_size $BATCH_SIZE)"
-        # Throughput, relay over floor: the goal is 0.7 or more.
-        report_line "relay speed / floor" "$(ratio_text "$floor" "$relay")"
-        report_line "relay peak RSS" "$(rss_text "$RELAY_RSS_MAX")"
+    if have_kafka_relay; then
+        for index in 0 ${COMPARE_BIN:+1}; do
+            label=$(relay_label "$index")
+            relay=$(bin_median "$index")
+            report_line "$label, kafka sink" "$(rate_text "$relay") (batch_size $BATCH_SIZE)"
+            # Throughput, relay over floor: the goal is 0.7 or more.
+            report_line "$label speed / floor" "$(ratio_text "$floor" "$relay")"
+            report_line "$label peak RSS" "$(rss_text "${BIN_RSS_MAX[index]}")"
+        done
     else
         report_line "relay" "skipped (no Kafka plugin built)"
     fi
     report_cpu
+    report_compare
+    report_perf
 }
 
 main "$@"

@@ -5,6 +5,12 @@
 #
 # BUILD_DIR overrides the build to use (default: build/); RELAY_BIN the binary (default:
 # BUILD_DIR/outbox-relay). Do not use the sanitized build.
+#
+# The benchmarks that time the relay in rounds against a floor (bench-stdout.sh, bench-kafka.sh)
+# also take the options of parse_round_option: --compare BIN times a second relay binary in the
+# same rounds, against the same rows (each binary loads the plugins of its own build; the
+# configuration is the same, and so is the schema, which RELAY_BIN migrates), and --perf FILE
+# records the relay's run in the first round with perf.
 
 readonly RELAY_NAME=bench
 # $EPOCHREALTIME and awk must agree on the decimal point.
@@ -24,6 +30,8 @@ SOURCE_EXTRA=""
 RELAY_TIMEOUT_FATAL=1
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 RELAY_BIN=${RELAY_BIN:-$BUILD_DIR/outbox-relay}
+# The width of the report's labels (report_line).
+REPORT_WIDTH=22
 
 WORK_DIR=""
 CONNINFO=""
@@ -36,6 +44,21 @@ RELAY_POSTGRES_TICKS=""
 RELAY_TIMED_OUT=0
 RELAY_POSITION=""
 STOP_STATUS=""
+PERF_PID=""
+# parse_round_option's: the second binary, and where perf record writes.
+COMPARE_BIN=""
+PERF_FILE=""
+# Per binary timed in rounds, index 0 for RELAY_BIN and 1 for COMPARE_BIN: its seconds in each
+# round (separated by spaces) and in the last, the sums over the rounds of its CPU ticks and of
+# PostgreSQL's meanwhile, and its highest peak RSS.
+BIN_RUNS=()
+BIN_LAST=()
+BIN_CPU_SUM=()
+BIN_POSTGRES_SUM=()
+BIN_RSS_MAX=()
+# With --compare, one per round: RELAY_BIN's seconds / COMPARE_BIN's, a figure paired within the
+# round, so that a machine slower in one round than in another moves both alike.
+PAIR_RATIOS=()
 CLOCK_TICKS=$(getconf CLK_TCK)
 readonly CLOCK_TICKS
 
@@ -64,6 +87,32 @@ parse_common_option() {
     esac
 }
 
+# Sets the options of the benchmarks that time the relay in rounds; returns 1 for one it does not
+# know. Apart from parse_common_option, so that the other benchmarks refuse them rather than
+# ignore them.
+parse_round_option() {
+    case "$1" in
+    --compare)
+        [[ -f "$2" && -x "$2" ]] || die "--compare wants a relay binary; '$2' is not an executable file"
+        COMPARE_BIN=$2
+        ;;
+    --perf)
+        command -v perf >/dev/null 2>&1 || die "--perf needs perf (apt-get install linux-perf)"
+        PERF_FILE=$2
+        ;;
+    *) return 1 ;;
+    esac
+}
+
+# With --compare, dies unless the plugin the benchmark uses ($1, a path in a build such as
+# plugins/stdout/stdout.so) is beside the compare binary, where it will look for it.
+check_compare_plugin() {
+    [[ -n "$COMPARE_BIN" ]] || return 0
+    local plugin
+    plugin="$(dirname "$COMPARE_BIN")/$1"
+    [[ -f "$plugin" ]] || die "--compare: no plugin beside $COMPARE_BIN ($plugin)"
+}
+
 # A work directory with a PostgreSQL inside; sets WORK_DIR, CONFIG and CONNINFO.
 start_postgres() {
     WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/outbox-relay-bench.XXXXXX")
@@ -73,8 +122,9 @@ start_postgres() {
     CONNINFO=$("$ROOT/scripts/pg-tmp" start "$WORK_DIR/pg")
 }
 
-# For the cleanup traps: whatever happened, the relay and the server stop and the files go.
+# For the cleanup traps: whatever happened, perf, the relay and the server stop and the files go.
 stop_relay_at_once() {
+    stop_perf
     if [[ -n "$RELAY_PID" ]]; then
         kill -KILL "$RELAY_PID" 2>/dev/null || true
         wait "$RELAY_PID" 2>/dev/null || true
@@ -264,20 +314,56 @@ stop_relay_within() {
     RELAY_PID=""
 }
 
+# Starts perf record on the relay (RELAY_PID, which runs binary $2), writing to $1; sets PERF_PID.
+# Waits for the relay's exec first (its command name changes then), so that the samples are the
+# relay's and not those of the shell that forked it; the relay's later threads are followed too.
+start_perf() {
+    local file=$1 name comm="" tries=0
+    name=$(basename "$2")
+    # The kernel keeps the first 15 bytes of the command name.
+    name=${name:0:15}
+    while ((tries++ < 200)) && kill -0 "$RELAY_PID" 2>/dev/null; do
+        read -r comm 2>/dev/null <"/proc/$RELAY_PID/comm" || true
+        [[ "$comm" == "$name" ]] && break
+        sleep 0.005
+    done
+    # The default event: hardware counters may be missing (in a VM perf falls back to cpu-clock).
+    perf record -F 999 -g -p "$RELAY_PID" -o "$file" >/dev/null 2>"$WORK_DIR/perf.log" &
+    PERF_PID=$!
+}
+
+# Stops perf record with SIGINT, on which it writes out what it has, and waits for it.
+stop_perf() {
+    [[ -n "$PERF_PID" ]] || return 0
+    local status=0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || status=$?
+    PERF_PID=""
+    # It exits with 128 + SIGINT once it has written the file.
+    if ((status != 0 && status != 130)); then
+        say "perf record exited with status $status:"
+        tail -n 5 "$WORK_DIR/perf.log" >&2
+    fi
+}
+
 # Runs the relay until its committed position reaches the last event; sets RELAY_SECONDS,
 # RELAY_RSS_KIB (its peak resident set, read just before stopping it), RELAY_CPU_TICKS (its CPU
 # time, every thread), RELAY_POSTGRES_TICKS (the CPU time PostgreSQL used meanwhile) and
 # RELAY_POSITION. With RELAY_TIMEOUT_FATAL=0, a relay that misses TIMEOUT is stopped and reported
-# (RELAY_TIMED_OUT=1, the figures up to then) rather than ending the benchmark.
+# (RELAY_TIMED_OUT=1, the figures up to then) rather than ending the benchmark. $1 is the binary
+# (default RELAY_BIN); with a file name as $2, perf records the relay into it from just after its
+# start until it has reached the last event (perf is stopped then, before the relay).
 time_relay() {
+    local bin=${1:-$RELAY_BIN} perf_file=${2:-}
     local max_id start deadline position=0 positions status=0 postgres_before
     RELAY_TIMED_OUT=0
     max_id=$(sql -A -t -c 'SELECT max(id) FROM events')
     exec {positions}< <(watch_position)
     postgres_before=$(postgres_ticks)
     start=$EPOCHREALTIME
-    "$RELAY_BIN" run -c "$CONFIG" >/dev/null 2>"$WORK_DIR/relay.log" &
+    "$bin" run -c "$CONFIG" >/dev/null 2>"$WORK_DIR/relay.log" &
     RELAY_PID=$!
+    [[ -z "$perf_file" ]] || start_perf "$perf_file" "$bin"
     deadline=$((SECONDS + TIMEOUT))
     # Each line is the condition itself; the watch's period bounds the timing error.
     while ((position < max_id)); do
@@ -310,6 +396,7 @@ time_relay() {
         RELAY_POSITION=$position
     }
     exec {positions}<&-
+    stop_perf
     if ((RELAY_TIMED_OUT)); then
         # A statement it was waiting for would run on without it: end every other session.
         stop_relay_within 5
@@ -327,9 +414,170 @@ time_relay() {
     fi
 }
 
+# The relays a round times, by index (0: RELAY_BIN, 1: COMPARE_BIN), in order: RELAY_BIN alone,
+# or both, taking turns at going first (RELAY_BIN in odd rounds): the second finds what the first
+# left, warmer caches and, with Kafka, a fuller topic.
+relays_in_round() {
+    if [[ -z "$COMPARE_BIN" ]]; then
+        echo 0
+    elif (($1 % 2)); then
+        echo 0 1
+    else
+        echo 1 0
+    fi
+}
+
+relay_bin() {
+    if (($1 == 0)); then
+        printf '%s' "$RELAY_BIN"
+    else
+        printf '%s' "$COMPARE_BIN"
+    fi
+}
+
+# What the report and the per-round lines call relay $1.
+relay_label() {
+    if (($1 == 0)); then
+        printf relay
+    else
+        printf compare
+    fi
+}
+
+# True if perf records relay $1 in round $2: RELAY_BIN's run in the first round, with --perf.
+under_perf() {
+    [[ -n "$PERF_FILE" ]] && (($1 == 0 && $2 == 1))
+}
+
+# Times relay $1 from position 0 in round $2 (under perf, see under_perf) and adds its figures to
+# the BIN_* arrays.
+time_relay_in_round() {
+    local index=$1 round=$2 perf_file=""
+    if under_perf "$index" "$round"; then
+        perf_file=$PERF_FILE
+    fi
+    forget_relay_position
+    time_relay "$(relay_bin "$index")" "$perf_file"
+    BIN_RUNS[index]="${BIN_RUNS[index]:-}${BIN_RUNS[index]:+ }$RELAY_SECONDS"
+    BIN_LAST[index]=$RELAY_SECONDS
+    BIN_CPU_SUM[index]=$((${BIN_CPU_SUM[index]:-0} + RELAY_CPU_TICKS))
+    BIN_POSTGRES_SUM[index]=$((${BIN_POSTGRES_SUM[index]:-0} + RELAY_POSTGRES_TICKS))
+    if ((RELAY_RSS_KIB > ${BIN_RSS_MAX[index]:-0})); then
+        BIN_RSS_MAX[index]=$RELAY_RSS_KIB
+    fi
+    # It logs warnings and errors only: anything there explains a slow run.
+    if [[ -s "$WORK_DIR/relay.log" ]]; then
+        say "the $(relay_label "$index") logged $(wc -l <"$WORK_DIR/relay.log") lines; the last ones:"
+        tail -n 10 "$WORK_DIR/relay.log" >&2
+    fi
+}
+
+# Times the relays of round $1 (relays_in_round), then notes the round's ratio.
+time_relays_in_round() {
+    local index
+    for index in $(relays_in_round "$1"); do
+        time_relay_in_round "$index" "$1"
+    done
+    note_pair_ratio
+}
+
+# With --compare, after both relays of a round ran: adds the round's ratio to PAIR_RATIOS.
+note_pair_ratio() {
+    if [[ -n "$COMPARE_BIN" ]]; then
+        PAIR_RATIOS+=("$(awk -v r="${BIN_LAST[0]}" -v c="${BIN_LAST[1]}" \
+            'BEGIN { printf "%.3f", r / c }')")
+    fi
+}
+
+# The per-round line's part for the relays of round $1, just timed: each one's seconds, with
+# floor_text's of them (floor_text SECONDS prints, say, "0.52x the floor"), and with --compare
+# the round's ratio and which went first.
+relays_round_text() {
+    local round=$1 index text="" order
+    for index in 0 ${COMPARE_BIN:+1}; do
+        text+="${text:+, }$(relay_label "$index") ${BIN_LAST[index]} s"
+        text+=" ($(floor_text "${BIN_LAST[index]}"))"
+        if under_perf "$index" "$round"; then
+            text+=" under perf"
+        fi
+    done
+    if [[ -n "$COMPARE_BIN" ]]; then
+        text+=", relay / compare ${PAIR_RATIOS[-1]}"
+        order=$(relays_in_round "$round")
+        text+=" ($(relay_label "${order%% *}") first)"
+    fi
+    printf '%s' "$text"
+}
+
+# The median of relay $1's seconds over the rounds.
+bin_median() {
+    local runs
+    read -r -a runs <<<"${BIN_RUNS[$1]}"
+    median_of "${runs[@]}"
+}
+
+# Relay $1's CPU per round on average, as cpu_text gives it, then its parts: the relay process's
+# (named by relay_label) and PostgreSQL's, and with $2 and $3 (ticks and a name, "brokers") one
+# part more.
+bin_cpu_text() {
+    local index=$1 extra_ticks=${2:-0} extra_name=${3:-} runs seconds
+    read -r -a runs <<<"${BIN_RUNS[index]}"
+    seconds=$(sum_of "${runs[@]}")
+    printf '%s (%s %s, PostgreSQL %s%s)' \
+        "$(cpu_text $((BIN_CPU_SUM[index] + BIN_POSTGRES_SUM[index] + extra_ticks)) "$seconds" \
+            "${#runs[@]}")" "$(relay_label "$index")" \
+        "$(ticks_text "${BIN_CPU_SUM[index]}" "${#runs[@]}")" \
+        "$(ticks_text "${BIN_POSTGRES_SUM[index]}" "${#runs[@]}")" \
+        "${extra_name:+, $extra_name $(ticks_text "$extra_ticks" "${#runs[@]}")}"
+}
+
+# The "rounds" line: how many, and which relay run perf slowed.
+report_rounds() {
+    local perf_note="; round 1's relay ran under perf"
+    report_line "rounds" "$1 (medians below${PERF_FILE:+$perf_note})"
+}
+
+# The paired figure of --compare, and which binaries those were.
+report_compare() {
+    [[ -n "$COMPARE_BIN" ]] || return 0
+    # Time, not speed: above 1, the relay is slower than the binary it is compared with.
+    report_line "relay time / compare" "$(median_of "${PAIR_RATIOS[@]}") (median of the" \
+        "${#PAIR_RATIOS[@]} rounds' ratios; above 1: the relay is slower)"
+    report_line "relay binary" "$RELAY_BIN"
+    report_line "compare binary" "$COMPARE_BIN"
+}
+
+# With --perf: the relay's top 25 symbols, by samples in the symbol itself (callers not counted).
+report_perf() {
+    [[ -n "$PERF_FILE" ]] || return 0
+    local samples top
+    if [[ ! -f "$WORK_DIR/perf.log" ]]; then
+        printf '\nperf: no relay ran, nothing recorded\n'
+        return 0
+    fi
+    # perf record's last words say how many samples it wrote (nothing when none).
+    samples=$(sed -n 's/.*(\([0-9]*\) samples).*/\1/p' "$WORK_DIR/perf.log")
+    # awk reads to the end: head would leave perf report writing to a closed pipe. It also drops
+    # the IPC columns, "-" without hardware counters.
+    top=$(perf report -i "$PERF_FILE" --no-children --sort dso,symbol --stdio -g none \
+        2>"$WORK_DIR/perf-report.log" |
+        awk '/%/ && !/^#/ && n++ < 25 { sub(/[ \t]+-[ \t]+-[ \t]*$/, ""); print }') || true
+    echo
+    if [[ -z "$top" ]]; then
+        # perf takes a fifth of a second or so to attach: a run not much longer leaves it nothing.
+        echo "perf: no profile of the relay in $PERF_FILE (${samples:-no} samples; more --events" \
+            "make a longer run)"
+        sed -n '1,3s/^/perf report: /p' "$WORK_DIR/perf-report.log"
+        return 0
+    fi
+    echo "perf: the relay's top 25 symbols in round 1, of ${samples:-its} samples ($PERF_FILE;" \
+        "perf report -i $PERF_FILE --no-children --sort dso,symbol --stdio for all)"
+    printf '%s\n' "$top"
+}
+
 # A label, then the rest of the arguments joined by spaces.
 report_line() {
-    printf '%-22s %s\n' "$1" "${*:2}"
+    printf '%-*s %s\n' "$REPORT_WIDTH" "$1" "${*:2}"
 }
 
 # "S s, R events/s" for EVENTS events in SECONDS.
@@ -337,9 +585,10 @@ rate_text() {
     awk -v s="$1" -v n="$EVENTS" 'BEGIN { printf "%.2f s, %.0f events/s", s, n / s }'
 }
 
-# Throughput of the relay over the floor's: floor seconds / relay seconds.
+# Throughput of the relay over the floor's: floor seconds / relay seconds, as "0.52x the floor"
+# (or with $3 in place of "the floor").
 ratio_text() {
-    awk -v f="$1" -v r="$2" 'BEGIN { printf "%.2fx the floor", f / r }'
+    awk -v f="$1" -v r="$2" -v of="${3:-the floor}" 'BEGIN { printf "%.2fx %s", f / r, of }'
 }
 
 rss_text() {
