@@ -531,10 +531,13 @@ bin_cpu_text() {
         "${extra_name:+, $extra_name $(ticks_text "$extra_ticks" "${#runs[@]}")}"
 }
 
-# The "rounds" line: how many, and which relay run perf slowed.
+# The "rounds" line: how many, and which relay run perf slowed, if one ran.
 report_rounds() {
-    local perf_note="; round 1's relay ran under perf"
-    report_line "rounds" "$1 (medians below${PERF_FILE:+$perf_note})"
+    local note=""
+    if [[ -n "$PERF_FILE" && -f "$WORK_DIR/perf.log" ]]; then
+        note="; round 1's relay ran under perf"
+    fi
+    report_line "rounds" "$1 (medians below$note)"
 }
 
 # The paired figure of --compare, and which binaries those were.
