@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# Throughput benchmark of the relay with the stdout sink, against the floor of what PostgreSQL can
-# hand out: preloads N events into a throwaway PostgreSQL, times a COPY of the columns the relay
-# selects, then times the relay draining the same events (its stdout to /dev/null) and reports its
-# peak resident memory.
+# Throughput benchmark of the relay with the stdout sink, against the floors of what PostgreSQL can
+# hand out: preloads N events into a throwaway PostgreSQL; then, after an untimed COPY that warms
+# the caches, for a number of rounds (3 by default) times a COPY of the columns the relay selects
+# in text format, the same COPY in binary format (the true read floor: the relay reads ids,
+# versions and timestamps in binary too), and the relay draining the same events from the start
+# (its stdout to /dev/null). The report gives the medians, the relay's speed over each floor, and
+# its peak resident memory; per-round figures go to stderr.
 #
-#   tests/bench/bench-stdout.sh [--events N] [--batch-size N] [--aggregates N] [--timeout SECONDS]
+#   tests/bench/bench-stdout.sh [--events N] [--batch-size N] [--aggregates N] [--rounds N]
+#                               [--timeout SECONDS] [--compare BIN] [--perf FILE]
+#
+# --compare BIN times a second relay binary (an older build, say) in each round too, from the
+# start, against the same rows and with the same configuration (each loads the stdout plugin of
+# its own build, plugins/ beside it); the two take turns at going first. The report adds its
+# median, the CPU time of each (relay and PostgreSQL) and the median of the rounds' ratios relay
+# time / compare time: above 1 is a regression of the relay.
+#
+# --perf FILE records the relay's run in the first round (perf record -F 999 -g, the default
+# event, attached to the relay's process only) into FILE, and prints the relay's top 25 symbols at
+# the end; that run is slowed by perf. For more than the top 25, or callers:
+#   perf report -i FILE --no-children --sort dso,symbol --stdio
 #
 # RELAY_BIN overrides the binary (default: build/outbox-relay; do not use the sanitized build).
-# Needs a built relay for the relay part; without one it still preloads and times the COPY, and
-# says that the relay part was skipped.
+# Needs a built relay for the relay part; without one it still preloads and times the COPYs, and
+# says that the relay part was skipped (--compare needs the relay).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -16,15 +31,30 @@ readonly ROOT
 # shellcheck source=tests/bench/bench-lib.sh
 source "$ROOT/tests/bench/bench-lib.sh"
 
+# The columns the relay selects, as COPY reads them.
+readonly COPY_COLUMNS="id, aggregate_id, kind, aggregate_version, body::text, metadata::text,
+                       created_at"
+# The labels here ("compare speed / binary COPY") are longer than other benchmarks'.
+REPORT_WIDTH=27
+
+ROUNDS=3
+# One entry per round.
+TEXT_RUNS=()
+BINARY_RUNS=()
+
 usage() {
-    echo "usage: $0 [--events N] [--batch-size N] [--aggregates N] [--timeout SECONDS]" >&2
+    echo "usage: $0 [--events N] [--batch-size N] [--aggregates N] [--rounds N]" \
+        "[--timeout SECONDS] [--compare BIN] [--perf FILE]" >&2
     exit 2
 }
 
 parse_arguments() {
     while (($# > 0)); do
         (($# >= 2)) || usage
-        parse_common_option "$1" "$2" || usage
+        case "$1" in
+        --rounds) ROUNDS=$(positive_integer "$1" "$2") ;;
+        *) parse_common_option "$1" "$2" || parse_round_option "$1" "$2" || usage ;;
+        esac
         shift 2
     done
 }
@@ -37,52 +67,98 @@ cleanup() {
     exit "$status"
 }
 
+# A COPY of every event, in text format, or with $1 "(FORMAT binary)" in binary.
 copy_events() {
-    sql -c "COPY (SELECT id, aggregate_id, kind, aggregate_version, body::text, metadata::text,
-                         created_at FROM events ORDER BY id) TO STDOUT" >/dev/null
+    sql -c "COPY (SELECT $COPY_COLUMNS FROM events ORDER BY id) TO STDOUT ${1:-}" >/dev/null
 }
 
-# Prints the seconds a COPY of every event took; a first, untimed COPY warms the caches, so that the
-# relay, which runs after it, does not get an advantage from them.
+# Prints the seconds a COPY of every event took, in the format copy_events takes as $1.
 time_copy() {
     local start
-    copy_events
     start=$EPOCHREALTIME
-    copy_events
+    copy_events "${1:-}"
     seconds_since "$start"
+}
+
+# For the per-round lines: the relay's speed over the round's binary COPY.
+floor_text() {
+    ratio_text "${BINARY_RUNS[-1]}" "$1" "binary COPY"
+}
+
+# One round: both COPYs, then the relays from position 0.
+run_round() {
+    local round=$1 text
+    TEXT_RUNS+=("$(time_copy)")
+    BINARY_RUNS+=("$(time_copy "(FORMAT binary)")")
+    text="round $round/$ROUNDS: text COPY ${TEXT_RUNS[-1]} s, binary COPY ${BINARY_RUNS[-1]} s"
+    if have_relay; then
+        time_relays_in_round "$round"
+        text+=", $(relays_round_text "$round")"
+    fi
+    say "$text"
+}
+
+# The report's lines for relay $1: its median, its speed over both floors (medians $2, binary, and
+# $3, text) and its peak RSS, and with --compare its CPU time.
+report_relay() {
+    local index=$1 binary=$2 text=$3 label median
+    label=$(relay_label "$index")
+    median=$(bin_median "$index")
+    report_line "$label, stdout sink" "$(rate_text "$median") (batch_size $BATCH_SIZE)"
+    report_line "$label speed / binary COPY" "$(ratio_text "$binary" "$median")"
+    # Throughput, relay over floor: the goal is 0.5 or more, set against the text COPY.
+    report_line "$label speed / text COPY" "$(ratio_text "$text" "$median" "text COPY")"
+    report_line "$label peak RSS" "$(rss_text "${BIN_RSS_MAX[index]}")"
+    if [[ -n "$COMPARE_BIN" ]]; then
+        report_line "$label, CPU" "$(bin_cpu_text "$index")"
+    fi
 }
 
 main() {
     parse_arguments "$@"
     trap cleanup EXIT
     command -v psql >/dev/null 2>&1 || die "psql not found; run scripts/deps"
+    if [[ -n "$COMPARE_BIN" ]]; then
+        have_relay || die "--compare: no relay at $RELAY_BIN to compare"
+        check_compare_plugin plugins/stdout/stdout.so
+    fi
 
     start_postgres
     write_config "  plugin: stdout"
     create_schema
     preload
 
-    local copy_seconds
-    say "timing COPY"
-    copy_seconds=$(time_copy)
+    # Untimed: it warms the caches, so that what runs after it gets no advantage from them.
+    say "warming up with a COPY"
+    copy_events
     if have_relay; then
-        say "timing the relay (batch_size $BATCH_SIZE)"
-        time_relay
+        say "$ROUNDS rounds of text COPY, binary COPY, then the relay" \
+            "${COMPARE_BIN:+and $COMPARE_BIN, taking turns at going first }(batch_size $BATCH_SIZE)"
     else
         say "no relay at $RELAY_BIN: skipping the relay part (build it with: meson setup build && ninja -C build)"
+        say "$ROUNDS rounds of text COPY, then binary COPY"
     fi
+    local round text binary index
+    for ((round = 1; round <= ROUNDS; round++)); do
+        run_round "$round"
+    done
 
+    text=$(median_of "${TEXT_RUNS[@]}")
+    binary=$(median_of "${BINARY_RUNS[@]}")
     echo
     report_line "events" "$EVENTS"
-    report_line "COPY (floor)" "$(rate_text "$copy_seconds")"
-    if [[ -n "$RELAY_SECONDS" ]]; then
-        report_line "relay, stdout sink" "$(rate_text "$RELAY_SECONDS") (batch_size $BATCH_SIZE)"
-        # Throughput, relay over floor: the goal is 0.5 or more.
-        report_line "relay speed / COPY" "$(ratio_text "$copy_seconds" "$RELAY_SECONDS")"
-        report_line "relay peak RSS" "$(rss_text "$RELAY_RSS_KIB")"
+    report_rounds "$ROUNDS"
+    report_line "COPY, text" "$(rate_text "$text")"
+    report_line "COPY, binary (floor)" "$(rate_text "$binary")"
+    if have_relay; then
+        for index in 0 ${COMPARE_BIN:+1}; do
+            report_relay "$index" "$binary" "$text"
+        done
+        report_compare
     else
         report_line "relay" "skipped (not built)"
     fi
+    report_perf
 }
 
 main "$@"
