@@ -17,18 +17,11 @@ CREATE TABLE IF NOT EXISTS relay_gaps (
 ALTER TABLE relay_checkpoints ADD COLUMN IF NOT EXISTS system_identifier bigint;
 ALTER TABLE relay_checkpoints ADD COLUMN IF NOT EXISTS late_events bigint NOT NULL DEFAULT 0;
 
--- Wake-ups: one NOTIFY per inserting statement, delivered at commit, so that the relay reads a new
--- event within milliseconds instead of at its next poll. The channel is the trigger's argument; a
--- custom outbox table gets the same with
---   CREATE TRIGGER my_outbox_notify AFTER INSERT ON my_outbox
---       FOR EACH STATEMENT EXECUTE FUNCTION relay_notify('outbox_relay');
+-- Wake-ups: the function a NOTIFY trigger calls, with the channel as its argument. migrate puts
+-- such a trigger on source.table only when source.notify_channel is set (see 007).
 CREATE OR REPLACE FUNCTION relay_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify(TG_ARGV[0], '');
     RETURN NULL;
 END
 $$;
-
-DROP TRIGGER IF EXISTS events_relay_notify ON events;
-CREATE TRIGGER events_relay_notify AFTER INSERT ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION relay_notify('outbox_relay');

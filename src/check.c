@@ -5,6 +5,7 @@
 
 #include "db.h"
 #include "exit_codes.h"
+#include "migrate.h"
 #include "ids.h"
 #include "sink_host.h"
 #include "source.h"
@@ -48,6 +49,38 @@ static int check_standbys(PGconn *conn, const relay_config *config, const relay_
     }
     PQclear(res);
     return rc;
+}
+
+/* Says how the relay learns of new rows, and warns where the trigger does not match the config.
+ */
+static int check_wakeups(PGconn *conn, const relay_config *config, const relay_logger *log,
+                         FILE *out)
+{
+    char err[1024];
+    int installed = 0, matches = 0;
+    if (relay_migrate_trigger_state(conn, config, &installed, &matches, err, sizeof err) != 0) {
+        relay_error(log, "%s", err);
+        return -1;
+    }
+    const char *channel = config->notify_channel;
+    if (!channel && installed)
+        relay_warn(log,
+                   "trigger %s on %s sends NOTIFYs that nobody listens to (notify_channel is off), "
+                   "and a transaction that ran it cannot be prepared: run `outbox-relay migrate` "
+                   "to drop it",
+                   RELAY_NOTIFY_TRIGGER, config->table);
+    else if (channel && !matches)
+        relay_warn(log,
+                   "notify_channel is %s but %s has no trigger %s notifying it: the relay only "
+                   "polls; run `outbox-relay migrate` to install it",
+                   channel, config->table, RELAY_NOTIFY_TRIGGER);
+    if (channel && matches)
+        fprintf(out, "wake-ups   NOTIFY %s from trigger %s on %s, and polls\n", channel,
+                RELAY_NOTIFY_TRIGGER, config->table);
+    else
+        fprintf(out,
+                "wake-ups   polls: every max_wait while rows come, up to poll_interval idle\n");
+    return 0;
 }
 
 static int check_database(const relay_config *config, const relay_logger *log, FILE *out)
@@ -95,6 +128,11 @@ static int check_database(const relay_config *config, const relay_logger *log, F
             config->ids_taken_ahead ? "taken ahead by the application: gaps die by gap_floor"
             : ids == RELAY_IDS_OK   ? "assigned by the insert: missing ids are proven dead"
                                     : "not assigned by a sequence default (see the warning)");
+
+    if (check_wakeups(conn, config, log, out) != 0) {
+        PQfinish(conn);
+        return RELAY_EXIT_DATABASE;
+    }
 
     if (config->durable_on && check_standbys(conn, config, log, out) != 0) {
         PQfinish(conn);

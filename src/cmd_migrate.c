@@ -17,13 +17,13 @@ int relay_cmd_migrate(const relay_cli_options *opts, const relay_config *config,
         return RELAY_EXIT_DATABASE;
     }
     int applied = 0;
-    int rc = relay_migrate(conn, out, &applied, err, sizeof err);
+    int rc = relay_migrate(conn, config, out, &applied, err, sizeof err);
     PQfinish(conn);
     if (rc != 0) {
         relay_error(log, "%s", err);
         return RELAY_EXIT_DATABASE;
     }
     if (applied == 0)
-        fprintf(out, "nothing to apply: all %zu migrations are applied\n", relay_migrations_count);
+        fprintf(out, "nothing to apply: the schema is up to date\n");
     return RELAY_EXIT_OK;
 }

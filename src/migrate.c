@@ -52,7 +52,113 @@ rollback:
     return -1;
 }
 
-int relay_migrate(PGconn *conn, FILE *out, int *applied, char *err, size_t errlen)
+int relay_migration_is_event_store(const char *file)
+{
+    return strcmp(file, "001_events.sql") == 0 || strcmp(file, "002_snapshots.sql") == 0;
+}
+
+/* Whether source.table is the event store's table, which the event store's files create. */
+static int table_is_event_store(const relay_config *config)
+{
+    return strcmp(config->table, "events") == 0;
+}
+
+static int read_trigger(PGconn *conn, const char *quoted_table, const char *channel,
+                        int *table_exists, int *trigger_exists, int *matches, char *err,
+                        size_t errlen)
+{
+    const char *params[3] = {quoted_table, RELAY_NOTIFY_TRIGGER, channel ? channel : ""};
+    PGresult *res = PQexecParams(
+        conn,
+        "SELECT to_regclass($1) IS NOT NULL, t.oid IS NOT NULL,"
+        "       coalesce(t.tgnargs = 1 AND t.tgargs = convert_to($3, 'UTF8') || '\\x00'::bytea,"
+        "                false)"
+        "  FROM (SELECT 1) one"
+        "  LEFT JOIN pg_trigger t ON t.tgrelid = to_regclass($1) AND t.tgname = $2",
+        3, NULL, params, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (ok) {
+        *table_exists = PQgetvalue(res, 0, 0)[0] == 't';
+        *trigger_exists = PQgetvalue(res, 0, 1)[0] == 't';
+        *matches = PQgetvalue(res, 0, 2)[0] == 't';
+    } else {
+        relay_db_error(conn, res, "reading the wake-up trigger", err, errlen);
+    }
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+int relay_migrate_trigger_state(PGconn *conn, const relay_config *config, int *installed,
+                                int *matches, char *err, size_t errlen)
+{
+    char table[1300];
+    int table_exists;
+    if (relay_db_quote_table(conn, config->table, table, sizeof table, err, errlen) != 0)
+        return -1;
+    return read_trigger(conn, table, config->notify_channel, &table_exists, installed, matches, err,
+                        errlen);
+}
+
+/*
+ * Makes the wake-up trigger match source.notify_channel. It is off by default: a NOTIFY takes a
+ * cluster-wide lock at commit, which queues every inserting transaction behind the others, and a
+ * transaction that ran one cannot be prepared (two-phase commit). Returns 0, or -1 with err.
+ */
+static int sync_trigger(PGconn *conn, const relay_config *config, FILE *out, int *changed,
+                        char *err, size_t errlen)
+{
+    const char *channel = config->notify_channel;
+    char table[1300], sql[3000];
+    if (relay_db_quote_table(conn, config->table, table, sizeof table, err, errlen) != 0)
+        return -1;
+    int table_exists, trigger_exists, matches;
+    if (read_trigger(conn, table, channel, &table_exists, &trigger_exists, &matches, err, errlen) !=
+        0)
+        return -1;
+    if (!channel) {
+        if (!trigger_exists)
+            return 0;
+        snprintf(sql, sizeof sql, "DROP TRIGGER " RELAY_NOTIFY_TRIGGER " ON %s", table);
+        if (relay_db_exec(conn, "dropping the wake-up trigger", sql, err, errlen) != 0)
+            return -1;
+        fprintf(out, "dropped trigger %s on %s: source.notify_channel is off\n",
+                RELAY_NOTIFY_TRIGGER, config->table);
+        ++*changed;
+        return 0;
+    }
+    if (matches)
+        return 0;
+    if (!table_exists) {
+        snprintf(err, errlen,
+                 "cannot install the wake-up trigger: table %s does not exist (create it, then "
+                 "run migrate again)",
+                 config->table);
+        return -1;
+    }
+    char *literal = PQescapeLiteral(conn, channel, strlen(channel));
+    if (!literal) {
+        relay_db_error(conn, NULL, "quoting source.notify_channel", err, errlen);
+        return -1;
+    }
+    /* Replaced in one transaction, so that no insert runs between without its wake-up. */
+    snprintf(sql, sizeof sql,
+             "BEGIN; DROP TRIGGER IF EXISTS " RELAY_NOTIFY_TRIGGER " ON %s;"
+             " CREATE TRIGGER " RELAY_NOTIFY_TRIGGER " AFTER INSERT ON %s"
+             " FOR EACH STATEMENT EXECUTE FUNCTION relay_notify(%s); COMMIT",
+             table, table, literal);
+    PQfreemem(literal);
+    if (relay_db_exec(conn, "installing the wake-up trigger", sql, err, errlen) != 0) {
+        relay_db_rollback(conn);
+        return -1;
+    }
+    fprintf(out, "installed trigger %s on %s: NOTIFY %s on insert\n", RELAY_NOTIFY_TRIGGER,
+            config->table, channel);
+    ++*changed;
+    return 0;
+}
+
+int relay_migrate(PGconn *conn, const relay_config *config, FILE *out, int *applied, char *err,
+                  size_t errlen)
 {
     *applied = 0;
     if (relay_db_exec(conn, "taking the migration lock", MIGRATE_LOCK, err, errlen) != 0)
@@ -68,12 +174,21 @@ int relay_migrate(PGconn *conn, FILE *out, int *applied, char *err, size_t errle
         rc = is_applied(conn, relay_migrations[i].name, &done, err, errlen);
         if (rc != 0 || done)
             continue;
+        if (relay_migration_is_event_store(relay_migrations[i].name) &&
+            !table_is_event_store(config)) {
+            fprintf(out, "skipped %s: source.table is %s, not the event store's events\n",
+                    relay_migrations[i].name, config->table);
+            continue;
+        }
         rc = apply_one(conn, &relay_migrations[i], err, errlen);
         if (rc == 0) {
             fprintf(out, "applied %s\n", relay_migrations[i].name);
             (*applied)++;
         }
     }
+
+    if (rc == 0)
+        rc = sync_trigger(conn, config, out, applied, err, errlen);
 
     char ignored[256];
     relay_db_exec(conn, "releasing the migration lock", MIGRATE_UNLOCK, ignored, sizeof ignored);

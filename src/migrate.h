@@ -10,6 +10,8 @@
 
 #include <libpq-fe.h>
 
+#include "config.h"
+
 typedef struct relay_migration {
     const char *name; /* the file name, e.g. "001_events.sql": also its identity */
     const char *sql;
@@ -21,9 +23,25 @@ extern const size_t relay_migrations_count;
 
 /*
  * Applies every migration not yet recorded, each in a transaction of its own together with its
- * record, under an advisory lock so that two relays starting at once do not race. Prints one line
- * per applied file to out. Sets *applied. Returns 0, or -1 with err (earlier files stay applied).
+ * record, under an advisory lock so that two relays starting at once do not race. The event
+ * store's files (the events and snapshots tables) apply only where source.table is that store's
+ * `events`: another table is the application's. Then the wake-up trigger on source.table is made
+ * to match source.notify_channel: installed when it is set, dropped when it is not. Prints one
+ * line per change to out. Sets *applied (files applied and trigger changes). Returns 0, or -1
+ * with err (earlier files stay applied).
  */
-int relay_migrate(PGconn *conn, FILE *out, int *applied, char *err, size_t errlen);
+int relay_migrate(PGconn *conn, const relay_config *config, FILE *out, int *applied, char *err,
+                  size_t errlen);
+
+/* The name of the wake-up trigger that migrate puts on source.table. */
+#define RELAY_NOTIFY_TRIGGER "outbox_relay_notify"
+
+/* Whether the wake-up trigger is on source.table, and whether it notifies
+ * source.notify_channel. Returns 0, or -1 with err. */
+int relay_migrate_trigger_state(PGconn *conn, const relay_config *config, int *installed,
+                                int *matches, char *err, size_t errlen);
+
+/* Whether file is one of the event store's, applied only where source.table is `events`. */
+int relay_migration_is_event_store(const char *file);
 
 #endif

@@ -100,6 +100,81 @@ Test(cli, migrate_twice)
                  5);
 }
 
+/* The outbox in a table of the application's beside an unrelated `events`: migrate creates the
+ * relay's tables only, puts the wake-up trigger on the configured table alone and only while
+ * notify_channel is set, and check says which. */
+Test(cli, migrate_acts_on_the_configured_table)
+{
+    th_exec(scope.conn, "CREATE TABLE events (unrelated int)");
+    th_exec(scope.conn,
+            "CREATE TABLE outbox (id bigserial PRIMARY KEY, aggregate_id text NOT NULL,"
+            " aggregate_type text, aggregate_version int, kind text NOT NULL, body jsonb NOT NULL,"
+            " metadata jsonb, created_at timestamptz NOT NULL DEFAULT clock_timestamp())");
+    static const char trigger_on[] =
+        "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
+        "   AND c.relname = '%s'";
+    char sql[512], with_notify[TH_PATH_MAX], without[TH_PATH_MAX];
+    th_write_config(&scope, with_notify,
+                    "name: %s\ndatabase:\n  conninfo: %s\nsource:\n  table: outbox\n"
+                    "  notify_channel: outbox_wakeups\nsink:\n  plugin: stdout\n",
+                    RELAY_NAME, scope.conninfo_yaml);
+    th_write_config(&scope, without,
+                    "name: %s\ndatabase:\n  conninfo: %s\nsource:\n  table: outbox\n"
+                    "sink:\n  plugin: stdout\n",
+                    RELAY_NAME, scope.conninfo_yaml);
+
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "migrate", "-c", with_notify);
+    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
+    cr_assert(strstr(out, "skipped 001_events.sql") && strstr(out, "skipped 002_snapshots.sql"),
+              "migrate did not skip the event store's files:\n%s", out);
+    cr_assert(strstr(out, "installed trigger outbox_relay_notify on outbox"),
+              "migrate did not say it installed the trigger:\n%s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM pg_tables WHERE schemaname ="
+                                            " current_schema() AND tablename = 'snapshots'"),
+                 0, "migrate created the event store's snapshots beside an outbox");
+    snprintf(sql, sizeof sql, trigger_on, "events");
+    cr_assert_eq(th_query_int64(scope.conn, sql), 0, "migrate put a trigger on events");
+    snprintf(sql, sizeof sql, trigger_on, "outbox");
+    cr_assert_eq(th_query_int64(scope.conn, sql), 1, "no trigger on the configured table");
+
+    code = th_run_cli(&out, &err, "check", "-c", with_notify);
+    cr_assert_eq(code, 0, "check exited %d: %s", code, err);
+    cr_assert_not_null(strstr(out, "wake-ups   NOTIFY outbox_wakeups from trigger"),
+                       "check does not report the trigger:\n%s", out);
+    free(out);
+    free(err);
+
+    /* Again: nothing to change. */
+    code = th_run_cli(&out, &err, "migrate", "-c", with_notify);
+    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
+    cr_assert_null(strstr(out, "trigger"), "a second migrate touched the trigger:\n%s", out);
+    free(out);
+    free(err);
+
+    /* notify_channel off (the default): check warns, migrate drops it. */
+    code = th_run_cli(&out, &err, "check", "-c", without);
+    cr_assert_eq(code, 0, "check exited %d: %s", code, err);
+    cr_assert_not_null(strstr(err, "nobody listens to"), "check does not warn:\n%s", err);
+    free(out);
+    free(err);
+    code = th_run_cli(&out, &err, "migrate", "-c", without);
+    cr_assert_eq(code, 0, "migrate exited %d: %s", code, err);
+    cr_assert_not_null(strstr(out, "dropped trigger outbox_relay_notify on outbox"),
+                       "migrate did not drop the trigger:\n%s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(th_query_int64(scope.conn, sql), 0, "the trigger is still there");
+    code = th_run_cli(&out, &err, "check", "-c", without);
+    cr_assert_eq(code, 0, "check exited %d: %s", code, err);
+    cr_assert_not_null(strstr(out, "wake-ups   polls"), "check does not say it polls:\n%s", out);
+    free(out);
+    free(err);
+}
+
 Test(cli, check_good_config)
 {
     char config[TH_PATH_MAX];

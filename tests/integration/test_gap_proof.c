@@ -347,10 +347,8 @@ static void prepared_then_committed(bool settled)
                                             "::int"),
                  0, "the test server needs max_prepared_transactions > 0 (scripts/test sets it)");
     scene sc;
-    scene_start(&sc, settled, "  notify_channel: ~\n");
-    /* A transaction that ran NOTIFY cannot be prepared: applications that use two-phase commit
-     * go without the wake-up trigger. */
-    th_exec(scope.conn, "DROP TRIGGER events_relay_notify ON events");
+    /* The default configuration: no wake-up trigger, whose NOTIFY would forbid the PREPARE. */
+    scene_start(&sc, settled, "");
     PGconn *a = th_scope_connect(&scope), *b = th_scope_connect(&scope);
     open_behind_a_commit(a, b, "SELECT pg_current_xact_id()", NULL);
     if (!settled)
