@@ -28,12 +28,16 @@ int relay_checkpoint_session_setup(PGconn *conn, char *err, size_t errlen)
         return -1;
     /* Run once per batch: pgbench puts it at 0.08 ms prepared (-M prepared), 0.13 ms parsed and
      * planned each time (-M extended). */
+    /* set_config(..., true) is SET LOCAL as an expression: it sets synchronous_commit for the
+     * commit of this statement's transaction, which in a pipeline is also the read's, with no
+     * statement of its own. */
     PGresult *res = PQprepare(conn, STORE_POSITION_STATEMENT,
                               "UPDATE relay_checkpoints"
                               "   SET position = $2, updated_at = clock_timestamp(),"
                               "       late_events = late_events + $3"
-                              " WHERE name = $1",
-                              3, NULL);
+                              " WHERE name = $1"
+                              "   AND set_config('synchronous_commit', $4, true) IS NOT NULL",
+                              4, NULL);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         relay_db_error(conn, res, "preparing the checkpoint update", err, errlen);
@@ -222,8 +226,8 @@ int relay_checkpoint_send(PGconn *conn, const char *name, const relay_checkpoint
     char position_text[24], late_text[24];
     snprintf(position_text, sizeof position_text, "%" PRId64, u->position);
     snprintf(late_text, sizeof late_text, "%" PRId64, u->late_events);
-    const char *params[3] = {name, position_text, late_text};
-    if (!PQsendQueryPrepared(conn, STORE_POSITION_STATEMENT, 3, params, NULL, NULL, 0)) {
+    const char *params[4] = {name, position_text, late_text, u->synchronous ? "local" : "off"};
+    if (!PQsendQueryPrepared(conn, STORE_POSITION_STATEMENT, 4, params, NULL, NULL, 0)) {
         relay_db_error(conn, NULL, "storing the checkpoint", err, errlen);
         return -1;
     }

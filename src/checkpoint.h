@@ -51,6 +51,9 @@ typedef struct relay_checkpoint_update {
      * marked stored (borrowed, updated). */
     relay_gaps *gaps;
     int64_t late_events; /* added to the count */
+    /* The commit waits for the local WAL flush (synchronous_commit = local): whatever was read in
+     * the same transaction is then durable, with no flush of its own (relay_durable.c). */
+    bool synchronous;
 } relay_checkpoint_update;
 
 /*

@@ -56,6 +56,7 @@ typedef struct relay_config {
     relay_config_columns columns;
     int64_t safety_margin_ms;
     int64_t poll_interval_ms;
+    int64_t max_wait_ms; /* the linger between reads while rows come */
     int batch_size;
     relay_source_mode mode;
     bool gap_watch;       /* remember ids missing below the position; deliver them if they appear */

@@ -79,19 +79,22 @@ static bool take_notifications(relay_pipeline *p)
 }
 
 /* Waits ms, or less when a stop is requested (then returns true) or, if wake_on_notify, when a
- * NOTIFY arrives (then returns false). Any NOTIFY taken sets the pipeline's woken. Feeds the
- * watchdog. */
-static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify)
+ * NOTIFY arrives after the first linger_ms (then returns false). Any NOTIFY taken sets the
+ * pipeline's woken. Feeds the watchdog. */
+static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify, int64_t linger_ms)
 {
     relay_pipeline *p = &l->pipeline;
-    int64_t deadline = relay_now_ms() + ms;
+    int64_t start = relay_now_ms(), deadline = start + ms, linger_end = start + linger_ms;
     int fd = p->conn && p->listening ? PQsocket(p->conn) : -1;
     /* A NOTIFY that arrived with the last query's results is already queued in libpq. */
-    if (fd >= 0 && take_notifications(p) && wake_on_notify)
-        return relay_stop_requested();
+    if (fd >= 0)
+        take_notifications(p);
     for (;;) {
         keep_watchdog_fed(l);
-        int64_t left = deadline - relay_now_ms();
+        int64_t now = relay_now_ms();
+        if (wake_on_notify && p->woken && now >= linger_end)
+            return relay_stop_requested();
+        int64_t left = (wake_on_notify && p->woken ? linger_end : deadline) - now;
         if (left <= 0)
             return relay_stop_requested();
         if (l->watchdog_ms > 0 && left > l->watchdog_ms / 2)
@@ -105,9 +108,10 @@ static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify)
             fd = -1;
             continue;
         }
-        /* Taken even when they may not end the wait: an unread socket stays readable. */
+        /* Taken even when they may not end the wait: an unread socket stays readable. Once
+         * woken, the rest of the linger is waited without the socket. */
         if (r == RELAY_WAIT_READABLE && take_notifications(p) && wake_on_notify)
-            return false;
+            fd = -1;
     }
 }
 
@@ -128,7 +132,7 @@ static bool database_failed(relay_loop *l, const char *err)
     } else {
         relay_debug(p->log, "database still unavailable (attempt %d): %s", l->db_attempts, err);
     }
-    return pause_for(l, relay_backoff_next(&l->backoff), false);
+    return pause_for(l, relay_backoff_next(&l->backoff), false, 0);
 }
 
 /* The sink failed and may recover: the hand stays in the pipeline; backs off. Returns true when
@@ -146,7 +150,7 @@ static bool sink_failed(relay_loop *l, const char *err)
     } else {
         relay_debug(p->log, "sink still failing (attempt %d): %s", l->sink_attempts, err);
     }
-    return pause_for(l, relay_backoff_next(&l->backoff), false);
+    return pause_for(l, relay_backoff_next(&l->backoff), false, 0);
 }
 
 /* Another relay of the name runs: wait for it to stop, connecting again now and then. */
@@ -159,7 +163,7 @@ static bool stand_by(relay_loop *l, int64_t ms)
                    p->config->name);
     l->standing_by = true;
     report_status(l, true);
-    return pause_for(l, ms, false);
+    return pause_for(l, ms, false, 0);
 }
 
 static relay_outcome connect_database(relay_loop *l, char *err, size_t errlen)
@@ -210,7 +214,7 @@ static int run_turns(relay_loop *l)
         case RELAY_OUTCOME_BUSY:
             break;
         case RELAY_OUTCOME_WAIT:
-            stop = pause_for(l, o.wait_ms, o.wake_on_notify);
+            stop = pause_for(l, o.wait_ms, o.wake_on_notify, o.linger_ms);
             break;
         case RELAY_OUTCOME_DB_FAILED:
             stop = database_failed(l, err);

@@ -139,6 +139,8 @@ relay_outcome relay_connect(relay_pipeline *p, char *err, size_t errlen)
     p->durable_xmin = 0; /* judged anew on each server */
     p->ahead.count = 0;
     p->next_gap_check = 0;
+    p->read_limit = c->batch_size; /* a backlog may have grown meanwhile */
+    p->quiet_reads = 0;
 
     relay_info(p->log,
                "reading %s from position %" PRId64 " (%s mode, margin %" PRId64

@@ -24,8 +24,8 @@
 #include "db.h"
 #include "exit_codes.h"
 
-/* How long the relay waits for the server's own WAL flushes before it forces one. */
-#define FLUSH_WAITS 1 /* of 1 ms */
+/* How many times the relay waits 1 ms for the server's own WAL flushes before it forces one. */
+#define FLUSH_WAITS 1
 
 static void lsn_text(uint64_t lsn, char *out, size_t len)
 {
@@ -158,12 +158,19 @@ static relay_outcome standbys_flushed(relay_pipeline *p, relay_durable_wait *w, 
     return wait_for(wait);
 }
 
+/* The WAL position known flushed once the read's rows arrived. */
+static uint64_t flushed_at_read(const relay_batch *b)
+{
+    return b->flushed_by_commit && b->insert_lsn > b->flush_lsn ? b->insert_lsn : b->flush_lsn;
+}
+
 void relay_note_read(relay_pipeline *p, const relay_batch *b)
 {
     relay_history *h = &p->history;
-    if (h->pending_position > h->durable_position && b->flush_lsn >= h->pending_lsn)
+    uint64_t flushed = flushed_at_read(b);
+    if (h->pending_position > h->durable_position && flushed >= h->pending_lsn)
         h->durable_position = h->pending_position;
-    if (b->stored_before > h->durable_position && b->flush_lsn >= b->insert_lsn)
+    if (b->stored_before > h->durable_position && flushed >= b->insert_lsn)
         h->durable_position = b->stored_before;
     if (b->stored_before > h->pending_position) {
         h->pending_position = b->stored_before;
@@ -173,27 +180,31 @@ void relay_note_read(relay_pipeline *p, const relay_batch *b)
 
 /*
  * The server's own flushes usually pass a commit within a millisecond or two (any synchronous
- * commit does): the first look waits that long, and later ones force a flush first. Called again
- * after each pause it asks for, it reads the flush position anew.
+ * commit does): the first look waits that long, then the relay forces a flush. Where the last
+ * batch had to wait, the writers commit asynchronously: the next reads carry a synchronous store
+ * (p->sync_reads), and a read that carried none forces at once. Called again after the pause it
+ * asks for, it reads the flush position anew.
  */
 static relay_outcome wal_flushed(relay_pipeline *p, relay_durable_wait *w, const relay_batch *b,
                                  char *err, size_t errlen)
 {
-    uint64_t flushed = b->flush_lsn;
+    uint64_t flushed = flushed_at_read(b);
+    if (flushed >= b->insert_lsn) {
+        /* Flushed already at the read: the writers' commits are (no longer) asynchronous. */
+        if (b->flush_lsn >= b->insert_lsn)
+            p->sync_reads = false;
+        return durable();
+    }
     if (w->flush_attempts > 0 && read_flush_lsn(p->conn, &flushed, err, errlen) != 0)
         return failed();
-    while (flushed < b->insert_lsn) {
-        int attempt = w->flush_attempts++;
-        if (attempt >= FLUSH_WAITS && force_flush(p->conn, p->config->name, err, errlen) != 0)
+    if (flushed < b->insert_lsn) {
+        if (!p->sync_reads && w->flush_attempts++ < FLUSH_WAITS)
+            return wait_for(1);
+        if (force_flush(p->conn, p->config->name, err, errlen) != 0)
             return failed();
-        int64_t wait = attempt < FLUSH_WAITS   ? 1 << attempt
-                       : attempt > FLUSH_WAITS ? p->config->poll_interval_ms
-                                               : 0;
-        if (wait > 0)
-            return wait_for(wait);
-        if (read_flush_lsn(p->conn, &flushed, err, errlen) != 0)
-            return failed();
+        /* Its commit record lies past everything inserted before it: flushed. */
     }
+    p->sync_reads = true;
     return durable();
 }
 

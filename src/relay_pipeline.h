@@ -100,6 +100,14 @@ typedef struct relay_pipeline {
     relay_lockers lockers; /* the writers of the outbox table, looked at in rounds */
     bool listening;        /* LISTENing on config->notify_channel */
     bool woken;            /* set by the loop when a NOTIFY arrived; taken by the turn */
+    int quiet_reads;       /* reads in a row that delivered nothing: the idle poll backs off */
+    /* The next read's LIMIT, up to batch_size: about what the last read delivered, so that a
+     * caught-up relay does not read again and again the rows that must wait (relay_turn.c). */
+    int read_limit;
+    /* The stores that travel with reads commit synchronously: the last batch had to wait for the
+     * WAL flush (its writers commit asynchronously), so the next one most likely would too. */
+    bool sync_reads;
+    bool storing_synchronous;
 
     /* Every id up to position was acknowledged by the sink; stored_position is the latest known
      * committed in the database. While the backlog lasts they differ: the position is stored with

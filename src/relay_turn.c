@@ -23,12 +23,6 @@ static relay_outcome busy(void)
     return (relay_outcome){.kind = RELAY_OUTCOME_BUSY};
 }
 
-static relay_outcome wait_for(int64_t ms, bool wake_on_notify)
-{
-    return (relay_outcome){
-        .kind = RELAY_OUTCOME_WAIT, .wait_ms = ms, .wake_on_notify = wake_on_notify};
-}
-
 static relay_outcome db_failed(void)
 {
     return (relay_outcome){.kind = RELAY_OUTCOME_DB_FAILED};
@@ -57,23 +51,76 @@ int relay_turn_store_position(relay_pipeline *p, char *err, size_t errlen)
     return 0;
 }
 
-/* Sends the fetch of the batch after `after`, the unstored position ahead of it: the server goes
- * from one to the other without waiting for the relay. Returns 0, or -1 with err. */
-static int send_prefetch(relay_pipeline *p, int64_t after, char *err, size_t errlen)
+/* Sends the read of the rows after `after` into b, with the position ahead of it when that is
+ * unstored: the server goes from one to the other without waiting for the relay, and a position
+ * costs no round trip of its own. Returns 0, or -1 with err. */
+static int send_read(relay_pipeline *p, relay_batch *b, int64_t after, char *err, size_t errlen)
 {
+    b->limit = (size_t)p->read_limit;
     if (relay_pipeline_position_unstored(p)) {
         relay_checkpoint_update u = position_update(p);
+        u.synchronous = p->sync_reads;
         if (relay_db_pipeline_begin(p->conn, err, errlen) != 0 ||
             relay_checkpoint_send(p->conn, p->config->name, &u, &p->storing, err, errlen) != 0 ||
-            relay_source_send_fetch(p->conn, p->config, &p->source, after, err, errlen) != 0 ||
+            relay_source_send_fetch(p->conn, p->config, &p->source, after, p->read_limit, err,
+                                    errlen) != 0 ||
             relay_db_pipeline_send(p->conn, err, errlen) != 0)
             return -1;
         p->storing_position = p->position;
-    } else if (relay_source_send_fetch(p->conn, p->config, &p->source, after, err, errlen) != 0) {
+        p->storing_synchronous = u.synchronous;
+    } else if (relay_source_send_fetch(p->conn, p->config, &p->source, after, p->read_limit, err,
+                                       errlen) != 0) {
         return -1;
     }
     /* A store sent with it commits at the pipeline's end, after the read. */
-    p->next->stored_before = p->stored_position;
+    b->stored_before = p->stored_position;
+    return 0;
+}
+
+/* Receives what send_read sent: the rows into b, and the result of the position stored with
+ * them. Returns 0, or -1 with err. */
+static int receive_read(relay_pipeline *p, relay_batch *b, char *err, size_t errlen)
+{
+    bool synchronous = false;
+    if (p->storing > 0) {
+        if (relay_checkpoint_receive(p->conn, p->config->name, p->storing, err, errlen) != 0 ||
+            relay_source_receive_fetch(p->conn, b, err, errlen) != 0 ||
+            relay_db_pipeline_end(p->conn, err, errlen) != 0)
+            return -1;
+        p->storing = 0;
+        p->stored_position = p->storing_position;
+        synchronous = p->storing_synchronous;
+    } else if (relay_source_receive_fetch(p->conn, b, err, errlen) != 0) {
+        return -1;
+    }
+    /* The pipeline's end is the commit's: a synchronous one has flushed the WAL past the read. */
+    b->flushed_by_commit = synchronous;
+    relay_note_read(p, b);
+    return 0;
+}
+
+/* A read that came back with as many rows as it asked for: more are probably waiting. */
+static bool read_full(const relay_batch *b)
+{
+    return b->count > 0 && b->count == b->limit;
+}
+
+/* Sizes the next read by this one: twice as many after a full read (catching up), else about
+ * what this one brought and a little more (rows come at about the same rate). What it brought is
+ * what it delivered in margin mode, where the rest must wait out the margin and would only be read
+ * again; in settled mode the rows behind a held gap come too, since they go once it fills. */
+static void size_next_read(relay_pipeline *p, const relay_batch *b)
+{
+    size_t brought = p->config->mode == RELAY_MODE_SETTLED ? b->fetched : b->count;
+    size_t limit = read_full(b) ? 2 * b->limit : brought + brought / 2 + 8;
+    p->read_limit = limit < (size_t)p->config->batch_size ? (int)limit : p->config->batch_size;
+}
+
+/* Sends the read of the batch after `after`, the unstored position ahead of it. */
+static int send_prefetch(relay_pipeline *p, int64_t after, char *err, size_t errlen)
+{
+    if (send_read(p, p->next, after, err, errlen) != 0)
+        return -1;
     relay_pipe_change(p, RELAY_PIPE_PREFETCHING);
     return 0;
 }
@@ -84,17 +131,8 @@ static int collect_prefetch(relay_pipeline *p, char *err, size_t errlen)
 {
     if (p->pipe != RELAY_PIPE_PREFETCHING)
         return 0;
-    if (p->storing > 0) {
-        if (relay_checkpoint_receive(p->conn, p->config->name, p->storing, err, errlen) != 0 ||
-            relay_source_receive_fetch(p->conn, p->next, err, errlen) != 0 ||
-            relay_db_pipeline_end(p->conn, err, errlen) != 0)
-            return -1;
-        p->storing = 0;
-        p->stored_position = p->storing_position;
-    } else if (relay_source_receive_fetch(p->conn, p->next, err, errlen) != 0) {
+    if (receive_read(p, p->next, err, errlen) != 0)
         return -1;
-    }
-    relay_note_read(p, p->next);
     relay_pipe_change(p, RELAY_PIPE_PREFETCHED);
     return 0;
 }
@@ -153,9 +191,10 @@ static relay_outcome commit(relay_pipeline *p, const relay_batch *b, int64_t new
     if (sink->n_rejections > 0 && p->config->sink_on_reject == RELAY_ON_REJECT_STOP)
         return stop_at_rejection(p, late, err, errlen);
 
-    /* More is waiting (a full batch), and nothing but the position and the gaps change: they
-     * are stored with the next fetch, in one round trip. */
-    if (!late && sink->n_rejections == 0 && b->count == (size_t)p->config->batch_size) {
+    /* Nothing but the position and the gaps change: they are stored with the next read, in one
+     * round trip (a read that finds nothing new stores them too). A crash meanwhile repeats the
+     * batch, and loses nothing. */
+    if (!late && sink->n_rejections == 0) {
         p->position = new_position;
         remember_last(p, b, late);
         p->delivered += b->count;
@@ -299,47 +338,47 @@ static int cut_settled(relay_pipeline *p, relay_batch *b, const relay_gap_eviden
     return remember_ahead(p, b, n, total, last, err, errlen);
 }
 
-/* The gap settled mode holds at, if any: one starting just above the position. */
-static const relay_gap *held_gap(const relay_pipeline *p)
-{
-    return p->ahead.count > 0 && p->ahead.items[0].low - 1 == p->position ? &p->ahead.items[0]
-                                                                          : NULL;
-}
-
-/* A margin-mode wait for the next row to settle is at least this long: waking for every row at
- * 2,000 events/s would read the unsettled rows again and again for one or two rows each time. */
-#define RELAY_SETTLE_WAIT_MIN_MS 5
-
 /*
- * How long to wait before reading again, after a batch that ended short of batch_size, and
- * whether a NOTIFY may end the wait early (not when the wait is for a known row to settle: a new
- * row settles later still).
+ * How long to wait before reading again, after a read that ended short of batch_size, whether a
+ * NOTIFY may end the wait early, and for how long it may not.
+ *
+ * Nothing wakes the relay by default (a NOTIFY trigger serializes the writers' commits and
+ * forbids two-phase commit): it polls. While reads deliver, it lingers max_wait between them, so
+ * that batches under load are not one event long; each read in a row that delivers nothing
+ * doubles the wait, up to poll_interval. A missed row therefore waits at most poll_interval,
+ * never longer. With a NOTIFY trigger the idle wait is poll_interval and a NOTIFY ends it, but
+ * never before max_wait after the last read: a flood of NOTIFYs costs a read per max_wait.
  */
-static int64_t idle_wait(relay_pipeline *p, const relay_batch *b, bool *wake_on_notify)
+static relay_outcome idle_wait(relay_pipeline *p, const relay_batch *b)
 {
     int64_t poll = p->config->poll_interval_ms;
-    int64_t wait = poll;
-    *wake_on_notify = true;
-    const relay_gap *held = p->config->mode == RELAY_MODE_SETTLED ? held_gap(p) : NULL;
-    if (held) {
-        /* A NOTIFY ends the wait when the gap fills; a rolled-back one needs its writers gone
-         * (and its floor age, if any): no wake-up tells, so poll. */
-        int64_t floor_left =
-            held->first_seen_ms + gap_min_age(p) - relay_lockers_db_now_ms(&p->lockers);
-        wait = floor_left > 0 ? floor_left : poll;
-    } else if (p->config->mode == RELAY_MODE_MARGIN && !p->gaps_full && b->fetched > b->count) {
-        /* Cut by the margin: sleep until the first held row leaves it. */
-        int64_t cut_id = relay_batch_row_id(b, b->count);
-        char err[1024];
-        /* A failed look only costs a wait of poll_interval; the next read finds a broken
-         * connection. */
-        if (relay_source_settle_in(p->conn, p->config, cut_id, &wait, err, sizeof err) != 0)
-            wait = poll;
-        else if (wait < RELAY_SETTLE_WAIT_MIN_MS)
-            wait = RELAY_SETTLE_WAIT_MIN_MS;
-        *wake_on_notify = false;
+    int64_t linger = p->config->max_wait_ms > 0 ? p->config->max_wait_ms : 1;
+    if (linger > poll)
+        linger = poll;
+    p->quiet_reads = b->count > 0 ? 0 : p->quiet_reads + 1;
+
+    int64_t wait = linger;
+    for (int i = 0; i < p->quiet_reads && wait < poll; i++)
+        wait *= 2;
+    bool wake_on_notify = false;
+    if (p->listening && p->quiet_reads > 0) {
+        wait = poll;
+        wake_on_notify = true;
     }
-    return wait < 1 ? 1 : wait > poll ? poll : wait;
+    if (p->config->mode == RELAY_MODE_MARGIN && !p->gaps_full && b->fetched > b->count) {
+        /* Cut by the margin: sleep until the first held row leaves it, not sooner than the
+         * linger (reading for every row at 2,000 events/s would read the unsettled rows again
+         * and again for one or two rows each time), and a NOTIFY cannot help: a new row settles
+         * later still. */
+        int64_t settle = relay_batch_settle_in(b, b->count, relay_source_margin_ms(p->config));
+        wait = settle > linger ? settle : linger;
+        wake_on_notify = false;
+    }
+    wait = wait < 1 ? 1 : wait > poll ? poll : wait;
+    return (relay_outcome){.kind = RELAY_OUTCOME_WAIT,
+                           .wait_ms = wait,
+                           .wake_on_notify = wake_on_notify,
+                           .linger_ms = wake_on_notify ? linger : wait};
 }
 
 /*
@@ -440,13 +479,15 @@ static relay_outcome finish_current(relay_pipeline *p, char *err, size_t errlen)
         return o;
     relay_debug(p->log, "delivered %zu events, position %" PRId64, b->count, last);
 
-    bool wake_on_notify = true;
-    int64_t wait = b->count < (size_t)p->config->batch_size ? idle_wait(p, b, &wake_on_notify) : 0;
+    if (!read_full(b))
+        o = idle_wait(p, b);
+    else
+        p->quiet_reads = 0;
     p->current = p->next;
     p->next = b;
     relay_batch_clear(p->next);
     relay_pipe_change(p, p->pipe == RELAY_PIPE_PREFETCHED ? RELAY_PIPE_READ : RELAY_PIPE_IDLE);
-    return wait > 0 ? wait_for(wait, wake_on_notify) : busy();
+    return o;
 }
 
 /*
@@ -510,8 +551,7 @@ static relay_outcome advance_hand(relay_pipeline *p, char *err, size_t errlen)
         relay_pipe_change(p, RELAY_PIPE_SINK);
         /* A full batch means more is probably waiting: the database reads it while the sink
          * works. Reading past an unacknowledged batch is safe; only committing past one is not. */
-        if (!h->late && h->batch->count == (size_t)p->config->batch_size &&
-            send_prefetch(p, h->last_id, err, errlen) != 0)
+        if (!h->late && read_full(h->batch) && send_prefetch(p, h->last_id, err, errlen) != 0)
             return db_failed();
     }
     return hand_over(p, err, errlen);
@@ -600,10 +640,8 @@ relay_outcome relay_turn(relay_pipeline *p, char *err, size_t errlen)
 
     relay_batch *b = p->current;
     if (p->pipe == RELAY_PIPE_IDLE) {
-        b->stored_before = p->stored_position;
-        if (relay_source_fetch(p->conn, p->config, &p->source, p->position, b, err, errlen) != 0)
+        if (send_read(p, b, p->position, err, errlen) != 0 || receive_read(p, b, err, errlen) != 0)
             return db_failed();
-        relay_note_read(p, b);
         relay_pipe_change(p, RELAY_PIPE_READ);
     }
     if (check_sequence(p, b, err, errlen) != 0)
@@ -611,15 +649,15 @@ relay_outcome relay_turn(relay_pipeline *p, char *err, size_t errlen)
     if ((settled ? cut_settled(p, b, have_before ? &before : NULL, err, errlen)
                  : cut_margin(p, b, err, errlen)) != 0)
         return fatal(RELAY_EXIT_RUNTIME);
+    size_next_read(p, b);
 
     if (b->count == 0) {
         if (relay_turn_store_position(p, err, errlen) != 0)
             return db_failed();
-        bool wake_on_notify = true;
-        int64_t wait = idle_wait(p, b, &wake_on_notify);
+        relay_outcome o = idle_wait(p, b);
         relay_batch_clear(b);
         relay_pipe_change(p, RELAY_PIPE_IDLE);
-        return wait_for(wait, wake_on_notify);
+        return o;
     }
     return start_hand(p, (relay_hand){.batch = b, .last_id = b->events[b->count - 1].id}, err,
                       errlen);

@@ -15,7 +15,8 @@
 typedef enum relay_outcome_kind {
     /* Work was done and more may be ready: turn again at once. */
     RELAY_OUTCOME_BUSY,
-    /* Nothing to do for wait_ms; when wake_on_notify, a NOTIFY may end the wait early. */
+    /* Nothing to do for wait_ms; when wake_on_notify, a NOTIFY may end the wait early, though not
+     * before linger_ms. */
     RELAY_OUTCOME_WAIT,
     /* The database failed (err says how): close the connection, back off, connect again. */
     RELAY_OUTCOME_DB_FAILED,
@@ -31,6 +32,7 @@ typedef struct relay_outcome {
     relay_outcome_kind kind;
     int64_t wait_ms;     /* WAIT, STANDBY */
     bool wake_on_notify; /* WAIT */
+    int64_t linger_ms;   /* WAIT: waited in full, even when a NOTIFY comes */
     int exit_code;       /* FATAL: a relay_exit_code */
 } relay_outcome;
 

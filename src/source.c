@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "db.h"
 
 #define FETCH_STATEMENT "relay_fetch"
 #define FETCH_GAPS_STATEMENT "relay_fetch_gaps"
-#define SETTLE_STATEMENT "relay_settle_in"
 
 /* pg_type OIDs, fixed since PostgreSQL's first catalogs (pg_lsn since 9.4). */
 enum { INT8OID = 20, TEXTOID = 25, TIMESTAMPTZOID = 1184, BOOLOID = 16, PG_LSNOID = 3220 };
@@ -249,11 +249,11 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
     snprintf(header, sizeof header,
              "SELECT %s, NULL::bool, pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn(),"
              " pg_sequence_last_value($4::oid::regclass),"
-             " pg_snapshot_xmin(pg_current_snapshot())::text::bigint%s UNION ALL ",
+             " pg_snapshot_xmin(pg_current_snapshot())::text::bigint, now()%s UNION ALL ",
              nulls, header_nulls);
     /* The events' own: the transaction that wrote the row (32 bits of it). */
     static const char no_header[] = ", NULL::pg_lsn, NULL::pg_lsn, NULL::bigint,"
-                                    " t.xmin::text::bigint";
+                                    " t.xmin::text::bigint, NULL::timestamptz";
 
     /* After the roles: whether the row is older than the margin, on the database's clock. A NULL
      * created_at can never settle; rather than stall the relay for good it counts as settled. The
@@ -276,12 +276,7 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
             header, roles, no_header, headers, info->quoted_table, id, id, id) != 0)
         return -1;
 
-    /* How long until a row leaves the margin, so that the relay sleeps exactly that long. */
-    return prepare(
-        conn, SETTLE_STATEMENT, 2, err, errlen,
-        "SELECT greatest(0, ceil(extract(epoch FROM t.%s + $2::bigint"
-        " * interval '1 millisecond' - now()) * 1000))::bigint FROM %s t WHERE t.%s = $1",
-        created_at, info->quoted_table, id);
+    return 0;
 }
 
 int relay_batch_init(relay_batch *batch, const relay_config *config, char *err, size_t errlen)
@@ -334,12 +329,12 @@ static const char *sequence_param(const relay_source_info *info, char *text, siz
 }
 
 int relay_source_send_fetch(PGconn *conn, const relay_config *config, const relay_source_info *info,
-                            int64_t position, char *err, size_t errlen)
+                            int64_t position, int limit, char *err, size_t errlen)
 {
     char position_text[24], margin_text[24], limit_text[24], sequence_text[16];
     snprintf(position_text, sizeof position_text, "%" PRId64, position);
     snprintf(margin_text, sizeof margin_text, "%" PRId64, relay_source_margin_ms(config));
-    snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
+    snprintf(limit_text, sizeof limit_text, "%d", limit);
     const char *params[4] = {position_text, margin_text, limit_text,
                              sequence_param(info, sequence_text, sizeof sequence_text)};
 
@@ -359,6 +354,7 @@ enum {
     ROW_FLUSH_LSN,
     ROW_SEQUENCE,
     ROW_XID, /* the header's: its snapshot's xmin (64 bits); the events': their xmin (32 bits) */
+    ROW_NOW, /* the header's: now(), the clock the margin is measured by */
     ROW_HEADERS
 };
 
@@ -375,6 +371,8 @@ static Oid column_type(int column)
     case ROW_SEQUENCE:
     case ROW_XID:
         return INT8OID;
+    case ROW_NOW:
+        return TIMESTAMPTZOID;
     default:
         return TEXTOID;
     }
@@ -432,6 +430,8 @@ static int read_header(relay_batch *batch, const PGresult *res, char *err, size_
         batch->sequence_called ? relay_db_binary_int64(res, 0, ROW_SEQUENCE) : 0;
     batch->snapshot_xmin =
         PQgetisnull(res, 0, ROW_XID) ? 0 : (uint64_t)relay_db_binary_int64(res, 0, ROW_XID);
+    batch->db_now = relay_db_binary_int64(res, 0, ROW_NOW);
+    batch->read_ms = relay_now_ms();
     batch->newest_xid = 0;
     return 0;
 }
@@ -549,14 +549,6 @@ int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size
     return 0;
 }
 
-int relay_source_fetch(PGconn *conn, const relay_config *config, const relay_source_info *info,
-                       int64_t position, relay_batch *batch, char *err, size_t errlen)
-{
-    if (relay_source_send_fetch(conn, config, info, position, err, errlen) != 0)
-        return -1;
-    return relay_source_receive_fetch(conn, batch, err, errlen);
-}
-
 int64_t relay_source_margin_ms(const relay_config *config)
 {
     return config->mode == RELAY_MODE_SETTLED ? 0 : config->safety_margin_ms;
@@ -589,21 +581,14 @@ int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const rela
     return 0;
 }
 
-int relay_source_settle_in(PGconn *conn, const relay_config *config, int64_t id, int64_t *ms,
-                           char *err, size_t errlen)
+int64_t relay_batch_settle_in(const relay_batch *batch, size_t row, int64_t margin_ms)
 {
-    char id_text[24], margin_text[24];
-    snprintf(id_text, sizeof id_text, "%" PRId64, id);
-    snprintf(margin_text, sizeof margin_text, "%" PRId64, relay_source_margin_ms(config));
-    const char *params[2] = {id_text, margin_text};
-    PGresult *res = PQexecPrepared(conn, SETTLE_STATEMENT, 2, params, NULL, NULL, 0);
-    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
-        relay_db_error(conn, res, "reading when a row settles", err, errlen);
-    else /* the row may be gone (deleted): then look again soon */
-        *ms = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
-                  ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
-                  : 0;
-    PQclear(res);
-    return ok ? 0 : -1;
+    if (PQgetisnull(batch->res, (int)row + 1, RELAY_COLUMN_CREATED_AT))
+        return 0;
+    /* Both timestamps are the database's, in microseconds: only the relay's own clock measures
+     * the time since the read. */
+    int64_t created = relay_db_binary_int64(batch->res, (int)row + 1, RELAY_COLUMN_CREATED_AT);
+    int64_t left_us = created + margin_ms * 1000 - batch->db_now;
+    int64_t left = (left_us + 999) / 1000 - (relay_now_ms() - batch->read_ms);
+    return left > 0 ? left : 0;
 }

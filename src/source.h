@@ -86,17 +86,23 @@ typedef struct relay_batch {
     size_t n_headers;
     size_t count;   /* rows older than the margin, a contiguous prefix in id order */
     size_t fetched; /* rows read, including those still inside the margin */
+    size_t limit;   /* rows asked for (the caller's, kept by clear): fetched == limit, more wait */
 
     /* The database at the moment of the read, from the header row each read starts with. Every
      * commit the read saw lies below insert_lsn; they are all durable once the WAL is flushed
      * that far (flush_lsn was the flushed position then). */
     uint64_t insert_lsn, flush_lsn;
+    /* The relay's: the read shared its transaction with a store that committed synchronously,
+     * after the read: the WAL was flushed past insert_lsn by the time the rows arrived. */
+    bool flushed_by_commit;
     bool sequence_called;   /* the id sequence handed out an id since it was (re)started */
     int64_t sequence_value; /* the last one, when sequence_called */
     /* The read's snapshot xmin: every transaction below it had ended. And the newest transaction
      * that wrote one of the batch's events. A batch whose writers all ended before the snapshot
      * of a read made durable is durable too: no wait (relay_make_durable). */
     uint64_t snapshot_xmin, newest_xid;
+    int64_t db_now;  /* now() of the read, as a PostgreSQL timestamp (microseconds since 2000) */
+    int64_t read_ms; /* the relay's monotonic clock when the read arrived */
     int64_t stored_before; /* the relay's: the position stored (committed) before the read */
 } relay_batch;
 
@@ -115,17 +121,14 @@ void relay_batch_free(relay_batch *batch);
 int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_source_info *info,
                          char *err, size_t errlen);
 
-/* Reads the rows after position into batch. Returns 0, or -1 with err (the connection may be
- * broken: check PQstatus). */
-int relay_source_fetch(PGconn *conn, const relay_config *config, const relay_source_info *info,
-                       int64_t position, relay_batch *batch, char *err, size_t errlen);
-
 /*
- * The same in two halves, so that the database reads the next batch while the sink works on this
- * one: send, then receive before sending anything else on conn. Each returns 0, or -1 with err.
+ * Reads at most limit (1..batch_size) rows after position, in two halves, so that the database
+ * reads the next batch while the sink works on this one, or the store of a position travels with
+ * the read: send, then receive before sending anything else on conn. Each returns 0, or -1 with
+ * err (the connection may be broken: check PQstatus).
  */
 int relay_source_send_fetch(PGconn *conn, const relay_config *config, const relay_source_info *info,
-                            int64_t position, char *err, size_t errlen);
+                            int64_t position, int limit, char *err, size_t errlen);
 int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size_t errlen);
 
 /* The margin in force: safety_margin in margin mode, 0 in settled mode. */
@@ -136,9 +139,8 @@ int64_t relay_source_margin_ms(const relay_config *config);
 int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_source_info *info,
                             const relay_gaps *gaps, relay_batch *batch, char *err, size_t errlen);
 
-/* How many ms until the row with this id leaves the margin (0: now, or the row is gone).
- * Returns 0, or -1 with err. */
-int relay_source_settle_in(PGconn *conn, const relay_config *config, int64_t id, int64_t *ms,
-                           char *err, size_t errlen);
+/* How many ms from now until a row read (row < fetched) leaves a margin of margin_ms, by the
+ * database's clock at the read; 0 when it has or never will (a NULL created_at). */
+int64_t relay_batch_settle_in(const relay_batch *batch, size_t row, int64_t margin_ms);
 
 #endif

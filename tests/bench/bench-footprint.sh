@@ -37,6 +37,8 @@
 # all. The server is pg-tmp's: fsync and synchronous_commit off, so commits are cheap and the
 # relay's share of the work is larger than on a durable server. On a shared machine peak tps can
 # be a good part off either way from one run to the next: read the ratios with that in mind.
+# SOURCE_EXTRA holds more YAML lines for the source section of every relay run (indented by two
+# spaces), e.g. "  max_wait: 10ms", to weigh a setting.
 # BUILD_DIR / RELAY_BIN override the build and the binary (default build/outbox-relay; do not use
 # the sanitized build). Needs psql, pgbench and python3 (scripts/deps installs them).
 # Goals: added server CPU <= 0.05 s/s and <= 25 µs/event, relay process <= 0.05 s/s, settled p99
@@ -195,6 +197,11 @@ drop_database() {
 # source settings in $2 (YAML lines indented by two spaces) and the top-level YAML in $3.
 write_relay_config() {
     local file=$1 source_lines=${2:-} extra=${3:-}
+    # SOURCE_EXTRA (YAML lines indented by two spaces) tries other source settings in every run.
+    if [[ -n "${SOURCE_EXTRA:-}" ]]; then
+        source_lines="${source_lines:+$source_lines
+}$SOURCE_EXTRA"
+    fi
     # A YAML double-quoted string; the relay expands ${VAR} in it, and reads $$ as a literal $.
     local conninfo=${CONNINFO//\\/\\\\}
     conninfo=${conninfo//\$/\$\$}

@@ -387,46 +387,114 @@ Test(gaps, settled_strict_order, .init = setup, .fini = teardown)
 /* A 10 s poll: only a wake-up can deliver an event within the test's bounds. */
 #define SLOW_POLL "  mode: settled\n  poll_interval: 10s\n"
 
+/* For the windows in which the reads of a running relay are counted. */
+static bool relay_running(void *arg)
+{
+    return kill(*(pid_t *)arg, 0) == 0;
+}
+
+/* How many reads the relay's debug log shows so far. */
+static int reads_logged(const char *err_path)
+{
+    char *log = th_read_file(err_path, NULL);
+    int n = 0;
+    for (const char *at = log; (at = strstr(at, "-> read")) != NULL; at++)
+        n++;
+    free(log);
+    return n;
+}
+
+/* With notify_channel set, migrate installs the trigger and a NOTIFY ends the relay's idle wait. */
 Test(gaps, settled_latency_from_notify, .init = setup, .fini = teardown)
 {
     char config[TH_PATH_MAX];
-    sc_write_config(config, SLOW_POLL);
+    sc_write_config(config, SLOW_POLL "  notify_channel: outbox_relay\n");
     th_migrate(config);
     sc_relay_files f = sc_files_named("relay");
-    /* The first event is read at start; from then on the relay sits in its 10 s wait. */
+    /* The first event is read at start; from then on the relay backs off to its 10 s wait. */
     cr_assert_eq(sc_insert_one(scope.conn), 1);
     pid_t pid = sc_start_relay(config, &f);
     sc_wait_passed(f.out, 1);
 
     int64_t worst = 0;
     for (int64_t id = 2; id <= 6; id++) {
+        /* Idle long enough for the poll alone to take seconds. */
+        int seen = reads_logged(f.err);
+        th_hold_for(&scope, 300, relay_running, &pid, "the relay running idle");
+        cr_assert_leq(reads_logged(f.err) - seen, 8, "the idle relay kept reading");
         int64_t committed = monotonic_ms();
         cr_assert_eq(sc_insert_one(scope.conn), id);
-        /* Half the poll: past that, only the poll could still deliver it. */
         sc_id_goal goal = {f.out, id};
         th_wait_until(&scope, 5000, sc_id_delivered, &goal, "a delivery woken by NOTIFY");
         int64_t latency = monotonic_ms() - committed;
         worst = latency > worst ? latency : worst;
-        sc_wait_passed(f.out, id); /* idle again before the next one */
+        sc_wait_passed(f.out, id);
     }
     cr_log_info("worst commit-to-output latency: %" PRId64 " ms", worst);
     cr_assert_lt(worst, 500, "an event took %" PRId64 " ms with a 10 s poll: no wake-up", worst);
     th_relay_stop(&scope, pid);
 }
 
-/* The companion: without NOTIFY the same relay leaves the event for its next poll. */
-Test(gaps, settled_latency_without_notify_is_the_poll, .init = setup, .fini = teardown)
+/* The default: no trigger, so writers may use two-phase commit; the relay polls, backing off while
+ * idle up to poll_interval, which bounds the latency of the first event after a quiet time. */
+Test(gaps, two_phase_commit_with_the_default_configuration, .init = setup, .fini = teardown)
 {
+    cr_assert_gt(th_query_int64(scope.conn, "SELECT current_setting('max_prepared_transactions')"
+                                            "::int"),
+                 0, "the test server needs max_prepared_transactions > 0 (scripts/test sets it)");
     char config[TH_PATH_MAX];
-    sc_write_config(config, SLOW_POLL "  notify_channel: ~\n");
+    sc_write_config(config, "  mode: settled\n  poll_interval: 1s\n");
     th_migrate(config);
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM pg_trigger WHERE tgrelid ="
+                                            " 'events'::regclass AND NOT tgisinternal"),
+                 0, "migrate put a trigger on events by default");
     sc_relay_files f = sc_files_named("relay");
-    cr_assert_eq(sc_insert_one(scope.conn), 1);
     pid_t pid = sc_start_relay(config, &f);
+
+    PGconn *writer = th_scope_connect(&scope);
+    char sql[160];
+    th_exec(writer, "BEGIN");
+    cr_assert_eq(sc_insert_one(writer), 1);
+    snprintf(sql, sizeof sql, "PREPARE TRANSACTION 'two-phase-%s'", scope.schema);
+    th_exec(writer, sql);
+    snprintf(sql, sizeof sql, "COMMIT PREPARED 'two-phase-%s'", scope.schema);
+    th_exec(scope.conn, sql);
+    sc_wait_delivered(f.out, 1);
+
+    /* Idle for 3 s with a 1 s poll: the waits double from max_wait, so a few reads, not hundreds,
+     * and the next event still comes within about a poll. */
     sc_wait_passed(f.out, 1);
+    int seen = reads_logged(f.err);
+    th_hold_for(&scope, 3000, relay_running, &pid, "the relay running idle");
+    int idle_reads = reads_logged(f.err) - seen;
+    cr_log_info("%d reads in 3 s idle", idle_reads);
+    cr_assert_leq(idle_reads, 15, "%d reads in 3 s idle: the poll does not back off", idle_reads);
     cr_assert_eq(sc_insert_one(scope.conn), 2);
     sc_id_goal second = {f.out, 2};
-    th_hold_for(&scope, 1500, sc_id_absent, &second, "id 2 waiting for the next poll");
+    th_wait_until(&scope, 2500, sc_id_delivered, &second, "id 2 within about a poll");
+    th_relay_stop(&scope, pid);
+}
+
+/* Any role may NOTIFY the channel: a flood wakes the relay at most once per max_wait. */
+Test(gaps, notify_flood_wakes_at_most_once_per_max_wait, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX];
+    sc_write_config(config, SLOW_POLL "  max_wait: 50ms\n  notify_channel: outbox_relay\n");
+    th_migrate(config);
+    sc_relay_files f = sc_files_named("relay");
+    pid_t pid = sc_start_relay(config, &f);
+    PGconn *flooder = th_scope_connect(&scope);
+    int seen = reads_logged(f.err);
+    int64_t start = monotonic_ms();
+    int sent = 0;
+    while (monotonic_ms() - start < 1000) {
+        th_exec(flooder, "NOTIFY outbox_relay");
+        sent++;
+    }
+    int reads = reads_logged(f.err) - seen;
+    cr_log_info("%d NOTIFYs in 1 s woke %d reads", sent, reads);
+    cr_assert_gt(sent, 100, "the flood was too thin to tell");
+    cr_assert_leq(reads, 1000 / 50 + 5, "%d reads in 1 s of NOTIFYs with max_wait 50ms", reads);
     th_relay_stop(&scope, pid);
 }
 
@@ -688,8 +756,8 @@ Test(gaps, late_event_refused_stays_watched, .init = setup, .fini = teardown)
     cr_assert(th_file_contains(f.err, "event 1 refused by the sink for good"));
     /* The refusal came while the backlog drained, with a position acknowledged but unstored. */
     int64_t stopped_at = th_position(&scope, RELAY_NAME);
-    cr_assert(stopped_at >= 100 && stopped_at < 3002, "stopped at %" PRId64 ", not within the backlog",
-              stopped_at);
+    cr_assert(stopped_at >= 100 && stopped_at < 3002,
+              "stopped at %" PRId64 ", not within the backlog", stopped_at);
     cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_gaps"
                                             " WHERE low_id <= 1 AND high_id >= 1"),
                  1, "the refused late event is no longer watched");

@@ -153,6 +153,7 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_eq(c.safety_margin_ms, 1000);
     cr_assert_eq(c.batch_size, 1000);
     cr_assert_eq(c.poll_interval_ms, 200);
+    cr_assert_eq(c.max_wait_ms, 5);
     cr_assert_eq(c.gap_floor_ms, 0, "the proof of death needs no floor by default");
     cr_assert_not(c.ids_taken_ahead);
     cr_assert_str_eq(c.sink_plugin, "stdout");
@@ -168,7 +169,7 @@ Test(config, minimal_file_gets_defaults)
     cr_assert(c.gap_watch);
     cr_assert_eq(c.gap_max_age_ms, 600000);
     cr_assert_eq(c.max_gaps, 10000);
-    cr_assert_str_eq(c.notify_channel, "outbox_relay");
+    cr_assert_null(c.notify_channel);
     cr_assert_eq(c.sink_on_reject, RELAY_ON_REJECT_STOP);
     free_config(&c);
 }
@@ -256,13 +257,8 @@ Test(config, headers_errors)
 Test(config, reloadable_keys)
 {
     static const char *const reloadable[] = {
-        "source.batch_size",
-        "source.poll_interval",
-        "source.max_gaps",
-        "sink.flush_timeout",
-        "retry.initial",
-        "retry.max",
-        "retry",
+        "source.batch_size",  "source.poll_interval", "source.max_wait", "source.max_gaps",
+        "sink.flush_timeout", "retry.initial",        "retry.max",       "retry",
         "log.level",
     };
     static const char *const restart[] = {
