@@ -763,7 +763,7 @@ static const field source_fields[] = {
     /* the batches are allocated at start: a reload must size them anew between batches */
     INT("batch_size", batch_size, 1, 100000, 1000, F_RELOAD),
     DURATION("poll_interval", poll_interval_ms, 1, INT64_MAX, 200, F_RELOAD),
-    DURATION("max_wait", max_wait_ms, 0, 10 * MS_PER_SECOND, 5, F_RELOAD),
+    DURATION("max_wait", max_wait_ms, 0, 10 * MS_PER_SECOND, 10, F_RELOAD),
     ENUM("mode", parse_mode, mode, relay_source_mode, RELAY_MODE_MARGIN, 0),
     BOOL("gap_watch", gap_watch, true, 0),
     DURATION("gap_floor", gap_floor_ms, 0, 24 * MS_PER_HOUR, 0, 0),

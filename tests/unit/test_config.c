@@ -153,7 +153,7 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_eq(c.safety_margin_ms, 1000);
     cr_assert_eq(c.batch_size, 1000);
     cr_assert_eq(c.poll_interval_ms, 200);
-    cr_assert_eq(c.max_wait_ms, 5);
+    cr_assert_eq(c.max_wait_ms, 10);
     cr_assert_eq(c.gap_floor_ms, 0, "the proof of death needs no floor by default");
     cr_assert_not(c.ids_taken_ahead);
     cr_assert_str_eq(c.sink_plugin, "stdout");
