@@ -287,10 +287,8 @@ int relay_batch_init(relay_batch *batch, const relay_config *config, char *err, 
     batch->n_headers = n_headers;
     batch->events = calloc(size, sizeof *batch->events);
     batch->created_at = calloc(size, sizeof *batch->created_at);
-    batch->event_ids = calloc(size, sizeof *batch->event_ids);
     batch->headers = n_headers > 0 ? calloc(size * n_headers, sizeof *batch->headers) : NULL;
-    if (!batch->events || !batch->created_at || !batch->event_ids ||
-        (n_headers > 0 && !batch->headers)) {
+    if (!batch->events || !batch->created_at || (n_headers > 0 && !batch->headers)) {
         relay_batch_free(batch);
         snprintf(err, errlen, "out of memory for a batch of %d events", config->batch_size);
         return -1;
@@ -311,11 +309,9 @@ void relay_batch_free(relay_batch *batch)
     relay_batch_clear(batch);
     free(batch->events);
     free(batch->created_at);
-    free(batch->event_ids);
     free(batch->headers);
     batch->events = NULL;
     batch->created_at = NULL;
-    batch->event_ids = NULL;
     batch->headers = NULL;
 }
 
@@ -448,25 +444,6 @@ static const char *text_or_null(const PGresult *res, int row, int column, size_t
     return PQgetvalue(res, row, column);
 }
 
-/* Writes value in decimal and a NUL into out; returns the length. Once per event when the event
- * id is the ordering id: a digit loop rather than snprintf's format parsing. */
-static size_t format_int64(char out[RELAY_INT64_TEXT_SIZE], int64_t value)
-{
-    char digits[RELAY_INT64_TEXT_SIZE];
-    size_t n = 0, len = 0;
-    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
-    do {
-        digits[n++] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude > 0);
-    if (value < 0)
-        out[len++] = '-';
-    while (n > 0)
-        out[len++] = digits[--n];
-    out[len] = '\0';
-    return len;
-}
-
 /* Points the events at the rows of res after the header, up to the first row still inside the
  * margin. */
 static void fill_batch(relay_batch *batch, PGresult *res)
@@ -513,10 +490,6 @@ static void fill_batch(relay_batch *batch, PGresult *res)
         e->aggregate_type =
             text_or_null(res, row, RELAY_COLUMN_AGGREGATE_TYPE, &e->aggregate_type_len);
         e->event_id = text_or_null(res, row, RELAY_COLUMN_EVENT_ID, &e->event_id_len);
-        if (!e->event_id) {
-            e->event_id_len = format_int64(batch->event_ids[i], e->id);
-            e->event_id = batch->event_ids[i];
-        }
         relay_sink_header *headers = batch->headers + i * batch->n_headers;
         for (size_t h = 0; h < batch->n_headers; h++) {
             headers[h].name = batch->header_names[h];

@@ -71,18 +71,14 @@ typedef struct relay_source_info {
 int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_info *info,
                          int *missing, char *err, size_t errlen);
 
-/* "-9223372036854775808" and its NUL. */
-#define RELAY_INT64_TEXT_SIZE 21
-
 /* One fetched batch. The events point into res and the arrays beside it: valid until the next
  * fetch or the free. */
 typedef struct relay_batch {
     PGresult *res;
-    relay_sink_event *events;                 /* capacity: batch_size */
-    char (*created_at)[RELAY_RFC3339_SIZE];   /* the events' created_at, rendered; capacity too */
-    char (*event_ids)[RELAY_INT64_TEXT_SIZE]; /* the ids in decimal, when they are the event ids */
-    relay_sink_header *headers;               /* n_headers per event */
-    const char *const *header_names;          /* borrowed from the configuration */
+    relay_sink_event *events;               /* capacity: batch_size */
+    char (*created_at)[RELAY_RFC3339_SIZE]; /* the events' created_at, rendered; capacity too */
+    relay_sink_header *headers;             /* n_headers per event */
+    const char *const *header_names;        /* borrowed from the configuration */
     size_t n_headers;
     size_t count;   /* rows older than the margin, a contiguous prefix in id order */
     size_t fetched; /* rows read, including those still inside the margin */

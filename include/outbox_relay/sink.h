@@ -110,8 +110,10 @@ typedef struct relay_sink_event {
     int64_t version;        /* the aggregate version; meaningful only when has_version */
     int has_version;
     uint32_t flags; /* RELAY_SINK_EVENT_* */
-    /* The event's public id as text (source.columns.event_id, any SQL type: a uuid, say); the
-     * ordering id in decimal when that is not mapped. Never NULL. */
+    /* The event's public id as text (source.columns.event_id, any SQL type: a uuid, say). NULL
+     * when that is unmapped or NULL in the row: the public id is then the ordering id, which a
+     * sink that wants it as text writes in decimal itself (most sinks carry id already, and the
+     * host need not format a number per event that nobody reads). */
     const char *event_id;
     size_t event_id_len;
     /* The kind of aggregate (source.columns.aggregate_type), what Debezium's outbox router

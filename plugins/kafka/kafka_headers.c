@@ -55,8 +55,8 @@ rd_kafka_headers_t *kafka_headers_build(kafka_headers *h, const relay_sink_event
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5 + e->n_headers + h->n_metadata_names);
     if (hdrs == NULL)
         return NULL;
-    /* The event's public id, as Debezium's outbox router sets it; the ordering id unless
-     * source.columns.event_id maps another. */
+    /* The event's public id, as Debezium's outbox router sets it; the ordering id (event_id
+     * NULL) unless source.columns.event_id maps another. */
     char number[RELAY_PLUGIN_INT64_SIZE];
     size_t len;
     if (e->event_id != NULL) {

@@ -153,8 +153,15 @@ static void kafka_template_part_text(const kafka_template *t, const kafka_templa
         *len = e->aggregate_type != NULL ? e->aggregate_type_len : 0;
         return;
     case KAFKA_VAR_EVENT_ID:
-        *text = e->event_id != NULL ? e->event_id : "";
-        *len = e->event_id != NULL ? e->event_id_len : 0;
+        /* NULL: the event's public id is its ordering id. */
+        if (e->event_id != NULL) {
+            *text = e->event_id;
+            *len = e->event_id_len;
+        } else {
+            *len = relay_plugin_format_int64(digits, e->id);
+            *text = digits;
+            digits[*len] = '\0';
+        }
         return;
     }
     *text = "";

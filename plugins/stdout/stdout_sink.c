@@ -194,14 +194,6 @@ static char *put_json_text(char *p, const char *json, size_t len)
     return p;
 }
 
-/* Whether the event's public id is its ordering id, which the line already carries. */
-static bool is_decimal_id(const relay_sink_event *e)
-{
-    char digits[RELAY_PLUGIN_INT64_SIZE];
-    size_t len = relay_plugin_format_int64(digits, e->id);
-    return len == e->event_id_len && memcmp(digits, e->event_id, len) == 0;
-}
-
 static char *put_event(char *p, const relay_sink_event *e, size_t created_at_len)
 {
     p = PUT_LITERAL(p, "{\"id\":");
@@ -230,7 +222,8 @@ static char *put_event(char *p, const relay_sink_event *e, size_t created_at_len
         p = PUT_LITERAL(p, ",\"aggregate_type\":");
         p = put_json_string(p, e->aggregate_type, e->aggregate_type_len);
     }
-    if (e->event_id != NULL && !is_decimal_id(e)) {
+    /* NULL: the event's id is id, written already. */
+    if (e->event_id != NULL) {
         p = PUT_LITERAL(p, ",\"event_id\":");
         p = put_json_string(p, e->event_id, e->event_id_len);
     }

@@ -108,10 +108,10 @@ Test(kafka_template, aggregate_type_and_event_id)
     cr_assert_str_eq(out, "Order/order-1/1b4e28ba-2fa1-11d2-883f-0016d3cca427#42");
 }
 
-Test(kafka_template, aggregate_type_and_event_id_are_empty_when_null)
+Test(kafka_template, aggregate_type_empty_and_event_id_the_id_when_null)
 {
-    /* event() leaves both NULL: an unmapped aggregate_type; event_id is never NULL from the relay,
-     * but the template must not read through a NULL. */
+    /* event() leaves both NULL: an unmapped aggregate_type is empty; an unmapped event_id means
+     * the event's id is its ordering id. */
     relay_sink_event e = event(42, "order-1", "created");
     char out[256];
     render("outbox.event.${aggregate_type}", &e, out, sizeof out);
@@ -119,9 +119,9 @@ Test(kafka_template, aggregate_type_and_event_id_are_empty_when_null)
     render("${aggregate_type}", &e, out, sizeof out);
     cr_assert_str_eq(out, "");
     render("${event_id}", &e, out, sizeof out);
-    cr_assert_str_eq(out, "");
+    cr_assert_str_eq(out, "42");
     render("a${event_id}.${aggregate_type}b", &e, out, sizeof out);
-    cr_assert_str_eq(out, "a.b");
+    cr_assert_str_eq(out, "a42.b");
 }
 
 Test(kafka_template, double_dollar_is_a_dollar)
