@@ -190,9 +190,20 @@ static relay_outcome wal_flushed(relay_pipeline *p, relay_durable_wait *w, const
 {
     uint64_t flushed = flushed_at_read(b);
     if (flushed >= b->insert_lsn) {
-        /* Flushed already at the read: the writers' commits are (no longer) asynchronous. */
-        if (b->flush_lsn >= b->insert_lsn)
+        /* Flushed already at the read: the writers' commits are (no longer) asynchronous. Or
+         * by the synchronous store that travelled with the read, at its commit: logged, so that
+         * the batches resting on it can be told (tests/integration/test_durability.c counts
+         * them). */
+        if (b->flush_lsn >= b->insert_lsn) {
             p->sync_reads = false;
+        } else {
+            char lsn[40];
+            lsn_text(b->insert_lsn, lsn, sizeof lsn);
+            relay_debug(p->log,
+                        "%zu events durable by the synchronous store of their read (the WAL "
+                        "flushed past %s at its commit)",
+                        b->count, lsn);
+        }
         return durable();
     }
     if (w->flush_attempts > 0 && read_flush_lsn(p->conn, &flushed, err, errlen) != 0)
@@ -200,6 +211,10 @@ static relay_outcome wal_flushed(relay_pipeline *p, relay_durable_wait *w, const
     if (flushed < b->insert_lsn) {
         if (!p->sync_reads && w->flush_attempts++ < FLUSH_WAITS)
             return wait_for(1);
+        /* Logged too: it flushes every batch before it, whatever made those durable. */
+        char lsn[40];
+        lsn_text(b->insert_lsn, lsn, sizeof lsn);
+        relay_debug(p->log, "forcing the WAL flush past %s for %zu events", lsn, b->count);
         if (force_flush(p->conn, p->config->name, err, errlen) != 0)
             return failed();
         /* Its commit record lies past everything inserted before it: flushed. */

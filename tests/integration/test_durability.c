@@ -259,6 +259,214 @@ Test(durability, delivered_only_once_flushed_margin, .fini = teardown)
             "  poll_interval: 50ms\n");
 }
 
+/* How many times the log at path says text. */
+static int times_logged(const char *path, const char *text)
+{
+    char *log = th_read_file(path, NULL);
+    int n = 0;
+    for (const char *at = log; (at = strstr(at, text)) != NULL; at += strlen(text))
+        n++;
+    free(log);
+    return n;
+}
+
+/* What relay_durable.c logs (at debug) for a batch made durable by the store in its read, for one
+ * it flushed the WAL for itself, and relay_turn.c once a batch was delivered. */
+#define DURABLE_BY_STORE "durable by the synchronous store of their read"
+#define FORCED_FLUSH "forcing the WAL flush past"
+#define DELIVERED "debug delivered "
+
+/* The events of the last batches delivered, in a row, durable by the store of their read, no
+ * flush of the relay's own since: those whose survival of a crash rests on those stores alone. */
+static int64_t events_resting_on_stores(const char *err_path)
+{
+    char **lines;
+    size_t n = th_read_lines(err_path, &lines);
+    int64_t events = 0;
+    bool by_store = false;
+    for (size_t i = 0; i < n; i++) {
+        const char *delivered = strstr(lines[i], DELIVERED);
+        if (strstr(lines[i], FORCED_FLUSH)) {
+            events = 0;
+            by_store = false;
+        } else if (strstr(lines[i], DURABLE_BY_STORE)) {
+            by_store = true;
+        } else if (delivered) {
+            /* Durable otherwise (flushed already, or older than a flushed read): a run ends. */
+            int64_t count = strtoll(delivered + strlen(DELIVERED), NULL, 10);
+            events = by_store ? events + count : 0;
+            by_store = false;
+        }
+    }
+    th_free_lines(lines, n);
+    return events;
+}
+
+/* Whether the process is stopped (SIGSTOP took effect): its log and output are final. */
+static bool stopped(void *arg)
+{
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)*(pid_t *)arg);
+    FILE *f = fopen(path, "r");
+    size_t len = f ? fread(stat, 1, sizeof stat - 1, f) : 0;
+    if (f)
+        fclose(f);
+    stat[len] = '\0';
+    const char *state = strrchr(stat, ')'); /* after "PID (COMM" */
+    return state && state[1] == ' ' && (state[2] == 'T' || state[2] == 't');
+}
+
+/* Which of the ids (n of them) the table lacks, as "ID ID ..." (caller frees), or NULL. */
+static char *ids_missing(PGconn *conn, const int64_t *ids, size_t n)
+{
+    size_t len = 200 + 21 * n, at = 0;
+    char *sql = malloc(len);
+    cr_assert_not_null(sql, "out of memory");
+    at += (size_t)snprintf(sql + at, len - at,
+                           "SELECT string_agg(d::text, ' ' ORDER BY d) FROM unnest('{");
+    for (size_t i = 0; i < n; i++)
+        at += (size_t)snprintf(sql + at, len - at, "%s%" PRId64, i ? "," : "", ids[i]);
+    snprintf(sql + at, len - at,
+             "}'::bigint[]) AS d WHERE NOT EXISTS (SELECT FROM events WHERE id = d)");
+    char *missing = th_query_text(conn, sql);
+    free(sql);
+    return missing;
+}
+
+/* Whether the WAL from lsn on lies in the page still being filled. An asynchronous commit wakes
+ * the WAL writer as soon as a page is full, and it writes the full pages out: an immediate stop
+ * loses none of them (fsync = off or not, the kernel has them), only the page being filled, which
+ * nothing but a flush writes out. */
+static bool in_page_being_filled(PGconn *conn, const char *lsn)
+{
+    const char *params[1] = {lsn};
+    PGresult *res =
+        PQexecParams(conn,
+                     "SELECT i - i % current_setting('wal_block_size')::numeric"
+                     "       <= $1::pg_lsn - '0/0'::pg_lsn"
+                     "  FROM (SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn) AS w(i)",
+                     1, NULL, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(conn));
+    bool in = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return in;
+}
+
+/* Enough batches through the store's path that the relay is in its steady state there, and
+ * enough again after a pause to be back in it. */
+#define STEADY_STORE_BATCHES 20
+#define STEADY_STORE_BATCHES_AGAIN 3
+/* A bound on the writer: a few hundred events, a couple of thousand at most, make the
+ * STEADY_STORE_BATCHES. */
+#define STEADY_MAX_EVENTS 3000
+/* The writer looks at the relay's log every so many events. */
+#define STEADY_CHECK_EVERY 10
+
+/*
+ * The steady state under asynchronous writers: once a batch had to wait for the WAL flush, the
+ * position stored with each next read commits with synchronous_commit = local, and the batch read
+ * in that transaction counts as flushed when the pipeline ends, with no flush of its own. A
+ * writer commits one event per transaction with synchronous_commit = off, without pause, while
+ * the relay delivers, until that path made many batches durable; the relay delivers the last
+ * event, then is frozen, and the server crashes. Every event the relay delivered must have
+ * survived: a store that does not flush (committed asynchronously, or a batch counted flushed
+ * without it) leaves delivered events that the database no longer has.
+ *
+ * The crash loses only the page of WAL being filled (in_page_being_filled; wal_writer_delay =
+ * 10s keeps the WAL writer from flushing it meanwhile, autovacuum off keeps others from it). So
+ * the crash comes when the last event lies wholly in that page, and the batches that delivered
+ * the last events were durable by the stores of their reads alone, with no flush of the relay's
+ * own since (a forced one, for a read that carried no store, would have flushed them all).
+ * Otherwise (the relay's own records after the last event filled the page, or its last read
+ * carried no store) the writer goes on for a few batches more and the relay is looked at again.
+ * Frozen, the relay neither flushes after the fact nor notices the lost history before the test
+ * looks.
+ */
+static void steady_async_writer(const char *source_yaml)
+{
+    th_cluster_start(&primary, "wal_writer_delay = 10s\nautovacuum = off");
+    th_scope_new_at(&scope, primary.conninfo);
+    sc_begin(&scope);
+    char config[TH_PATH_MAX];
+    sc_write_config(config, source_yaml);
+    th_migrate(config);
+    th_exec(scope.conn, "CHECKPOINT");
+    sc_relay_files f = sc_files_named("relay");
+    pid_t pid = sc_start_relay(config, &f);
+
+    /* No pause between commits: each read of the relay (every max_wait, 5ms) finds new rows, so
+     * each carries the store of the batch before it. */
+    PGconn *writer = th_scope_connect(&scope);
+    th_exec(writer, "SET synchronous_commit = off");
+    int written = 0, looks = 0, want = STEADY_STORE_BATCHES;
+    int64_t at_stake = 0;
+    for (;;) {
+        char *before_last = NULL;
+        int64_t last = 0;
+        while (times_logged(f.err, DURABLE_BY_STORE) < want) {
+            cr_assert_lt(written, STEADY_MAX_EVENTS,
+                         "%d events written, and only %d batches durable by the store of their "
+                         "read",
+                         written, times_logged(f.err, DURABLE_BY_STORE));
+            for (int i = 0; i < STEADY_CHECK_EVERY - 1; i++)
+                sc_insert_one(writer);
+            free(before_last);
+            before_last = th_query_text(writer, "SELECT pg_current_wal_insert_lsn()::text");
+            last = sc_insert_one(writer);
+            written += STEADY_CHECK_EVERY;
+        }
+        sc_wait_delivered(f.out, last);
+        th_relay_signal(pid, SIGSTOP);
+        th_wait_until(&scope, TH_DEADLINE_MS, stopped, &pid, "the relay to freeze");
+        looks++;
+        at_stake = events_resting_on_stores(f.err);
+        bool lost_unflushed = in_page_being_filled(scope.conn, before_last);
+        free(before_last);
+        if (at_stake > 0 && lost_unflushed)
+            break;
+        th_relay_signal(pid, SIGCONT);
+        want = times_logged(f.err, DURABLE_BY_STORE) + STEADY_STORE_BATCHES_AGAIN;
+    }
+    int by_store = times_logged(f.err, DURABLE_BY_STORE);
+    int batches = times_logged(f.err, DELIVERED);
+    int forced = times_logged(f.err, FORCED_FLUSH);
+
+    th_cluster_stop(&primary, true);
+    th_cluster_restart_stopped(&primary);
+    wait_own_session();
+    int64_t *ids;
+    size_t n = th_read_stdout_ids(f.out, &ids);
+    cr_log_info("%d events written, %zu delivered in %d batches: %d durable by the store of their "
+                "read, %d by a forced flush; at the crash (look %d), %" PRId64
+                " resting on the stores alone; %" PRId64 " events left after it",
+                written, n, batches, by_store, forced, looks, at_stake,
+                th_query_int64(scope.conn, "SELECT count(*) FROM events"));
+    char *missing = ids_missing(scope.conn, ids, n);
+    free(ids);
+    cr_assert_null(missing,
+                   "events delivered, then lost in the crash (%" PRId64 " resting on the "
+                   "synchronous stores of their reads alone): %.400s",
+                   at_stake, missing ? missing : "");
+
+    /* Nothing delivered was lost, so the relay goes on after the crash. */
+    th_relay_signal(pid, SIGCONT);
+    int64_t next = sc_insert_one(scope.conn);
+    sc_wait_delivered(f.out, next);
+    th_relay_stop(&scope, pid);
+}
+
+Test(durability, delivered_only_once_flushed_steady_settled, .fini = teardown)
+{
+    steady_async_writer("  mode: settled\n"
+                        "  poll_interval: 50ms\n");
+}
+
+Test(durability, delivered_only_once_flushed_steady_margin, .fini = teardown)
+{
+    steady_async_writer("  safety_margin: 0s\n"
+                        "  poll_interval: 50ms\n");
+}
+
 /* ---- 2. the sequence went back ----------------------------------------------------------------
  */
 
