@@ -62,14 +62,13 @@ static int send_read(relay_pipeline *p, relay_batch *b, int64_t after, char *err
         u.synchronous = p->sync_reads;
         if (relay_db_pipeline_begin(p->conn, err, errlen) != 0 ||
             relay_checkpoint_send(p->conn, p->config->name, &u, &p->storing, err, errlen) != 0 ||
-            relay_source_send_fetch(p->conn, p->config, &p->source, after, p->read_limit, err,
-                                    errlen) != 0 ||
+            relay_source_send_fetch(p->conn, &p->source, after, p->read_limit, err, errlen) != 0 ||
             relay_db_pipeline_send(p->conn, err, errlen) != 0)
             return -1;
         p->storing_position = p->position;
         p->storing_synchronous = u.synchronous;
-    } else if (relay_source_send_fetch(p->conn, p->config, &p->source, after, p->read_limit, err,
-                                       errlen) != 0) {
+    } else if (relay_source_send_fetch(p->conn, &p->source, after, p->read_limit, err, errlen) !=
+               0) {
         return -1;
     }
     /* A store sent with it commits at the pipeline's end, after the read. */
@@ -84,13 +83,13 @@ static int receive_read(relay_pipeline *p, relay_batch *b, char *err, size_t err
     bool synchronous = false;
     if (p->storing > 0) {
         if (relay_checkpoint_receive(p->conn, p->config->name, p->storing, err, errlen) != 0 ||
-            relay_source_receive_fetch(p->conn, b, err, errlen) != 0 ||
+            relay_source_receive_fetch(p->conn, p->config, b, err, errlen) != 0 ||
             relay_db_pipeline_end(p->conn, err, errlen) != 0)
             return -1;
         p->storing = 0;
         p->stored_position = p->storing_position;
         synchronous = p->storing_synchronous;
-    } else if (relay_source_receive_fetch(p->conn, b, err, errlen) != 0) {
+    } else if (relay_source_receive_fetch(p->conn, p->config, b, err, errlen) != 0) {
         return -1;
     }
     /* The pipeline's end is the commit's: a synchronous one has flushed the WAL past the read. */

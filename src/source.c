@@ -13,7 +13,7 @@
 #define FETCH_GAPS_STATEMENT "relay_fetch_gaps"
 
 /* pg_type OIDs, fixed since PostgreSQL's first catalogs (pg_lsn since 9.4). */
-enum { INT8OID = 20, TEXTOID = 25, XIDOID = 28, TIMESTAMPTZOID = 1184, BOOLOID = 16 };
+enum { INT8OID = 20, TEXTOID = 25, XIDOID = 28, TIMESTAMPTZOID = 1184 };
 
 static const char *const integers[] = {"int2", "int4", "int8", NULL};
 static const char *const timestamps[] = {"timestamptz", "timestamp", NULL};
@@ -248,26 +248,25 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
      * statement runs, so after its snapshot: every commit the read sees lies below that WAL
      * insert position. now() goes as microseconds since PostgreSQL's epoch (2000-01-01), as the
      * binary created_at does. */
-    char header[LIST * 2 + 512];
-    snprintf(header, sizeof header,
-             "SELECT %s, NULL::bool, NULL::xid,"
-             " concat_ws(' ', pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn(),"
-             " coalesce(pg_sequence_last_value($4::oid::regclass)::text, '-'),"
-             " pg_snapshot_xmin(pg_current_snapshot()),"
-             " ((extract(epoch FROM now()) - 946684800) * 1000000)::bigint)%s UNION ALL ",
-             nulls, header_nulls);
+    char header[LIST * 2 + 512], gaps_header[LIST * 2 + 512];
+    static const char header_format[] =
+        "SELECT %s, NULL::xid,"
+        " concat_ws(' ', pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn(),"
+        " coalesce(pg_sequence_last_value($%d::oid::regclass)::text, '-'),"
+        " pg_snapshot_xmin(pg_current_snapshot()),"
+        " ((extract(epoch FROM now()) - 946684800) * 1000000)::bigint)%s UNION ALL ";
+    snprintf(header, sizeof header, header_format, nulls, 3, header_nulls);
+    snprintf(gaps_header, sizeof gaps_header, header_format, nulls, 4, header_nulls);
     /* The events' own: the transaction that wrote the row, as xid (32 bits, sent as 4 bytes:
      * xmin::text::bigint cost the server a tenth of a read). */
     static const char no_header[] = ", t.xmin, NULL::text";
 
-    /* After the roles: whether the row is older than the margin, on the database's clock. A NULL
-     * created_at can never settle; rather than stall the relay for good it counts as settled. The
-     * sub-select computes the cut-off once per fetch rather than once per row. */
-    if (prepare(conn, FETCH_STATEMENT, 4, err, errlen,
-                "%s(SELECT %s, t.%s IS NULL OR t.%s <= (SELECT now() - $2::bigint * interval"
-                " '1 millisecond')%s%s FROM %s t WHERE t.%s > $1 ORDER BY t.%s LIMIT $3)",
-                header, roles, created_at, created_at, no_header, headers, info->quoted_table, id,
-                id) != 0)
+    /* Whether a row is older than the margin is the relay's to judge (fill_batch), from its
+     * created_at and the header's now(): the server does not spend an expression and a column
+     * per row on it. */
+    if (prepare(conn, FETCH_STATEMENT, 3, err, errlen,
+                "%s(SELECT %s%s%s FROM %s t WHERE t.%s > $1 ORDER BY t.%s LIMIT $2)", header, roles,
+                no_header, headers, info->quoted_table, id, id) != 0)
         return -1;
 
     /* Rows that filled watched gaps: committed, hence final, so all count as settled. One index
@@ -275,10 +274,10 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
      * disjoint, so the rows come in id order. */
     if (prepare(
             conn, FETCH_GAPS_STATEMENT, 4, err, errlen,
-            "%s(SELECT %s, true%s%s FROM unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
+            "%s(SELECT %s%s%s FROM unnest($1::bigint[], $2::bigint[]) AS g(low, high)"
             " CROSS JOIN LATERAL (SELECT *, t.xmin FROM %s t WHERE t.%s BETWEEN g.low AND g.high"
             " ORDER BY t.%s LIMIT $3) AS t ORDER BY t.%s LIMIT $3)",
-            header, roles, no_header, headers, info->quoted_table, id, id, id) != 0)
+            gaps_header, roles, no_header, headers, info->quoted_table, id, id, id) != 0)
         return -1;
 
     return 0;
@@ -329,17 +328,16 @@ static const char *sequence_param(const relay_source_info *info, char *text, siz
     return text;
 }
 
-int relay_source_send_fetch(PGconn *conn, const relay_config *config, const relay_source_info *info,
-                            int64_t position, int limit, char *err, size_t errlen)
+int relay_source_send_fetch(PGconn *conn, const relay_source_info *info, int64_t position,
+                            int limit, char *err, size_t errlen)
 {
-    char position_text[24], margin_text[24], limit_text[24], sequence_text[16];
+    char position_text[24], limit_text[24], sequence_text[16];
     snprintf(position_text, sizeof position_text, "%" PRId64, position);
-    snprintf(margin_text, sizeof margin_text, "%" PRId64, relay_source_margin_ms(config));
     snprintf(limit_text, sizeof limit_text, "%d", limit);
-    const char *params[4] = {position_text, margin_text, limit_text,
+    const char *params[3] = {position_text, limit_text,
                              sequence_param(info, sequence_text, sizeof sequence_text)};
 
-    if (!PQsendQueryPrepared(conn, FETCH_STATEMENT, 4, params, NULL, NULL, 1)) {
+    if (!PQsendQueryPrepared(conn, FETCH_STATEMENT, 3, params, NULL, NULL, 1)) {
         relay_db_error(conn, NULL, "reading events", err, errlen);
         return -1;
     }
@@ -350,9 +348,8 @@ int relay_source_send_fetch(PGconn *conn, const relay_config *config, const rela
  * which is the relay's bottleneck, and parsing them back is work for the relay. The roles come
  * first, in the order of relay_column_role; the header columns (source.columns.headers) last. */
 enum {
-    ROW_SETTLED = RELAY_N_COLUMN_ROLES,
-    ROW_XID,    /* the events': their xmin (32 bits); NULL in the header row */
-    ROW_HEADER, /* the header row's figures, as text; NULL in the events' */
+    ROW_XID = RELAY_N_COLUMN_ROLES, /* the events': their xmin (32 bits); NULL in the header */
+    ROW_HEADER,                     /* the header row's figures, as text; NULL in the events' */
     ROW_HEADERS
 };
 
@@ -361,8 +358,6 @@ static Oid column_type(int column)
     if (column < RELAY_N_COLUMN_ROLES)
         return column_roles[column].read_type;
     switch (column) {
-    case ROW_SETTLED:
-        return BOOLOID;
     case ROW_XID:
         return XIDOID;
     default:
@@ -451,17 +446,22 @@ static const char *text_or_null(const PGresult *res, int row, int column, size_t
     return PQgetvalue(res, row, column);
 }
 
-/* Points the events at the rows of res after the header, up to the first row still inside the
- * margin. */
-static void fill_batch(relay_batch *batch, PGresult *res)
+/* Points the events at the rows of res after the header, up to the first row still inside a
+ * margin of margin_us (by the header's now()); a negative margin takes every row. */
+static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
 {
+    /* A NULL created_at can never settle; rather than stall the relay for good it counts as
+     * settled. */
+    int64_t cutoff = margin_us < 0 ? INT64_MAX : batch->db_now - margin_us;
     batch->res = res;
     batch->fetched = (size_t)PQntuples(res) - 1;
     for (size_t i = 0; i < batch->fetched; i++) {
         int row = (int)i + 1;
         /* The cut: everything from the first row still inside the margin waits for a later
          * fetch, or the position could pass a lower id that is visible but not yet settled. */
-        if (PQgetvalue(res, row, ROW_SETTLED)[0] == 0)
+        bool no_time = PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT);
+        int64_t created = no_time ? 0 : relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT);
+        if (!no_time && created > cutoff)
             break;
         relay_sink_event *e = &batch->events[i];
         uint64_t xid = full_xid(batch->snapshot_xmin, binary_uint32(res, row, ROW_XID));
@@ -486,11 +486,10 @@ static void fill_batch(relay_batch *batch, PGresult *res)
                           ? NULL
                           : PQgetvalue(res, row, RELAY_COLUMN_METADATA);
         e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, RELAY_COLUMN_METADATA) : 0;
-        if (PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT)) {
+        if (no_time) {
             e->created_at = "";
         } else {
-            relay_timestamp_rfc3339(relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT),
-                                    batch->created_at[i]);
+            relay_timestamp_rfc3339(created, batch->created_at[i]);
             e->created_at = batch->created_at[i];
         }
         e->aggregate_type =
@@ -508,7 +507,9 @@ static void fill_batch(relay_batch *batch, PGresult *res)
     }
 }
 
-int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size_t errlen)
+/* Receives a read's rows; a negative margin_us takes them all (see fill_batch). */
+static int receive_rows(PGconn *conn, relay_batch *batch, int64_t margin_us, char *err,
+                        size_t errlen)
 {
     relay_batch_clear(batch);
     /* A query yields its result, then NULL; anything else means the protocol went astray. */
@@ -524,8 +525,14 @@ int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size
         PQclear(res);
         return -1;
     }
-    fill_batch(batch, res);
+    fill_batch(batch, res, margin_us);
     return 0;
+}
+
+int relay_source_receive_fetch(PGconn *conn, const relay_config *config, relay_batch *batch,
+                               char *err, size_t errlen)
+{
+    return receive_rows(conn, batch, relay_source_margin_ms(config) * 1000, err, errlen);
 }
 
 int64_t relay_source_margin_ms(const relay_config *config)
@@ -553,7 +560,8 @@ int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const rela
         relay_db_error(conn, NULL, "reading rows in gaps", err, errlen);
         return -1;
     }
-    if (relay_source_receive_fetch(conn, batch, err, errlen) != 0)
+    /* Committed late, hence final: every row counts as settled. */
+    if (receive_rows(conn, batch, -1, err, errlen) != 0)
         return -1;
     for (size_t i = 0; i < batch->count; i++)
         batch->events[i].flags |= RELAY_SINK_EVENT_LATE;

@@ -123,9 +123,10 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
  * the read: send, then receive before sending anything else on conn. Each returns 0, or -1 with
  * err (the connection may be broken: check PQstatus).
  */
-int relay_source_send_fetch(PGconn *conn, const relay_config *config, const relay_source_info *info,
-                            int64_t position, int limit, char *err, size_t errlen);
-int relay_source_receive_fetch(PGconn *conn, relay_batch *batch, char *err, size_t errlen);
+int relay_source_send_fetch(PGconn *conn, const relay_source_info *info, int64_t position,
+                            int limit, char *err, size_t errlen);
+int relay_source_receive_fetch(PGconn *conn, const relay_config *config, relay_batch *batch,
+                               char *err, size_t errlen);
 
 /* The margin in force: safety_margin in margin mode, 0 in settled mode. */
 int64_t relay_source_margin_ms(const relay_config *config);
