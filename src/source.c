@@ -532,7 +532,10 @@ static int receive_rows(PGconn *conn, relay_batch *batch, int64_t margin_us, cha
 int relay_source_receive_fetch(PGconn *conn, const relay_config *config, relay_batch *batch,
                                char *err, size_t errlen)
 {
-    return receive_rows(conn, batch, relay_source_margin_ms(config) * 1000, err, errlen);
+    /* Settled mode has no margin: no row waits for its age (a row inserted just after the
+     * transaction's now() but committed before the read's snapshot would, for a read). */
+    int64_t margin_us = config->mode == RELAY_MODE_SETTLED ? -1 : config->safety_margin_ms * 1000;
+    return receive_rows(conn, batch, margin_us, err, errlen);
 }
 
 int64_t relay_source_margin_ms(const relay_config *config)
