@@ -245,7 +245,9 @@ relay_outcome relay_durable_progress(relay_pipeline *p, relay_hand *hand, char *
         if (b->snapshot_xmin > p->durable_xmin)
             p->durable_xmin = b->snapshot_xmin;
     }
-    if (b->stored_before > p->history.durable_position)
+    /* Only a flush seen past the read makes the position stored before it durable; rows old
+     * enough to need no look say nothing of it. */
+    if (w->wal_flushed && b->stored_before > p->history.durable_position)
         p->history.durable_position = b->stored_before;
     return durable();
 }

@@ -57,12 +57,14 @@ int relay_turn_store_position(relay_pipeline *p, char *err, size_t errlen)
 static int send_read(relay_pipeline *p, relay_batch *b, int64_t after, char *err, size_t errlen)
 {
     b->limit = (size_t)p->read_limit;
+    /* The read first, the store after it: the header's WAL insert position then lies below the
+     * store's own WAL, so a read of rows already flushed can tell, and now() is the read's. */
     if (relay_pipeline_position_unstored(p)) {
         relay_checkpoint_update u = position_update(p);
         u.synchronous = p->sync_reads;
         if (relay_db_pipeline_begin(p->conn, err, errlen) != 0 ||
-            relay_checkpoint_send(p->conn, p->config->name, &u, &p->storing, err, errlen) != 0 ||
             relay_source_send_fetch(p->conn, &p->source, after, p->read_limit, err, errlen) != 0 ||
+            relay_checkpoint_send(p->conn, p->config->name, &u, &p->storing, err, errlen) != 0 ||
             relay_db_pipeline_send(p->conn, err, errlen) != 0)
             return -1;
         p->storing_position = p->position;
@@ -82,8 +84,8 @@ static int receive_read(relay_pipeline *p, relay_batch *b, char *err, size_t err
 {
     bool synchronous = false;
     if (p->storing > 0) {
-        if (relay_checkpoint_receive(p->conn, p->config->name, p->storing, err, errlen) != 0 ||
-            relay_source_receive_fetch(p->conn, p->config, b, err, errlen) != 0 ||
+        if (relay_source_receive_fetch(p->conn, p->config, b, err, errlen) != 0 ||
+            relay_checkpoint_receive(p->conn, p->config->name, p->storing, err, errlen) != 0 ||
             relay_db_pipeline_end(p->conn, err, errlen) != 0)
             return -1;
         p->storing = 0;

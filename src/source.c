@@ -306,6 +306,9 @@ void relay_batch_clear(relay_batch *batch)
     batch->res = NULL;
     batch->count = 0;
     batch->fetched = 0;
+    /* Said of one read only: a batch struct is reused for reads that carry no store, and for
+     * the gap watch's. */
+    batch->flushed_by_commit = false;
 }
 
 void relay_batch_free(relay_batch *batch)

@@ -472,6 +472,65 @@ Test(durability, delivered_only_once_flushed_steady_margin, .fini = teardown)
 
 /* While the relay runs, the table is emptied and its sequence restarted: new events take ids 1..3,
  * at or below the position, and would be passed by for good. The relay must stop. */
+/*
+ * A late row (its gap watched, its commit asynchronous) read by the gap watch into a batch struct
+ * whose last read was durable by its synchronous store: the late read carried no store, so its
+ * rows wait for a flush like any. The relay once took the struct's old mark for this read's, and
+ * delivered the late row before its commit was flushed; a crash then erased it.
+ */
+Test(durability, late_row_waits_for_its_flush, .fini = teardown)
+{
+    th_cluster_start(&primary, "wal_writer_delay = 10s\nautovacuum = off");
+    th_scope_new_at(&scope, primary.conninfo);
+    sc_begin(&scope);
+    char config[TH_PATH_MAX];
+    sc_write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
+    th_migrate(config);
+    sc_relay_files f = sc_files_named("relay");
+    pid_t pid = sc_start_relay(config, &f);
+
+    PGconn *late = th_scope_connect(&scope), *writer = th_scope_connect(&scope);
+    th_exec(late, "SET synchronous_commit = off");
+    th_exec(writer, "SET synchronous_commit = off");
+    th_exec(late, "BEGIN");
+    int64_t late_id = sc_insert_one(late);
+    /* Asynchronous writers until the batch last delivered was durable by its store: its struct
+     * is the one the gap watch reads into next. */
+    for (int i = 0; i < 300 && (times_logged(f.err, DURABLE_BY_STORE) == 0 ||
+                                events_resting_on_stores(f.err) == 0);
+         i++)
+        sc_wait_delivered(f.out, sc_insert_one(writer));
+    cr_assert_gt(events_resting_on_stores(f.err), 0, "no batch was durable by its store");
+    cr_assert_eq(sc_times_delivered(f.out, late_id), 0, "the open transaction's row went out");
+
+    char *before_commit = th_query_text(late, "SELECT pg_current_wal_insert_lsn()::text");
+    th_exec(late, "COMMIT");
+    sc_wait_delivered(f.out, late_id);
+    th_relay_signal(pid, SIGSTOP);
+    th_wait_until(&scope, TH_DEADLINE_MS, stopped, &pid, "the relay stopped (SIGSTOP)");
+    const char *params[1] = {before_commit};
+    PGresult *res = PQexecParams(scope.conn, "SELECT pg_current_wal_flush_lsn() > $1::pg_lsn", 1,
+                                 NULL, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(scope.conn));
+    bool flushed = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+
+    th_cluster_stop(&primary, true);
+    th_cluster_restart_stopped(&primary);
+    wait_own_session();
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM events WHERE id = %" PRId64, late_id);
+    int64_t survived = th_query_int64(scope.conn, sql);
+    th_relay_signal(pid, SIGKILL);
+    cr_assert(flushed,
+              "late event %" PRId64 " was delivered before its commit (after %s) was "
+              "flushed",
+              late_id, before_commit);
+    cr_assert_eq(survived, 1, "late event %" PRId64 " was delivered, then erased by the crash",
+                 late_id);
+    free(before_commit);
+}
+
 Test(durability, truncate_restart_identity_while_running, .init = setup_shared, .fini = teardown)
 {
     char config[TH_PATH_MAX];
