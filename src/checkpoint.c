@@ -134,7 +134,7 @@ int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out,
         }
     }
     PQclear(res);
-    if (relay_gaps_mark_stored(gaps) != 0) {
+    if (relay_gaps_mark_stored(gaps, INT64_MAX) != 0) {
         snprintf(err, errlen, "out of memory loading %zu watched gaps", gaps->count);
         relay_gaps_free(gaps);
         return -1;
@@ -184,11 +184,11 @@ static int send_dead_letters(PGconn *conn, const char *name, const relay_checkpo
 
 /* Writes what changed in the watched gaps since they were last stored, in one statement: the
  * deleted and the upserted low ids never overlap, so neither half sees the other's rows. */
-static int send_gaps(PGconn *conn, const char *name, relay_gaps *gaps, int *statements, char *err,
-                     size_t errlen)
+static int send_gaps(PGconn *conn, const char *name, relay_gaps *gaps, int64_t position,
+                     int *statements, char *err, size_t errlen)
 {
     relay_gaps_changes c;
-    if (relay_gaps_changes_build(gaps, &c) != 0) {
+    if (relay_gaps_changes_build(gaps, position, &c) != 0) {
         snprintf(err, errlen, "out of memory storing the watched gaps");
         return -1;
     }
@@ -208,7 +208,7 @@ static int send_gaps(PGconn *conn, const char *name, relay_gaps *gaps, int *stat
     relay_gaps_changes_free(&c);
     /* Taken as stored once sent: if the pipeline fails, the connection is dropped and the gaps
      * are loaded again from what the database has. */
-    if (rc == 0 && relay_gaps_mark_stored(gaps) != 0) {
+    if (rc == 0 && relay_gaps_mark_stored(gaps, position) != 0) {
         snprintf(err, errlen, "out of memory keeping the stored gaps");
         rc = -1;
     }
@@ -220,7 +220,7 @@ int relay_checkpoint_send(PGconn *conn, const char *name, const relay_checkpoint
 {
     *statements = 0;
     if (send_dead_letters(conn, name, u, statements, err, errlen) != 0 ||
-        (u->gaps && send_gaps(conn, name, u->gaps, statements, err, errlen) != 0))
+        (u->gaps && send_gaps(conn, name, u->gaps, u->position, statements, err, errlen) != 0))
         return -1;
 
     char position_text[24], late_text[24];

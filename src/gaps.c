@@ -244,9 +244,19 @@ void relay_gaps_changes_free(relay_gaps_changes *c)
     memset(c, 0, sizeof *c);
 }
 
-int relay_gaps_changes_build(const relay_gaps *g, relay_gaps_changes *out)
+/* How many of the gaps (ascending by low id) start at or below upto. */
+static size_t count_upto(const relay_gaps *g, int64_t upto)
+{
+    size_t n = g->count;
+    while (n > 0 && g->items[n - 1].low > upto)
+        n--;
+    return n;
+}
+
+int relay_gaps_changes_build(const relay_gaps *g, int64_t upto, relay_gaps_changes *out)
 {
     memset(out, 0, sizeof *out);
+    size_t count = count_upto(g, upto);
     size_t *deleted = malloc((g->n_stored + 1) * sizeof *deleted);
     size_t *upserted = malloc((g->count + 1) * sizeof *upserted);
     int rc = -1;
@@ -256,9 +266,9 @@ int relay_gaps_changes_build(const relay_gaps *g, relay_gaps_changes *out)
     /* Both lists ascend by low id: one merge finds what went and what came. A stored gap whose
      * low id stays but whose range changed is written again, not deleted. */
     size_t i = 0, j = 0;
-    while (i < g->n_stored || j < g->count) {
+    while (i < g->n_stored || j < count) {
         const relay_gap *old = i < g->n_stored ? &g->stored[i] : NULL;
-        const relay_gap *now = j < g->count ? &g->items[j] : NULL;
+        const relay_gap *now = j < count ? &g->items[j] : NULL;
         if (old && (!now || old->low < now->low)) {
             deleted[out->n_deleted++] = i++;
         } else if (now && (!old || now->low < old->low)) {
@@ -283,14 +293,15 @@ done:
     return rc;
 }
 
-int relay_gaps_mark_stored(relay_gaps *g)
+int relay_gaps_mark_stored(relay_gaps *g, int64_t upto)
 {
-    if (grow(&g->stored, &g->stored_cap, g->count) != 0)
+    size_t count = count_upto(g, upto);
+    if (grow(&g->stored, &g->stored_cap, count) != 0)
         return -1;
-    if (g->count > 0)
-        memcpy(g->stored, g->items, g->count * sizeof *g->items);
-    g->n_stored = g->count;
-    g->dirty = false;
+    if (count > 0)
+        memcpy(g->stored, g->items, count * sizeof *g->items);
+    g->n_stored = count;
+    g->dirty = count < g->count;
     return 0;
 }
 

@@ -103,13 +103,17 @@ typedef struct relay_gaps_changes {
     size_t n_deleted, n_upserted;
 } relay_gaps_changes;
 
-/* Returns 0, or -1 out of memory (then nothing is allocated). */
-int relay_gaps_changes_build(const relay_gaps *g, relay_gaps_changes *out);
+/* Only the gaps with a low id at or below upto count: those above it belong to a batch the sink
+ * has not acknowledged, whose rows a restart reads again (stored, they would be "passed" and
+ * their filling rows delivered ahead of the batch's lower ids). Returns 0, or -1 out of memory
+ * (then nothing is allocated). */
+int relay_gaps_changes_build(const relay_gaps *g, int64_t upto, relay_gaps_changes *out);
 void relay_gaps_changes_free(relay_gaps_changes *c);
 
-/* The watched gaps are now the stored ones. Returns 0, or -1 out of memory (then what is stored
- * is no longer known: the caller must reload the gaps from the database). */
-int relay_gaps_mark_stored(relay_gaps *g);
+/* The watched gaps with a low id at or below upto are now the stored ones; any above it stay to
+ * be stored (dirty). Returns 0, or -1 out of memory (then what is stored is no longer known: the
+ * caller must reload the gaps from the database). */
+int relay_gaps_mark_stored(relay_gaps *g, int64_t upto);
 
 /* The low and high ids of every gap marked for the read, as PostgreSQL array literals. Returns 0,
  * or -1 out of memory (nothing allocated). */
