@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "db.h"
 #include "exit_codes.h"
 #include "migrate.h"
@@ -143,6 +144,11 @@ static int check_database(const relay_config *config, const relay_logger *log, F
     if (relay_status_read(conn, config, &status, &missing, err, sizeof err) != 0) {
         relay_error(log, "%s%s", err,
                     missing ? " (run `outbox-relay migrate` to create relay_checkpoints)" : "");
+        PQfinish(conn);
+        return RELAY_EXIT_DATABASE;
+    }
+    if (relay_checkpoint_logged(conn, err, sizeof err) != 0) {
+        relay_error(log, "%s", err);
         PQfinish(conn);
         return RELAY_EXIT_DATABASE;
     }

@@ -84,6 +84,24 @@ int relay_checkpoint_confirm_lock(PGconn *conn, char *err, size_t errlen)
     return ok ? 0 : -1;
 }
 
+int relay_checkpoint_logged(PGconn *conn, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(conn, "SELECT relpersistence FROM pg_class"
+                                 " WHERE oid = to_regclass('relay_checkpoints')");
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        relay_db_error(conn, res, "reading how relay_checkpoints is stored", err, errlen);
+    else if (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] != 'p') {
+        snprintf(err, errlen,
+                 "relay_checkpoints is UNLOGGED (or temporary): the relay flushes the WAL past "
+                 "what it delivers by writing to it, which such a table does not log; run ALTER "
+                 "TABLE relay_checkpoints SET LOGGED");
+        ok = 0;
+    }
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
 int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out, relay_gaps *gaps,
                           int *missing_table, char *err, size_t errlen)
 {

@@ -56,6 +56,11 @@ typedef struct relay_checkpoint_update {
     bool synchronous;
 } relay_checkpoint_update;
 
+/* Refuses a relay_checkpoints that is not logged (UNLOGGED, say, to save WAL): the proof that a
+ * delivered row is durable rests on the relay's own writes to it being in the WAL. Returns 0, or
+ * -1 with err. */
+int relay_checkpoint_logged(PGconn *conn, char *err, size_t errlen);
+
 /*
  * Stores an update in one transaction and one round trip: an event is either recorded as a dead
  * letter, watched as a gap, or still ahead of the position, never none of these. The session's

@@ -125,6 +125,8 @@ relay_outcome relay_connect(relay_pipeline *p, char *err, size_t errlen)
     int missing = 0;
     if (relay_checkpoint_load(p->conn, c->name, &cp, &p->gaps, &missing, err, errlen) != 0)
         return missing ? fatal(RELAY_EXIT_DATABASE) : db_failed();
+    if (relay_checkpoint_logged(p->conn, err, errlen) != 0)
+        return fatal(RELAY_EXIT_DATABASE);
     if ((o = check_restore(p, &cp, err, errlen)).kind != RELAY_OUTCOME_BUSY ||
         (o = relay_check_history(p, cp.position, err, errlen)).kind != RELAY_OUTCOME_BUSY)
         return o;

@@ -96,6 +96,10 @@ static int force_flush(PGconn *conn, const char *name, char *err, size_t errlen)
         if (ok && PQresultStatus(res) != PGRES_COMMAND_OK) {
             relay_db_error(conn, res, "flushing the WAL", err, errlen);
             ok = 0;
+        } else if (ok && i == 2 && strcmp(PQcmdTuples(res), "1") != 0) {
+            /* No row, no WAL before the commit record: nothing would be flushed. */
+            snprintf(err, errlen, "flushing the WAL: the checkpoint row of '%s' is gone", name);
+            ok = 0;
         }
         PQclear(res);
         relay_db_discard_results(conn);

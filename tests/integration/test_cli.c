@@ -175,6 +175,26 @@ Test(cli, migrate_acts_on_the_configured_table)
     free(err);
 }
 
+/* The relay's flushes of the WAL rest on its writes to relay_checkpoints being logged. */
+Test(cli, an_unlogged_checkpoint_table_is_refused)
+{
+    char config[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "1s", 100);
+    th_migrate(config);
+    th_exec(scope.conn, "ALTER TABLE relay_checkpoints SET UNLOGGED");
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_neq(code, 0, "check passed an unlogged relay_checkpoints:\n%s", out);
+    cr_assert_not_null(strstr(err, "relay_checkpoints is UNLOGGED"), "check says:\n%s", err);
+    free(out);
+    free(err);
+    code = th_run_cli(&out, &err, "run", "-c", config);
+    cr_assert_eq(code, 4, "run exited %d on an unlogged relay_checkpoints:\n%s", code, err);
+    cr_assert_not_null(strstr(err, "relay_checkpoints is UNLOGGED"), "run says:\n%s", err);
+    free(out);
+    free(err);
+}
+
 Test(cli, check_good_config)
 {
     char config[TH_PATH_MAX];

@@ -455,6 +455,11 @@ Test(config, durations_out_of_range)
                  "t.yaml:6:18: sink.flush_timeout: must be more than 0");
     assert_error(MINIMAL "  flush_timeout: 61m\n",
                  "t.yaml:6:18: sink.flush_timeout: must be at most 1h");
+    /* A margin of 3,000,000,000 h once overflowed the cut's microseconds into "no margin". */
+    assert_error(MINIMAL "source:\n  safety_margin: 3000000000h\n",
+                 "t.yaml:7:18: source.safety_margin: must be at most 168h");
+    assert_error(MINIMAL "source:\n  poll_interval: 2h\n",
+                 "t.yaml:7:18: source.poll_interval: must be at most 1h");
     assert_error(MINIMAL "retry: {initial: 0s}\n",
                  "t.yaml:6:18: retry.initial: must be more than 0");
     assert_error(MINIMAL "retry: {initial: 2s, max: 1s}\n",
