@@ -291,8 +291,10 @@ int relay_batch_init(relay_batch *batch, const relay_config *config, char *err, 
     batch->n_headers = n_headers;
     batch->events = calloc(size, sizeof *batch->events);
     batch->created_at = calloc(size, sizeof *batch->created_at);
+    batch->event_ids = calloc(size, sizeof *batch->event_ids);
     batch->headers = n_headers > 0 ? calloc(size * n_headers, sizeof *batch->headers) : NULL;
-    if (!batch->events || !batch->created_at || (n_headers > 0 && !batch->headers)) {
+    if (!batch->events || !batch->created_at || !batch->event_ids ||
+        (n_headers > 0 && !batch->headers)) {
         relay_batch_free(batch);
         snprintf(err, errlen, "out of memory for a batch of %d events", config->batch_size);
         return -1;
@@ -316,6 +318,7 @@ void relay_batch_free(relay_batch *batch)
     relay_batch_clear(batch);
     free(batch->events);
     free(batch->created_at);
+    free(batch->event_ids);
     free(batch->headers);
     batch->events = NULL;
     batch->created_at = NULL;
@@ -498,6 +501,11 @@ static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
         e->aggregate_type =
             text_or_null(res, row, RELAY_COLUMN_AGGREGATE_TYPE, &e->aggregate_type_len);
         e->event_id = text_or_null(res, row, RELAY_COLUMN_EVENT_ID, &e->event_id_len);
+        if (!e->event_id) {
+            e->event_id_len = relay_plugin_format_int64(batch->event_ids[i], e->id);
+            e->event_id = batch->event_ids[i];
+            e->flags |= RELAY_SINK_EVENT_ID_IS_ID;
+        }
         relay_sink_header *headers = batch->headers + i * batch->n_headers;
         for (size_t h = 0; h < batch->n_headers; h++) {
             headers[h].name = batch->header_names[h];

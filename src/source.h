@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "gaps.h"
+#include "relay_plugin_int64.h"
 #include "timestamp.h"
 
 /* What each column of source.columns is to the relay, in the order the fetch reads them. */
@@ -77,8 +78,10 @@ typedef struct relay_batch {
     PGresult *res;
     relay_sink_event *events;               /* capacity: batch_size */
     char (*created_at)[RELAY_RFC3339_SIZE]; /* the events' created_at, rendered; capacity too */
-    relay_sink_header *headers;             /* n_headers per event */
-    const char *const *header_names;        /* borrowed from the configuration */
+    char (
+        *event_ids)[RELAY_PLUGIN_INT64_SIZE]; /* the ids in decimal, when they are the event ids */
+    relay_sink_header *headers;               /* n_headers per event */
+    const char *const *header_names;          /* borrowed from the configuration */
     size_t n_headers;
     size_t count;   /* rows older than the margin, a contiguous prefix in id order */
     size_t fetched; /* rows read, including those still inside the margin */

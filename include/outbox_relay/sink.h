@@ -110,10 +110,9 @@ typedef struct relay_sink_event {
     int64_t version;        /* the aggregate version; meaningful only when has_version */
     int has_version;
     uint32_t flags; /* RELAY_SINK_EVENT_* */
-    /* The event's public id as text (source.columns.event_id, any SQL type: a uuid, say). NULL
-     * when that is unmapped or NULL in the row: the public id is then the ordering id, which a
-     * sink that wants it as text writes in decimal itself (most sinks carry id already, and the
-     * host need not format a number per event that nobody reads). */
+    /* The event's public id as text (source.columns.event_id, any SQL type: a uuid, say); the
+     * ordering id in decimal when that is not mapped (or NULL in the row), and then flags has
+     * RELAY_SINK_EVENT_ID_IS_ID. Never NULL. */
     const char *event_id;
     size_t event_id_len;
     /* The kind of aggregate (source.columns.aggregate_type), what Debezium's outbox router
@@ -128,6 +127,9 @@ typedef struct relay_sink_event {
 /* The event is delivered after events with higher ids: its transaction committed late (it filled a
  * gap the relay was watching). Sinks should pass this on (a header, a field). */
 #define RELAY_SINK_EVENT_LATE 0x1u
+/* event_id is the ordering id in decimal: a sink whose output carries id already need not write
+ * it twice, nor compare the two to know. (A flag bit added within ABI 2: older sinks ignore it.) */
+#define RELAY_SINK_EVENT_ID_IS_ID 0x2u
 
 typedef struct relay_sink_batch {
     const void *events; /* count events, event_size bytes apart, in ascending id order */

@@ -222,8 +222,8 @@ static char *put_event(char *p, const relay_sink_event *e, size_t created_at_len
         p = PUT_LITERAL(p, ",\"aggregate_type\":");
         p = put_json_string(p, e->aggregate_type, e->aggregate_type_len);
     }
-    /* NULL: the event's id is id, written already. */
-    if (e->event_id != NULL) {
+    /* The ordering id, written already; NULL only from a host older than the flag's promise. */
+    if (e->event_id != NULL && !(e->flags & RELAY_SINK_EVENT_ID_IS_ID)) {
         p = PUT_LITERAL(p, ",\"event_id\":");
         p = put_json_string(p, e->event_id, e->event_id_len);
     }

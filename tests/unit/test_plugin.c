@@ -582,7 +582,10 @@ Test(plugin, stdout_prints_the_event_id_aggregate_type_and_headers)
     events[0].aggregate_type_len = 5;
     events[0].headers = headers;
     events[0].n_headers = 2;
-    /* No event id of its own (NULL): its id is the ordering id, written already. */
+    /* An event id that is the ordering id says nothing new: left out. */
+    events[1].event_id = "8";
+    events[1].event_id_len = 1;
+    events[1].flags = RELAY_SINK_EVENT_ID_IS_ID;
     relay_sink_batch batch = {.events = events, .count = 2, .event_size = sizeof events[0]};
     char *text = stdout_lines(&batch);
     cr_expect_str_eq(text, "{\"id\":7,\"key\":\"a\",\"type\":\"t\",\"version\":null,\"payload\":{},"
