@@ -154,7 +154,7 @@ static void path_pop(parse_ctx *ctx, size_t old)
     ctx->path[old] = '\0';
 }
 
-static void format_duration(int64_t ms, char *buf, size_t len)
+void relay_duration_format(int64_t ms, char *buf, size_t len)
 {
     if (ms != 0 && ms % MS_PER_HOUR == 0)
         snprintf(buf, len, "%" PRId64 "h", ms / MS_PER_HOUR);
@@ -422,7 +422,7 @@ static int parse_duration(parse_ctx *ctx, const field *f, yaml_node_t *node, voi
     if (relay_duration_parse(scalar_text(node), &ms, why, sizeof why) < 0)
         return fail(ctx, node->start_mark, "bad duration \"%s\": %s", scalar_text(node), why);
     if (ms < f->min || ms > f->max) {
-        format_duration(ms < f->min ? f->min : f->max, limit, sizeof limit);
+        relay_duration_format(ms < f->min ? f->min : f->max, limit, sizeof limit);
         if (ms < f->min && f->min == 1)
             return fail(ctx, node->start_mark, "must be more than 0");
         return fail(ctx, node->start_mark, "must be at %s %s", ms < f->min ? "least" : "most",
@@ -707,7 +707,7 @@ static int parse_retry(parse_ctx *ctx, const field *f, yaml_node_t *node, void *
         return 0;
     /* Point at max when it was written; else at this mapping, which raised initial above it. */
     char initial[32];
-    format_duration(c->retry_initial_ms, initial, sizeof initial);
+    relay_duration_format(c->retry_initial_ms, initial, sizeof initial);
     yaml_mark_t mark = mark_of_value(ctx, node, "max");
     path_push(ctx, "max");
     return fail(ctx, mark, "must be at least retry.initial (%s)", initial);

@@ -119,6 +119,9 @@ bool relay_config_key_reloadable(const char *dotted_key);
  * is not a string key. Cannot fail. */
 const char *relay_config_key_default_text(const char *dotted_key);
 
+/* Writes ms as the largest whole unit ("1h", "90s", "250ms"). Cannot fail. */
+void relay_duration_format(int64_t ms, char *buf, size_t len);
+
 /* Parses "250ms", "1s", "2m", "1h" (and "0s") into milliseconds; returns 0, or -1 with a reason
  * ("needs a unit", ...) in err. */
 int relay_duration_parse(const char *text, int64_t *ms, char *err, size_t errlen);
