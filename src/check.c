@@ -175,8 +175,9 @@ static int check_retention(PGconn *conn, const relay_config *config, const relay
     }
     if (unknown[0])
         relay_warn(log,
-                   "retention: relay_checkpoints in schema %s cannot be read (no privilege, or "
-                   "not migrated): retention does not count relays recorded there",
+                   "retention: relay_checkpoints in schema %s holds relays that record no "
+                   "table, or cannot be read (no privilege, not migrated): if any of them reads "
+                   "this table, retention does not count it",
                    unknown);
     relay_retention_bound bound;
     int64_t deleted, partitions;

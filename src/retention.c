@@ -51,8 +51,9 @@ static void list_append(char *list, size_t len, const char *text)
     snprintf(list + used, len - used, "%s%s", used ? ", " : "", text);
 }
 
-/* Whether the relay_checkpoints of schema has a row naming table (oid, name) or no table.
- * Returns 1, 0, or -1 when it cannot be read (a table of an older schema, no privilege). */
+/* Whether the relay_checkpoints of schema has a row naming table (oid, name): 1; only rows naming
+ * no table (older relays, which may read it), or it cannot be read (a table not migrated, no
+ * privilege): -1; neither: 0. */
 static int records_table(PGconn *conn, const char *schema, const char *oid, const char *name)
 {
     char quoted[600], sql[1200];
@@ -60,13 +61,15 @@ static int records_table(PGconn *conn, const char *schema, const char *oid, cons
     if (relay_db_quote_ident(conn, schema, quoted, sizeof quoted, ignored, sizeof ignored) != 0)
         return -1;
     snprintf(sql, sizeof sql,
-             "SELECT EXISTS (SELECT 1 FROM %s.relay_checkpoints"
-             " WHERE source_table = $1::oid OR source_table_name = $2"
-             "    OR (source_table IS NULL AND source_table_name IS NULL))",
+             "SELECT coalesce(bool_or(source_table = $1::oid OR source_table_name = $2), false),"
+             "       coalesce(bool_or(source_table IS NULL AND source_table_name IS NULL), false)"
+             "  FROM %s.relay_checkpoints",
              quoted);
     const char *params[2] = {oid, name};
     PGresult *res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? PQgetvalue(res, 0, 0)[0] == 't' : -1;
+    int rc = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        rc = PQgetvalue(res, 0, 0)[0] == 't' ? 1 : PQgetvalue(res, 0, 1)[0] == 't' ? -1 : 0;
     PQclear(res);
     return rc;
 }

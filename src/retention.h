@@ -75,10 +75,11 @@ int relay_retention_read(PGconn *conn, const relay_config *config, relay_retenti
 
 /*
  * Relays the bound cannot count: those that keep their positions in a relay_checkpoints of
- * another schema (a search_path of their own) and record this table there, or record no table.
+ * another schema (a search_path of their own) and record this table there.
  * Their schemas go into found, comma-separated ("" when none); those whose relay_checkpoints
- * cannot be read (not migrated, no privilege, dropped meanwhile) into unknown: they may hold
- * such relays. Each buffer holds len bytes. Returns 0, or -1 with err.
+ * hold only rows naming no table (older relays), or cannot be read (not migrated, no privilege,
+ * dropped meanwhile), into unknown: they may hold such relays. Each buffer holds len bytes.
+ * Returns 0, or -1 with err.
  */
 int relay_retention_uncounted(PGconn *conn, const char *quoted_table, char *found, char *unknown,
                               size_t len, char *err, size_t errlen);
