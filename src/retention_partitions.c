@@ -52,10 +52,12 @@ int relay_retention_partitioning(PGconn *conn, const relay_config *config, relay
 /*
  * The lowest partition that may go, with the bound and whether the table is partitioned by
  * range of id at all: $1 the table, $2 the id column's name, $3 the id sequence (NULL: none), $4
- * delete_after in ms. A partition's bounds are read from pg_get_expr(relpartbound): "FOR VALUES
- * FROM ('1') TO ('1001')", MINVALUE and MAXVALUE unquoted, or DEFAULT. Its age is that of its
- * highest id, found through the parent (the range holds exactly that partition's rows): an index
- * probe, where a look at every row would be a scan that holds the relay for its length.
+ * delete_after in ms. Never the partition of the next id (the sequence's), nor, without a
+ * sequence, the one of the highest id (the table's max id is then what tells a position from
+ * before a truncate, restore.c). A partition's bounds are read from pg_get_expr(relpartbound): "FOR
+ * VALUES FROM ('1') TO ('1001')", MINVALUE and MAXVALUE unquoted, or DEFAULT. Its age is that of
+ * its highest id, found through the parent (the range holds exactly that partition's rows): an
+ * index probe, where a look at every row would be a scan that holds the relay for its length.
  */
 static int candidate_statement(PGconn *conn, const relay_config *config,
                                const relay_source_info *info, char *sql, size_t len, char *err,
@@ -87,6 +89,7 @@ static int candidate_statement(PGconn *conn, const relay_config *config,
         "         WHERE (SELECT by_id FROM keyed) AND hi - 1 <= (SELECT id FROM bound)"
         "           AND ($3::oid IS NULL"
         "                OR hi <= coalesce(pg_sequence_last_value($3::oid::regclass), 0) + 1)"
+        "           AND ($3::oid IS NOT NULL OR hi <= (SELECT max(t.%s) FROM %s t))"
         "           AND NOT EXISTS (SELECT 1 FROM relay_dead_letters d"
         "                            WHERE d.relay_name IN (SELECT name FROM relays)"
         "                              AND d.event_id < hi AND (lo IS NULL OR d.event_id >= lo))"
@@ -96,7 +99,7 @@ static int candidate_statement(PGconn *conn, const relay_config *config,
         "                            WHERE newest.created IS NULL OR newest.created >="
         "                                  now() - $4::bigint * interval '1 millisecond')"
         "         ORDER BY hi LIMIT 1) p ON true",
-        created_at, info->quoted_table, id, id, id);
+        id, info->quoted_table, created_at, info->quoted_table, id, id, id);
     if (n < 0 || (size_t)n >= len) {
         snprintf(err, errlen, "the partition statement is too long");
         return -1;
