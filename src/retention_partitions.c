@@ -55,7 +55,8 @@ int relay_retention_partitioning(PGconn *conn, const relay_config *config, relay
  * delete_after in ms. Never the partition of the next id (the sequence's), nor, without a
  * sequence, the one of the highest id (the table's max id is then what tells a position from
  * before a truncate, restore.c). A partition's bounds are read from pg_get_expr(relpartbound): "FOR
- * VALUES FROM ('1') TO ('1001')", MINVALUE and MAXVALUE unquoted, or DEFAULT. Its age is that of
+ * VALUES FROM ('1') TO ('1001')" (bigint; an integer's positive bounds come unquoted), MINVALUE
+ * and MAXVALUE, or DEFAULT. Its age is that of
  * its highest id, found through the parent (the range holds exactly that partition's rows): an
  * index probe, where a look at every row would be a scan that holds the relay for its length.
  */
@@ -78,8 +79,9 @@ static int candidate_statement(PGconn *conn, const relay_config *config,
         " parts AS (SELECT n.nspname, c.relname, c.reltuples::bigint AS rows, b.lo, b.hi"
         "             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         "             JOIN pg_namespace n ON n.oid = c.relnamespace,"
-        "             LATERAL (SELECT substring(e FROM 'FROM \\(''(-?[0-9]+)''\\)')::bigint AS lo,"
-        "                             substring(e FROM 'TO \\(''(-?[0-9]+)''\\)')::bigint AS hi"
+        "             LATERAL (SELECT substring(e FROM 'FROM \\(''?(-?[0-9]+)''?\\)')::bigint AS "
+        "lo,"
+        "                             substring(e FROM 'TO \\(''?(-?[0-9]+)''?\\)')::bigint AS hi"
         "                        FROM pg_get_expr(c.relpartbound, c.oid) AS e) b"
         "            WHERE i.inhparent = $1::regclass AND NOT i.inhdetachpending)"
         " SELECT coalesce((SELECT by_id FROM keyed), false), (SELECT id FROM bound),"

@@ -367,18 +367,22 @@ static void insert_outbox(int n)
     th_exec(scope.conn, sql);
 }
 
-/* The README's partitioned outbox: ranges of 1000 ids, the last one open-ended. */
-static void create_partitioned_outbox(void)
+/* The README's partitioned outbox: ranges of 1000 ids, the last one open-ended; id_type is
+ * bigserial or serial (whose bounds the catalog prints unquoted). */
+static void create_partitioned_outbox(const char *id_type)
 {
-    th_exec(scope.conn,
-            "CREATE TABLE outbox ("
-            "  id bigserial, aggregate_id text NOT NULL, kind text NOT NULL, body jsonb NOT NULL,"
-            "  created_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (id)"
-            ") PARTITION BY RANGE (id);"
-            "CREATE TABLE outbox_1 PARTITION OF outbox FOR VALUES FROM (MINVALUE) TO (1001);"
-            "CREATE TABLE outbox_2 PARTITION OF outbox FOR VALUES FROM (1001) TO (2001);"
-            "CREATE TABLE outbox_3 PARTITION OF outbox FOR VALUES FROM (2001) TO (3001);"
-            "CREATE TABLE outbox_4 PARTITION OF outbox FOR VALUES FROM (3001) TO (MAXVALUE)");
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE outbox ("
+             "  id %s, aggregate_id text NOT NULL, kind text NOT NULL, body jsonb NOT NULL,"
+             "  created_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (id)"
+             ") PARTITION BY RANGE (id);"
+             "CREATE TABLE outbox_1 PARTITION OF outbox FOR VALUES FROM (MINVALUE) TO (1001);"
+             "CREATE TABLE outbox_2 PARTITION OF outbox FOR VALUES FROM (1001) TO (2001);"
+             "CREATE TABLE outbox_3 PARTITION OF outbox FOR VALUES FROM (2001) TO (3001);"
+             "CREATE TABLE outbox_4 PARTITION OF outbox FOR VALUES FROM (3001) TO (MAXVALUE)",
+             id_type);
+    th_exec(scope.conn, sql);
 }
 
 static bool partition_exists(const char *name)
@@ -401,7 +405,7 @@ static bool partition_exists(const char *name)
  */
 Test(retention, partitions_dropped_current_kept, .init = setup, .fini = teardown)
 {
-    create_partitioned_outbox();
+    create_partitioned_outbox("bigserial");
     char config[TH_PATH_MAX];
     write_config(config, PARTITIONS "  gap_floor: 4s\n", RETENTION_PARTITIONS);
     th_migrate(config);
@@ -455,10 +459,10 @@ Test(retention, partitions_dropped_current_kept, .init = setup, .fini = teardown
 }
 
 /* A partition every id of which was delivered stays while its newest row is younger than
- * delete_after. */
+ * delete_after. With an integer id. */
 Test(retention, partition_kept_until_old_enough, .init = setup, .fini = teardown)
 {
-    create_partitioned_outbox();
+    create_partitioned_outbox("serial");
     char config[TH_PATH_MAX];
     write_config(config, PARTITIONS,
                  "retention:\n  delete_after: 1h\n  interval: 50ms\n  drop_partitions: true\n");
@@ -600,7 +604,7 @@ Test(retention, check_verifies_what_drop_partitions_needs, .init = setup, .fini 
     th_migrate(config);
     check_refuses(config, "is not partitioned by range of id");
 
-    create_partitioned_outbox();
+    create_partitioned_outbox("bigserial");
     char conninfo_yaml[4200];
     create_relay_role(conninfo_yaml, sizeof conninfo_yaml);
     char sql[256];
