@@ -167,9 +167,9 @@ static int check_retention(PGconn *conn, const relay_config *config, const relay
     }
     if (found[0]) {
         relay_error(log,
-                    "retention: relay_checkpoints in schema %s records relays of %s (or of no "
-                    "table) that retention does not count, and would delete rows before they "
-                    "deliver them: keep every relay of a table on one relay schema",
+                    "retention: relay_checkpoints in schema %s records relays of %s that "
+                    "retention does not count, and would delete rows before they deliver them: "
+                    "keep every relay of a table on one relay schema",
                     found, config->table);
         return -1;
     }

@@ -24,7 +24,8 @@
 #define HOLD_MS 600
 
 static th_scope scope;
-static char relay_role[96]; /* a role a test created, dropped at teardown */
+static char relay_role[96];   /* a role a test created, dropped at teardown */
+static char extra_schema[96]; /* a schema a test created beside the scope's, dropped too */
 
 static void setup(void)
 {
@@ -40,6 +41,12 @@ static void teardown(void)
                  relay_role);
         PQclear(PQexec(scope.conn, sql));
         relay_role[0] = '\0';
+    }
+    if (extra_schema[0] && scope.conn && PQstatus(scope.conn) == CONNECTION_OK) {
+        char sql[256];
+        snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", extra_schema);
+        PQclear(PQexec(scope.conn, sql));
+        extra_schema[0] = '\0';
     }
     th_scope_free(&scope);
 }
@@ -621,4 +628,37 @@ Test(retention, check_verifies_what_drop_partitions_needs, .init = setup, .fini 
     cr_assert(strstr(out, "retention  off") != NULL, "check says:\n%s", out);
     free(out);
     free(err);
+}
+
+/*
+ * A relay that keeps its position in another schema's relay_checkpoints (its own search_path) is
+ * invisible to the bound: `check` refuses retention while one records the table, and only warns
+ * of one that records no table.
+ */
+Test(retention, check_refuses_relays_it_cannot_count, .init = setup, .fini = teardown)
+{
+    char config[TH_PATH_MAX];
+    write_config(config, "  table: events\n", RETENTION_NOW);
+    th_migrate(config);
+    snprintf(extra_schema, sizeof extra_schema, "%s_x", scope.schema);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "CREATE SCHEMA %s; CREATE TABLE %s.relay_checkpoints (name text, position bigint,"
+             " source_table oid, source_table_name text);"
+             " INSERT INTO %s.relay_checkpoints VALUES ('elsewhere', 0, NULL, NULL)",
+             extra_schema, extra_schema, extra_schema);
+    th_exec(scope.conn, sql);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 0, "check exited %d:\n%s%s", code, out, err);
+    cr_assert(strstr(err, extra_schema) != NULL, "check does not warn of %s:\n%s", extra_schema,
+              err);
+    free(out);
+    free(err);
+
+    snprintf(sql, sizeof sql,
+             "INSERT INTO %s.relay_checkpoints VALUES ('reader', 0, 'events'::regclass, 'x.y')",
+             extra_schema);
+    th_exec(scope.conn, sql);
+    check_refuses(config, "retention does not count");
 }
