@@ -211,8 +211,8 @@ static int run_turns(relay_loop *l)
                                                        : relay_turn(p, err, sizeof err);
         if (p->sink_acks != acks)
             sink_acknowledged(l);
-        /* Between turns, never inside one: a round runs while nothing is in flight on the
-         * connection, and a turn that waits would hold the sink's batch too. */
+        /* Retention runs here, between turns, never inside one: the turn does not wait, and a
+         * round needs the connection with nothing in flight on it (relay_retention.h). */
         if (o.kind == RELAY_OUTCOME_BUSY || o.kind == RELAY_OUTCOME_WAIT)
             relay_retention_tick(&l->retention, p, o.kind == RELAY_OUTCOME_WAIT);
         bool stop = false;

@@ -96,11 +96,13 @@ void relay_retention_tick(relay_retention *r, relay_pipeline *p, bool idle)
     if (PQstatus(p->conn) == CONNECTION_BAD)
         return;
     r->attempts++;
+    char interval[32];
+    relay_duration_format(p->config->retention_interval_ms, interval, sizeof interval);
     if (!r->failing)
         relay_warn(p->log,
-                   "retention failed: %s; retrying every %" PRId64 " ms, delivery goes on and "
-                   "the position stays where the sink's acknowledgements put it",
-                   err, p->config->retention_interval_ms);
+                   "retention failed: %s; retrying every %s (retention.interval), delivery goes "
+                   "on and the position moves only with the sink's acknowledgements",
+                   err, interval);
     else
         relay_debug(p->log, "retention still failing (round %d): %s", r->attempts, err);
     r->failing = true;
