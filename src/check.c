@@ -6,8 +6,10 @@
 #include "checkpoint.h"
 #include "db.h"
 #include "exit_codes.h"
-#include "migrate.h"
 #include "ids.h"
+#include "migrate.h"
+#include "retention.h"
+#include "retention_partitions.h"
 #include "sink_host.h"
 #include "source.h"
 #include "status.h"
@@ -84,6 +86,117 @@ static int check_wakeups(PGconn *conn, const relay_config *config, const relay_l
     return 0;
 }
 
+/* Whether the role may delete from the table. Returns 1, 0, or -1 after an error message. */
+static int may_delete(PGconn *conn, const relay_source_info *info, const relay_logger *log)
+{
+    const char *params[1] = {info->quoted_table};
+    PGresult *res = PQexecParams(conn, "SELECT has_table_privilege($1::regclass, 'DELETE')", 1,
+                                 NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? PQgetvalue(res, 0, 0)[0] == 't' : -1;
+    if (rc < 0) {
+        char err[1024];
+        relay_db_error(conn, res, "reading the DELETE privilege", err, sizeof err);
+        relay_error(log, "%s", err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* retention.drop_partitions: the table must be partitioned by range of id, and the role must own
+ * it and its partitions (DETACH PARTITION, DROP TABLE). Returns 0, or -1 after an error. */
+static int check_partitions(PGconn *conn, const relay_config *config, const relay_logger *log,
+                            FILE *out)
+{
+    char err[1024];
+    relay_partitioning parts;
+    if (relay_retention_partitioning(conn, config, &parts, err, sizeof err) != 0) {
+        relay_error(log, "%s", err);
+        return -1;
+    }
+    if (!parts.by_id) {
+        relay_error(log,
+                    "retention.drop_partitions: %s is not partitioned by range of %s (CREATE "
+                    "TABLE ... PARTITION BY RANGE (%s)); the relay would delete rows instead",
+                    config->table, config->columns.id, config->columns.id);
+        return -1;
+    }
+    if (!parts.owned) {
+        relay_error(log,
+                    "retention.drop_partitions: the relay's role does not own %s: detaching a "
+                    "partition needs to own the table, dropping it to own the partition",
+                    parts.not_owned);
+        return -1;
+    }
+    fprintf(out, "retention  by partition: %" PRId64 " partitions of %s, owned by the role\n",
+            parts.partitions, config->table);
+    return 0;
+}
+
+/* Retention: what it removes and whether the role may; and relays it could not count. */
+static int check_retention(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                           const relay_logger *log, FILE *out)
+{
+    if (!relay_retention_enabled(config)) {
+        fprintf(out, "retention  off: rows stay in the table\n");
+        return 0;
+    }
+    char after[32], interval[32], err[1024];
+    relay_duration_format(config->retention_delete_after_ms, after, sizeof after);
+    relay_duration_format(config->retention_interval_ms, interval, sizeof interval);
+    if (config->retention_drop_partitions) {
+        if (check_partitions(conn, config, log, out) != 0)
+            return -1;
+    } else {
+        int ok = may_delete(conn, info, log);
+        if (ok < 0)
+            return -1;
+        if (!ok) {
+            relay_error(log,
+                        "retention: the relay's role may not delete from %s: GRANT DELETE ON %s "
+                        "TO it, or turn retention off (retention.delete_after: ~)",
+                        config->table, info->quoted_table);
+            return -1;
+        }
+        fprintf(out, "retention  DELETE allowed, at most %d rows per transaction\n",
+                config->retention_batch_size);
+    }
+    char found[512], unknown[512];
+    if (relay_retention_uncounted(conn, info->quoted_table, found, unknown, sizeof found, err,
+                                  sizeof err) != 0) {
+        relay_error(log, "%s", err);
+        return -1;
+    }
+    if (found[0]) {
+        relay_error(log,
+                    "retention: relay_checkpoints in schema %s records relays of %s that "
+                    "retention does not count, and would delete rows before they deliver them: "
+                    "keep every relay of a table on one relay schema",
+                    found, config->table);
+        return -1;
+    }
+    if (unknown[0])
+        relay_warn(log,
+                   "retention: relay_checkpoints in schema %s holds relays that record no "
+                   "table, or cannot be read (no privilege, not migrated): if any of them reads "
+                   "this table, retention does not count it",
+                   unknown);
+    relay_retention_bound bound;
+    int64_t deleted, partitions;
+    int missing = 0;
+    if (relay_retention_read(conn, config, &bound, &deleted, &partitions, &missing, err,
+                             sizeof err) != 0) {
+        relay_error(log, "%s%s", err, missing ? " (run `outbox-relay migrate`)" : "");
+        return -1;
+    }
+    fprintf(out, "retention  rows older than %s, every %s, up to ", after, interval);
+    if (bound.known)
+        fprintf(out, "id %" PRId64 " now (%s of '%s')\n", bound.id,
+                bound.by_gap ? "below a watched gap" : "the position", bound.held_by);
+    else
+        fprintf(out, "the lowest position of the relays on the table (none yet)\n");
+    return 0;
+}
+
 static int check_database(const relay_config *config, const relay_logger *log, FILE *out)
 {
     char err[1024];
@@ -136,6 +249,11 @@ static int check_database(const relay_config *config, const relay_logger *log, F
     }
 
     if (config->durable_on && check_standbys(conn, config, log, out) != 0) {
+        PQfinish(conn);
+        return RELAY_EXIT_DATABASE;
+    }
+
+    if (check_retention(conn, config, &info, log, out) != 0) {
         PQfinish(conn);
         return RELAY_EXIT_DATABASE;
     }

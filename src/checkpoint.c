@@ -102,18 +102,24 @@ int relay_checkpoint_logged(PGconn *conn, char *err, size_t errlen)
     return ok ? 0 : -1;
 }
 
-int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out, relay_gaps *gaps,
-                          int *missing_table, char *err, size_t errlen)
+int relay_checkpoint_load(PGconn *conn, const char *name, const char *quoted_table,
+                          relay_checkpoint *out, relay_gaps *gaps, int *missing_table, char *err,
+                          size_t errlen)
 {
-    const char *params[1] = {name};
+    const char *params[2] = {name, quoted_table};
     *missing_table = 0;
-    /* The no-op update makes RETURNING yield the existing row too, in one statement. */
+    /* The update makes RETURNING yield the existing row too, in one statement. The table is
+     * written at every connect: a relay reconfigured for another table, a table renamed, or
+     * restored with another oid, is counted by retention on the table it reads now. */
     PGresult *res =
         PQexecParams(conn,
-                     "INSERT INTO relay_checkpoints (name) VALUES ($1)"
-                     " ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+                     "INSERT INTO relay_checkpoints (name, source_table, source_table_name)"
+                     " SELECT $1, c.oid, " RELAY_CHECKPOINT_TABLE_NAME_SQL " FROM pg_class c"
+                     "   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $2::regclass"
+                     " ON CONFLICT (name) DO UPDATE SET source_table = EXCLUDED.source_table,"
+                     "     source_table_name = EXCLUDED.source_table_name"
                      " RETURNING position, coalesce(system_identifier, -1), late_events",
-                     1, NULL, params, NULL, NULL, 0);
+                     2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         *missing_table = relay_db_is_missing_object(res);
         if (*missing_table)

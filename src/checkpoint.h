@@ -35,12 +35,21 @@ typedef struct relay_checkpoint {
 } relay_checkpoint;
 
 /*
- * Reads the checkpoint for name, creating it at 0 when there is none, and the watched gaps into
- * gaps (replacing its contents). Returns 0, or -1 with err; *missing_table is set when the relay's
- * tables do not exist or lack columns (not migrated).
+ * How a checkpoint names the table its relay reads, as an SQL expression over pg_class c and
+ * pg_namespace n: schema-qualified and quoted, so that the same table read as "events" through a
+ * search_path and as "app.events" gives the same name.
  */
-int relay_checkpoint_load(PGconn *conn, const char *name, relay_checkpoint *out, relay_gaps *gaps,
-                          int *missing_table, char *err, size_t errlen);
+#define RELAY_CHECKPOINT_TABLE_NAME_SQL "quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
+
+/*
+ * Reads the checkpoint for name, creating it at 0 when there is none, records that it belongs to
+ * quoted_table (its oid and its name, RELAY_CHECKPOINT_TABLE_NAME_SQL: what retention counts the
+ * relay on), and reads the watched gaps into gaps (replacing its contents). Returns 0, or -1 with
+ * err; *missing_table is set when the relay's tables do not exist or lack columns (not migrated).
+ */
+int relay_checkpoint_load(PGconn *conn, const char *name, const char *quoted_table,
+                          relay_checkpoint *out, relay_gaps *gaps, int *missing_table, char *err,
+                          size_t errlen);
 
 /* What moves together when a batch is acknowledged. */
 typedef struct relay_checkpoint_update {

@@ -36,7 +36,7 @@ typedef int (*value_parser)(parse_ctx *ctx, const struct field *f, yaml_node_t *
 
 enum {
     F_REQUIRED = 1 << 0,
-    F_NULLABLE = 1 << 1,  /* plain ~, null or nothing stores NULL */
+    F_NULLABLE = 1 << 1,  /* plain ~, null or nothing stores NULL (a duration: its default) */
     F_EMPTY_OK = 1 << 2,  /* "" is a meaningful value */
     F_RELOAD = 1 << 3,    /* may change on reload; see the rule above root_fields */
     F_FREE_FORM = 1 << 4, /* the keys below are not ours (sink.options: the plugin's) */
@@ -154,7 +154,7 @@ static void path_pop(parse_ctx *ctx, size_t old)
     ctx->path[old] = '\0';
 }
 
-static void format_duration(int64_t ms, char *buf, size_t len)
+void relay_duration_format(int64_t ms, char *buf, size_t len)
 {
     if (ms != 0 && ms % MS_PER_HOUR == 0)
         snprintf(buf, len, "%" PRId64 "h", ms / MS_PER_HOUR);
@@ -412,12 +412,17 @@ static int parse_duration(parse_ctx *ctx, const field *f, yaml_node_t *node, voi
 {
     char why[128], limit[32];
     int64_t ms;
+    /* A nullable duration stores its default, which stands for "off" (retention.delete_after). */
+    if ((f->flags & F_NULLABLE) && is_null(node)) {
+        *(int64_t *)dest = f->default_number;
+        return 0;
+    }
     if (!is_plain(node) || is_null(node))
         return fail(ctx, node->start_mark, "expected a duration, e.g. 500ms or 2s");
     if (relay_duration_parse(scalar_text(node), &ms, why, sizeof why) < 0)
         return fail(ctx, node->start_mark, "bad duration \"%s\": %s", scalar_text(node), why);
     if (ms < f->min || ms > f->max) {
-        format_duration(ms < f->min ? f->min : f->max, limit, sizeof limit);
+        relay_duration_format(ms < f->min ? f->min : f->max, limit, sizeof limit);
         if (ms < f->min && f->min == 1)
             return fail(ctx, node->start_mark, "must be more than 0");
         return fail(ctx, node->start_mark, "must be at %s %s", ms < f->min ? "least" : "most",
@@ -702,7 +707,7 @@ static int parse_retry(parse_ctx *ctx, const field *f, yaml_node_t *node, void *
         return 0;
     /* Point at max when it was written; else at this mapping, which raised initial above it. */
     char initial[32];
-    format_duration(c->retry_initial_ms, initial, sizeof initial);
+    relay_duration_format(c->retry_initial_ms, initial, sizeof initial);
     yaml_mark_t mark = mark_of_value(ctx, node, "max");
     path_push(ctx, "max");
     return fail(ctx, mark, "must be at least retry.initial (%s)", initial);
@@ -730,7 +735,8 @@ static int parse_source(parse_ctx *ctx, const field *f, yaml_node_t *node, void 
  * value can apply from the next batch without losing, repeating or reordering an event. The others
  * need a restart, because what they decide outlives a batch: which table and columns are read and
  * what the position means (name, table, columns, mode); when a row may go out or a gap be given up
- * (safety_margin, durable_on, gap_watch, gap_floor, ids_taken_ahead, gap_max_age); what was opened
+ * (safety_margin, durable_on, gap_watch, gap_floor, ids_taken_ahead, gap_max_age); which rows may
+ * be removed and how (retention.delete_after, retention.drop_partitions); what was opened
  * or loaded at start (database, notify_channel, plugin_dir, the sink plugin and its options); what
  * a refused event does to the position (on_reject); and the log's format, which whoever collects
  * the log reads one way for the whole stream.
@@ -797,6 +803,17 @@ static const field log_fields[] = {
     END,
 };
 
+static const field retention_fields[] = {
+    /* what may be removed: like safety_margin, it decides the fate of rows, not the pace */
+    /* at most ten years: the DELETE computes now() minus it, which must stay a timestamp */
+    DURATION("delete_after", retention_delete_after_ms, 0, 3650 * 24 * MS_PER_HOUR,
+             RELAY_RETENTION_OFF, F_NULLABLE),
+    INT("batch_size", retention_batch_size, 1, 100000, 5000, F_RELOAD),
+    DURATION("interval", retention_interval_ms, 1, 24 * MS_PER_HOUR, 30 * MS_PER_SECOND, F_RELOAD),
+    BOOL("drop_partitions", retention_drop_partitions, false, 0),
+    END,
+};
+
 static const field root_fields[] = {
     TEXT("name", parse_name, name, F_REQUIRED, NULL),
     MAPPING("database", parse_mapping, database_fields, F_REQUIRED),
@@ -805,6 +822,7 @@ static const field root_fields[] = {
     STRING("plugin_dir", plugin_dir, F_NULLABLE, NULL),
     MAPPING("retry", parse_retry, retry_fields, 0),
     MAPPING("log", parse_mapping, log_fields, 0),
+    MAPPING("retention", parse_mapping, retention_fields, 0),
     END,
 };
 
@@ -1014,6 +1032,11 @@ static bool all_reloadable(const field *table)
         if (f->sub ? !all_reloadable(f->sub) : !(f->flags & F_RELOAD))
             return false;
     return true;
+}
+
+bool relay_retention_enabled(const relay_config *config)
+{
+    return config->retention_delete_after_ms != RELAY_RETENTION_OFF;
 }
 
 bool relay_config_key_reloadable(const char *dotted_key)

@@ -81,9 +81,22 @@ typedef struct relay_config {
     int64_t retry_initial_ms; /* backoff after a database or sink failure, doubled up to max */
     int64_t retry_max_ms;
 
+    /* Retention: rows every relay of the table delivered are removed once older than this;
+     * RELAY_RETENTION_OFF (the default): never. */
+    int64_t retention_delete_after_ms;
+    int retention_batch_size;       /* rows per DELETE, each its own short transaction */
+    int64_t retention_interval_ms;  /* between rounds, unless the last one was full */
+    bool retention_drop_partitions; /* drop whole partitions below the bound instead of deleting */
+
     relay_log_level log_level;
     relay_log_format log_format;
 } relay_config;
+
+/* retention.delete_after when it is ~. */
+#define RELAY_RETENTION_OFF INT64_C(-1)
+
+/* Whether retention is on. Cannot fail. */
+bool relay_retention_enabled(const relay_config *config);
 
 /*
  * Reads and validates the file at path. On success returns 0 and fills *out, which the caller
@@ -105,6 +118,9 @@ bool relay_config_key_reloadable(const char *dotted_key);
 /* The default of a string key ("source.columns.metadata": "metadata"); NULL when it has none or
  * is not a string key. Cannot fail. */
 const char *relay_config_key_default_text(const char *dotted_key);
+
+/* Writes ms as the largest whole unit ("1h", "90s", "250ms"). Cannot fail. */
+void relay_duration_format(int64_t ms, char *buf, size_t len);
 
 /* Parses "250ms", "1s", "2m", "1h" (and "0s") into milliseconds; returns 0, or -1 with a reason
  * ("needs a unit", ...) in err. */

@@ -15,6 +15,7 @@
 #include "notify.h"
 #include "relay_connect.h"
 #include "relay_pipeline.h"
+#include "relay_retention.h"
 #include "relay_turn.h"
 #include "signals.h"
 #include "sink_host.h"
@@ -22,6 +23,7 @@
 typedef struct relay_loop {
     relay_pipeline pipeline;
     relay_backoff backoff;
+    relay_retention retention;
 
     /* Failures are logged when they start and end, not at every retry. */
     bool db_failing;
@@ -209,6 +211,10 @@ static int run_turns(relay_loop *l)
                                                        : relay_turn(p, err, sizeof err);
         if (p->sink_acks != acks)
             sink_acknowledged(l);
+        /* Retention runs here, between turns, never inside one: the turn does not wait, and a
+         * round needs the connection with nothing in flight on it (relay_retention.h). */
+        if (o.kind == RELAY_OUTCOME_BUSY || o.kind == RELAY_OUTCOME_WAIT)
+            relay_retention_tick(&l->retention, p, o.kind == RELAY_OUTCOME_WAIT);
         bool stop = false;
         switch (o.kind) {
         case RELAY_OUTCOME_BUSY:

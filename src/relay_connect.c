@@ -123,7 +123,8 @@ relay_outcome relay_connect(relay_pipeline *p, char *err, size_t errlen)
 
     relay_checkpoint cp;
     int missing = 0;
-    if (relay_checkpoint_load(p->conn, c->name, &cp, &p->gaps, &missing, err, errlen) != 0)
+    if (relay_checkpoint_load(p->conn, c->name, p->source.quoted_table, &cp, &p->gaps, &missing,
+                              err, errlen) != 0)
         return missing ? fatal(RELAY_EXIT_DATABASE) : db_failed();
     if (relay_checkpoint_logged(p->conn, err, errlen) != 0)
         return fatal(RELAY_EXIT_DATABASE);

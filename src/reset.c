@@ -20,7 +20,8 @@ static int reset_locked(PGconn *conn, const relay_config *config, const relay_lo
     if (relay_source_inspect(conn, config, &info, &missing, err, sizeof err) != 0 ||
         relay_restore_system_identifier(conn, &sysid, err, sizeof err) != 0 ||
         (latest && relay_restore_max_id(conn, config, &info, &to, err, sizeof err) != 0) ||
-        relay_checkpoint_load(conn, config->name, &cp, &gaps, &missing, err, sizeof err) != 0 ||
+        relay_checkpoint_load(conn, config->name, info.quoted_table, &cp, &gaps, &missing, err,
+                              sizeof err) != 0 ||
         relay_checkpoint_reset(conn, config->name, to, sysid, err, sizeof err) != 0) {
         relay_gaps_free(&gaps);
         relay_error(log, "reset: %s", err);

@@ -62,7 +62,58 @@ int relay_status_read(PGconn *conn, const relay_config *config, relay_status_inf
     if (out->lag_seconds < 0) /* a created_at in the future; not a lag */
         out->lag_seconds = 0;
     PQclear(res);
-    return 0;
+    return relay_retention_read(conn, config, &out->retention, &out->retention_deleted,
+                                &out->retention_partitions, missing, err, errlen);
+}
+
+/* A JSON string of text, which comes from the database (a relay's name as written there). */
+static void print_json_string(FILE *out, const char *text)
+{
+    fputc('"', out);
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            fprintf(out, "\\%c", *c);
+        else if (*c < 0x20)
+            fprintf(out, "\\u%04x", *c);
+        else
+            fputc(*c, out);
+    }
+    fputc('"', out);
+}
+
+static void print_retention_json(FILE *out, const relay_status_info *status)
+{
+    const relay_retention_bound *b = &status->retention;
+    fprintf(out, ",\"retention_deleted\":%" PRId64 ",\"retention_partitions_dropped\":%" PRId64,
+            status->retention_deleted, status->retention_partitions);
+    if (!b->known) {
+        fprintf(out, ",\"retention_bound\":null,\"retention_held_by\":null");
+        return;
+    }
+    fprintf(out, ",\"retention_bound\":%" PRId64 ",\"retention_held_by\":", b->id);
+    print_json_string(out, b->held_by);
+    fprintf(out, ",\"retention_held_by_gap\":%s", b->by_gap ? "true" : "false");
+}
+
+static void print_retention(FILE *out, const relay_config *config, const relay_status_info *status)
+{
+    const relay_retention_bound *b = &status->retention;
+    char setting[64] = "off", after[32];
+    relay_duration_format(config->retention_delete_after_ms, after, sizeof after);
+    if (relay_retention_enabled(config))
+        snprintf(setting, sizeof setting, "on (delete_after %s%s)", after,
+                 config->retention_drop_partitions ? ", by partition" : "");
+    if (b->known)
+        fprintf(out,
+                "retention    %s; bound %" PRId64 " (%s of '%s'); %" PRId64
+                " rows deleted, %" PRId64 " partitions dropped\n",
+                setting, b->id, b->by_gap ? "below a watched gap" : "the position", b->held_by,
+                status->retention_deleted, status->retention_partitions);
+    else
+        fprintf(out,
+                "retention    %s; no relay registered on the table; %" PRId64
+                " rows deleted, %" PRId64 " partitions dropped\n",
+                setting, status->retention_deleted, status->retention_partitions);
 }
 
 void relay_status_print(FILE *out, const relay_config *config, const relay_status_info *status,
@@ -78,9 +129,11 @@ void relay_status_print(FILE *out, const relay_config *config, const relay_statu
                 status->lag_seconds, status->late_events, status->watched_gaps,
                 status->watched_ids);
         if (status->has_checkpoint)
-            fprintf(out, "\"%s\"}\n", status->updated_at);
+            fprintf(out, "\"%s\"", status->updated_at);
         else
-            fprintf(out, "null}\n");
+            fprintf(out, "null");
+        print_retention_json(out, status);
+        fprintf(out, "}\n");
         return;
     }
     fprintf(out, "name         %s\n", config->name);
@@ -96,6 +149,7 @@ void relay_status_print(FILE *out, const relay_config *config, const relay_statu
             "gaps         %" PRId64 " watched (%" PRId64 " ids); %" PRId64
             " events delivered late so far\n",
             status->watched_gaps, status->watched_ids, status->late_events);
+    print_retention(out, config, status);
 }
 
 int relay_cmd_status(const relay_cli_options *opts, const relay_config *config,

@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "retention.h"
 
 typedef struct relay_status_info {
     bool has_checkpoint; /* false until the relay first ran under this name */
@@ -21,6 +22,11 @@ typedef struct relay_status_info {
     int64_t late_events;  /* delivered after the position passed them (they filled gaps) */
     int64_t watched_gaps; /* ranges of missing ids below the position, still watched */
     int64_t watched_ids;  /* ids in those ranges */
+    /* Retention: the highest id every relay registered on the table has delivered, and what
+     * this relay's retention removed so far. */
+    relay_retention_bound retention;
+    int64_t retention_deleted;    /* rows deleted */
+    int64_t retention_partitions; /* partitions dropped */
 } relay_status_info;
 
 /* Reads the status. Returns 0, or -1 with err; *missing is set when a table does not exist. */

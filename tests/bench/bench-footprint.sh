@@ -54,11 +54,14 @@ readonly PROBE="$ROOT/tests/bench/latency.py"
 readonly TRIGGER=events_relay_notify
 readonly TRIGGER_SQL="CREATE TRIGGER $TRIGGER AFTER INSERT ON events FOR EACH STATEMENT
                       EXECUTE FUNCTION relay_notify('outbox_relay')"
-# The retention section (top-level YAML) the retention phase adds to the relay's configuration.
+# The retention section (top-level YAML) the retention phase adds to the relay's configuration:
+# delete as soon as delivered, in DELETEs of at most 5000 rows, a round every second (and at once
+# after a full one while the relay is idle). The keys are those of relay.yaml.example.
 RETENTION_YAML="retention:
   delete_after: 0s
   batch_size: 5000
-  interval: 1s"
+  interval: 1s
+  drop_partitions: false"
 # The retention phase's row count has settled once it stays the same this long (or reaches 0).
 readonly RETENTION_SETTLE=3
 # The steady phase's margin-mode relay: safety_margin, in ms (the default is 1s).

@@ -100,7 +100,12 @@ Test(config, full_file_sets_every_field)
                        "    topic: orders\n"
                        "plugin_dir: /opt/plugins\n"
                        "retry: {initial: 50ms, max: 1h}\n"
-                       "log: {level: debug, format: json}\n";
+                       "log: {level: debug, format: json}\n"
+                       "retention:\n"
+                       "  delete_after: 1h\n"
+                       "  batch_size: 200\n"
+                       "  interval: 5s\n"
+                       "  drop_partitions: true\n";
     relay_config c;
     parse_ok(text, &c);
     cr_assert_str_eq(c.path, "t.yaml");
@@ -128,6 +133,11 @@ Test(config, full_file_sets_every_field)
     cr_assert_eq(c.retry_max_ms, 3600000);
     cr_assert_eq(c.log_level, RELAY_LOG_DEBUG);
     cr_assert_eq(c.log_format, RELAY_LOG_JSON);
+    cr_assert(relay_retention_enabled(&c));
+    cr_assert_eq(c.retention_delete_after_ms, 3600000);
+    cr_assert_eq(c.retention_batch_size, 200);
+    cr_assert_eq(c.retention_interval_ms, 5000);
+    cr_assert(c.retention_drop_partitions);
     free_config(&c);
 }
 
@@ -171,7 +181,62 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_eq(c.max_gaps, 10000);
     cr_assert_null(c.notify_channel);
     cr_assert_eq(c.sink_on_reject, RELAY_ON_REJECT_STOP);
+    cr_assert_not(relay_retention_enabled(&c), "retention is off by default");
+    cr_assert_eq(c.retention_delete_after_ms, RELAY_RETENTION_OFF);
+    cr_assert_eq(c.retention_batch_size, 5000);
+    cr_assert_eq(c.retention_interval_ms, 30000);
+    cr_assert_not(c.retention_drop_partitions);
     free_config(&c);
+}
+
+Test(config, retention_keys)
+{
+    relay_config c;
+    /* ~ is off, as the default; 0s deletes as soon as every relay delivered */
+    parse_ok(MINIMAL "retention:\n  delete_after: ~\n", &c);
+    cr_assert_not(relay_retention_enabled(&c));
+    free_config(&c);
+    parse_ok(MINIMAL "retention:\n  delete_after:\n", &c);
+    cr_assert_not(relay_retention_enabled(&c));
+    free_config(&c);
+    parse_ok(MINIMAL "retention: {delete_after: 0s}\n", &c);
+    cr_assert(relay_retention_enabled(&c));
+    cr_assert_eq(c.retention_delete_after_ms, 0);
+    cr_assert_eq(c.retention_batch_size, 5000, "the other keys keep their defaults");
+    cr_assert_eq(c.retention_interval_ms, 30000);
+    free_config(&c);
+    parse_ok(MINIMAL "retention: {delete_after: 87600h, batch_size: 100000, interval: 24h}\n", &c);
+    cr_assert_eq(c.retention_delete_after_ms, INT64_C(87600) * 3600000);
+    cr_assert_eq(c.retention_batch_size, 100000);
+    cr_assert_eq(c.retention_interval_ms, 86400000);
+    free_config(&c);
+    parse_ok(MINIMAL "retention: {interval: 1ms, batch_size: 1}\n", &c);
+    cr_assert_eq(c.retention_interval_ms, 1);
+    cr_assert_eq(c.retention_batch_size, 1);
+    free_config(&c);
+
+    assert_error(MINIMAL "retention: {delete_after: 87601h}\n",
+                 "t.yaml:6:27: retention.delete_after: must be at most 87600h");
+    assert_error(MINIMAL "retention: {delete_after: 1d}\n",
+                 "t.yaml:6:27: retention.delete_after: bad duration \"1d\": unit must be ms, s, m "
+                 "or h");
+    assert_error(MINIMAL "retention: {delete_after: '1h'}\n",
+                 "t.yaml:6:27: retention.delete_after: expected a duration, e.g. 500ms or 2s");
+    assert_error(MINIMAL "retention: {batch_size: 0}\n",
+                 "t.yaml:6:25: retention.batch_size: expected an integer from 1 to 100000");
+    assert_error(MINIMAL "retention: {batch_size: 100001}\n",
+                 "t.yaml:6:25: retention.batch_size: expected an integer from 1 to 100000");
+    assert_error(MINIMAL "retention: {interval: 0s}\n",
+                 "t.yaml:6:23: retention.interval: must be more than 0");
+    assert_error(MINIMAL "retention: {interval: ~}\n",
+                 "t.yaml:6:23: retention.interval: expected a duration, e.g. 500ms or 2s");
+    assert_error(MINIMAL "retention: {interval: 25h}\n",
+                 "t.yaml:6:23: retention.interval: must be at most 24h");
+    assert_error(MINIMAL "retention: {drop_partitions: yes}\n",
+                 "t.yaml:6:30: retention.drop_partitions: expected true or false");
+    assert_error(MINIMAL "retention:\n  delete_afer: 1h\n",
+                 "t.yaml:7:3: retention.delete_afer: unknown key (did you mean 'delete_after'?)");
+    assert_error(MINIMAL "retention: 1h\n", "t.yaml:6:12: retention: expected a mapping");
 }
 
 Test(config, debezium_columns)
@@ -257,9 +322,9 @@ Test(config, headers_errors)
 Test(config, reloadable_keys)
 {
     static const char *const reloadable[] = {
-        "source.batch_size",  "source.poll_interval", "source.max_wait", "source.max_gaps",
-        "sink.flush_timeout", "retry.initial",        "retry.max",       "retry",
-        "log.level",
+        "source.batch_size",  "source.poll_interval", "source.max_wait",    "source.max_gaps",
+        "sink.flush_timeout", "retry.initial",        "retry.max",          "retry",
+        "log.level",          "retention.batch_size", "retention.interval",
     };
     static const char *const restart[] = {
         "name",
@@ -296,6 +361,9 @@ Test(config, reloadable_keys)
         "plugin_dir",
         "log",
         "log.format",
+        "retention",
+        "retention.delete_after",
+        "retention.drop_partitions",
     };
     for (size_t i = 0; i < sizeof reloadable / sizeof reloadable[0]; i++)
         cr_assert(relay_config_key_reloadable(reloadable[i]), "%s", reloadable[i]);
@@ -317,6 +385,8 @@ Test(config, reloadable_keys)
         "retry.initial.",
         "sink.options.",
         "log.level.debug",
+        "retention.delete",
+        "retention.interval.x",
     };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
         cr_assert_not(relay_config_key_reloadable(unknown[i]), "\"%s\"", unknown[i]);
@@ -356,6 +426,10 @@ Test(config, example_file_shows_the_defaults)
     cr_assert_eq(example.sink_flush_timeout_ms, minimal.sink_flush_timeout_ms);
     cr_assert_eq(example.retry_initial_ms, minimal.retry_initial_ms);
     cr_assert_eq(example.retry_max_ms, minimal.retry_max_ms);
+    cr_assert_eq(example.retention_delete_after_ms, minimal.retention_delete_after_ms);
+    cr_assert_eq(example.retention_batch_size, minimal.retention_batch_size);
+    cr_assert_eq(example.retention_interval_ms, minimal.retention_interval_ms);
+    cr_assert_eq(example.retention_drop_partitions, minimal.retention_drop_partitions);
     free_config(&example);
     free_config(&minimal);
 }
