@@ -499,7 +499,9 @@ static relay_outcome finish_current(relay_pipeline *p, char *err, size_t errlen)
 static relay_outcome hand_over(relay_pipeline *p, char *err, size_t errlen)
 {
     relay_hand *h = &p->hand;
-    const relay_batch *b = h->batch;
+    relay_batch *b = h->batch;
+    /* Here, not at the read: the next read is on its way to the server meanwhile. */
+    relay_batch_render(b);
     const relay_sink_batch batch = {
         .events = b->events, .count = b->count, .event_size = sizeof(relay_sink_event)};
     /* After a failure the relay may have waited long: if its session ended meanwhile, a standby

@@ -452,8 +452,10 @@ static const char *text_or_null(const PGresult *res, int row, int column, size_t
     return PQgetvalue(res, row, column);
 }
 
-/* Points the events at the rows of res after the header, up to the first row still inside a
- * margin of margin_us (by the header's now()); a negative margin takes every row. */
+/* Takes the rows of res after the header, up to the first row still inside a margin of margin_us
+ * (by the header's now()); a negative margin takes every row. Only what the cut, the gap watch
+ * and the durability check need is read here: the rest waits for relay_batch_render, which the
+ * relay calls after it sent the next read, so that the server is not idle meanwhile. */
 static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
 {
     /* A NULL created_at can never settle; rather than stall the relay for good it counts as
@@ -461,19 +463,31 @@ static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
     int64_t cutoff = margin_us < 0 ? INT64_MAX : batch->db_now - margin_us;
     batch->res = res;
     batch->fetched = (size_t)PQntuples(res) - 1;
+    batch->rendered = false;
     for (size_t i = 0; i < batch->fetched; i++) {
         int row = (int)i + 1;
         /* The cut: everything from the first row still inside the margin waits for a later
          * fetch, or the position could pass a lower id that is visible but not yet settled. */
-        bool no_time = PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT);
-        int64_t created = no_time ? 0 : relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT);
-        if (!no_time && created > cutoff)
+        if (!PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT) &&
+            relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT) > cutoff)
             break;
         relay_sink_event *e = &batch->events[i];
         uint64_t xid = full_xid(batch->snapshot_xmin, binary_uint32(res, row, ROW_XID));
         batch->newest_xid = xid > batch->newest_xid ? xid : batch->newest_xid;
         e->flags = 0;
         e->id = relay_db_binary_int64(res, row, RELAY_COLUMN_ID);
+        batch->count = i + 1;
+    }
+}
+
+void relay_batch_render(relay_batch *batch)
+{
+    if (batch->rendered)
+        return;
+    const PGresult *res = batch->res;
+    for (size_t i = 0; i < batch->count; i++) {
+        int row = (int)i + 1;
+        relay_sink_event *e = &batch->events[i];
         /* libpq ends binary values with a NUL too, as the ABI promises for the strings. */
         e->key = PQgetvalue(res, row, RELAY_COLUMN_KEY);
         e->key_len = (size_t)PQgetlength(res, row, RELAY_COLUMN_KEY);
@@ -492,10 +506,11 @@ static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
                           ? NULL
                           : PQgetvalue(res, row, RELAY_COLUMN_METADATA);
         e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, RELAY_COLUMN_METADATA) : 0;
-        if (no_time) {
+        if (PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT)) {
             e->created_at = "";
         } else {
-            relay_timestamp_rfc3339(created, batch->created_at[i]);
+            relay_timestamp_rfc3339(relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT),
+                                    batch->created_at[i]);
             e->created_at = batch->created_at[i];
         }
         e->aggregate_type =
@@ -514,8 +529,8 @@ static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
         }
         e->headers = batch->n_headers > 0 ? headers : NULL;
         e->n_headers = batch->n_headers;
-        batch->count = i + 1;
     }
+    batch->rendered = true;
 }
 
 /* Receives a read's rows; a negative margin_us takes them all (see fill_batch). */

@@ -86,6 +86,7 @@ typedef struct relay_batch {
     size_t count;   /* rows older than the margin, a contiguous prefix in id order */
     size_t fetched; /* rows read, including those still inside the margin */
     size_t limit;   /* rows asked for (the caller's, kept by clear): fetched == limit, more wait */
+    bool rendered;  /* the events' fields past id and flags are set (relay_batch_render) */
 
     /* The database at the moment of the read, from the header row each read starts with. Every
      * commit the read saw lies below insert_lsn; they are all durable once the WAL is flushed
@@ -104,6 +105,10 @@ typedef struct relay_batch {
     int64_t read_ms; /* the relay's monotonic clock when the read arrived */
     int64_t stored_before; /* the relay's: the position stored (committed) before the read */
 } relay_batch;
+
+/* Sets the fields of the batch's events that a read leaves for later (all but id and flags):
+ * before they go to a sink. Idempotent. Cannot fail. */
+void relay_batch_render(relay_batch *batch);
 
 /* The id of a row read (row < fetched), whether in the batch or cut off by the margin. */
 int64_t relay_batch_row_id(const relay_batch *batch, size_t row);
