@@ -21,6 +21,12 @@ int relay_checkpoint_session_setup(PGconn *conn, char *err, size_t errlen)
      * a hundred milliseconds compiling a loop of index probes that takes twenty. */
     if (relay_db_exec(conn, "turning JIT off", "SET jit = off", err, errlen) != 0)
         return -1;
+    /* A read's plan is the same for every position and limit (an index scan from the position),
+     * but the plan cache never settles on it: the custom plan of `LIMIT $2` always looks cheaper
+     * than the generic one, so each read of a drain was planned anew. */
+    if (relay_db_exec(conn, "fixing the plans", "SET plan_cache_mode = force_generic_plan", err,
+                      errlen) != 0)
+        return -1;
     /* Every read is an index scan of a batch, where workers cost more than they bring; and a
      * read's header row comes first only from a plain, serial Append. */
     if (relay_db_exec(conn, "turning parallel query off", "SET max_parallel_workers_per_gather = 0",
