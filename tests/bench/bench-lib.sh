@@ -17,8 +17,7 @@ readonly RELAY_NAME=bench
 export LC_ALL=C
 
 EVENTS=1000000
-# The relay's default (source.batch_size).
-BATCH_SIZE=2048
+BATCH_SIZE=1000
 AGGREGATES=300
 TIMEOUT=600
 # The source settings write_config puts in the configuration; SOURCE_EXTRA is more YAML lines for

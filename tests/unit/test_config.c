@@ -161,7 +161,7 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_null(c.columns.headers);
     cr_assert_eq(c.columns.n_headers, 0);
     cr_assert_eq(c.safety_margin_ms, 1000);
-    cr_assert_eq(c.batch_size, 2048);
+    cr_assert_eq(c.batch_size, 1000);
     cr_assert_eq(c.poll_interval_ms, 200);
     cr_assert_eq(c.max_wait_ms, 10);
     cr_assert_eq(c.gap_floor_ms, 0, "the proof of death needs no floor by default");
