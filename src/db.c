@@ -135,6 +135,13 @@ int64_t relay_db_binary_int64(const PGresult *res, int row, int column)
     return (int64_t)be64toh(be);
 }
 
+uint32_t relay_db_binary_uint32(const PGresult *res, int row, int column)
+{
+    uint32_t be;
+    memcpy(&be, PQgetvalue(res, row, column), sizeof be);
+    return be32toh(be);
+}
+
 int relay_db_exec(PGconn *conn, const char *what, const char *sql, char *err, size_t errlen)
 {
     PGresult *res = PQexec(conn, sql);

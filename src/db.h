@@ -44,6 +44,8 @@ int relay_db_pipeline_end(PGconn *conn, char *err, size_t errlen);
 /* A value of a binary result that is 8 bytes, most significant first (int8, timestamptz,
  * pg_lsn). Cannot fail: the caller checked the column's type. */
 int64_t relay_db_binary_int64(const PGresult *res, int row, int column);
+/* The same for 4 bytes (xid). */
+uint32_t relay_db_binary_uint32(const PGresult *res, int row, int column);
 
 /* Runs a statement that returns no rows. Returns 0, or -1 with "what: libpq's message" in err. */
 int relay_db_exec(PGconn *conn, const char *what, const char *sql, char *err, size_t errlen);

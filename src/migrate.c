@@ -52,7 +52,8 @@ rollback:
     return -1;
 }
 
-int relay_migration_is_event_store(const char *file)
+/* Whether file is one of the event store's, applied only where source.table is `events`. */
+static int is_event_store_file(const char *file)
 {
     return strcmp(file, "001_events.sql") == 0 || strcmp(file, "002_snapshots.sql") == 0;
 }
@@ -174,8 +175,7 @@ int relay_migrate(PGconn *conn, const relay_config *config, FILE *out, int *appl
         rc = is_applied(conn, relay_migrations[i].name, &done, err, errlen);
         if (rc != 0 || done)
             continue;
-        if (relay_migration_is_event_store(relay_migrations[i].name) &&
-            !table_is_event_store(config)) {
+        if (is_event_store_file(relay_migrations[i].name) && !table_is_event_store(config)) {
             fprintf(out, "skipped %s: source.table is %s, not the event store's events\n",
                     relay_migrations[i].name, config->table);
             continue;

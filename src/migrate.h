@@ -41,7 +41,4 @@ int relay_migrate(PGconn *conn, const relay_config *config, FILE *out, int *appl
 int relay_migrate_trigger_state(PGconn *conn, const relay_config *config, int *installed,
                                 int *matches, char *err, size_t errlen);
 
-/* Whether file is one of the event store's, applied only where source.table is `events`. */
-int relay_migration_is_event_store(const char *file);
-
 #endif

@@ -433,13 +433,6 @@ static int read_header(relay_batch *batch, const PGresult *res, char *err, size_
     return 0;
 }
 
-/* A 4-byte binary value (xid), most significant byte first. */
-static uint32_t binary_uint32(const PGresult *res, int row, int column)
-{
-    const unsigned char *b = (const unsigned char *)PQgetvalue(res, row, column);
-    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-}
-
 /* A text column's value, NULL for SQL NULL. libpq ends binary values with a NUL too, as the ABI
  * promises for the strings. */
 static const char *text_or_null(const PGresult *res, int row, int column, size_t *len)
@@ -472,7 +465,7 @@ static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
             relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT) > cutoff)
             break;
         relay_sink_event *e = &batch->events[i];
-        uint64_t xid = full_xid(batch->snapshot_xmin, binary_uint32(res, row, ROW_XID));
+        uint64_t xid = full_xid(batch->snapshot_xmin, relay_db_binary_uint32(res, row, ROW_XID));
         batch->newest_xid = xid > batch->newest_xid ? xid : batch->newest_xid;
         e->flags = 0;
         e->id = relay_db_binary_int64(res, row, RELAY_COLUMN_ID);
