@@ -15,7 +15,8 @@ void sc_begin(th_scope *scope)
 }
 
 /* A stdout-sink config for this scope; source_yaml is the body of the source: section. */
-void sc_write_config(char path[TH_PATH_MAX], const char *source_yaml)
+void sc_write_config_as(char path[TH_PATH_MAX], const char *name, const char *conninfo_yaml,
+                        const char *source_yaml, const char *extra)
 {
     th_write_config(sc_scope, path,
                     "name: %s\n"
@@ -27,8 +28,15 @@ void sc_write_config(char path[TH_PATH_MAX], const char *source_yaml)
                     "  plugin: stdout\n"
                     "retry:\n"
                     "  initial: 50ms\n"
-                    "  max: 1s\n",
-                    sc_scope->schema, sc_scope->conninfo_yaml, source_yaml);
+                    "  max: 1s\n"
+                    "%s",
+                    name, conninfo_yaml ? conninfo_yaml : sc_scope->conninfo_yaml, source_yaml,
+                    extra);
+}
+
+void sc_write_config(char path[TH_PATH_MAX], const char *source_yaml)
+{
+    sc_write_config_as(path, sc_scope->schema, NULL, source_yaml, "");
 }
 
 /* The relay named in a log, with its output files. */

@@ -25,6 +25,10 @@ void sc_begin(th_scope *scope);
 /* A stdout-sink config for the scope, named after its schema; source_yaml is the body of the
  * source: section. */
 void sc_write_config(char path[TH_PATH_MAX], const char *source_yaml);
+/* The same for a relay named name, on conninfo_yaml (the scope's when NULL), with more top-level
+ * YAML in extra ("" for none). */
+void sc_write_config_as(char path[TH_PATH_MAX], const char *name, const char *conninfo_yaml,
+                        const char *source_yaml, const char *extra);
 
 /* The relay named in a log, with its output files. */
 typedef struct sc_relay_files {

@@ -197,6 +197,22 @@ static void both_servers_conninfo(char *out, size_t len)
 
 /* ---- 1. durable before delivered ------------------------------------------------------------- */
 
+/* A cluster of the test's own (its extra postgresql.conf lines in conf), the scope on it, the
+ * relay's config (source_yaml) in config, migrated, everything so far on disk, and the relay
+ * started: only what the test writes next is at stake in a crash. Returns the relay's pid. */
+static pid_t relay_on_own_cluster(const char *conf, const char *source_yaml,
+                                  char config[TH_PATH_MAX], sc_relay_files *f)
+{
+    th_cluster_start(&primary, conf);
+    th_scope_new_at(&scope, primary.conninfo);
+    sc_begin(&scope);
+    sc_write_config(config, source_yaml);
+    th_migrate(config);
+    th_exec(scope.conn, "CHECKPOINT");
+    *f = sc_files_named("relay");
+    return sc_start_relay(config, f);
+}
+
 /*
  * A writer commits with synchronous_commit = off: its row is visible before its WAL is flushed,
  * and with wal_writer_delay = 10s the WAL stays in the server's buffers for seconds. A relay that
@@ -206,16 +222,9 @@ static void both_servers_conninfo(char *out, size_t len)
  */
 static void phantom(const char *source_yaml)
 {
-    th_cluster_start(&primary, "wal_writer_delay = 10s");
-    th_scope_new_at(&scope, primary.conninfo);
-    sc_begin(&scope);
     char config[TH_PATH_MAX];
-    sc_write_config(config, source_yaml);
-    th_migrate(config);
-    /* Everything so far on disk: only the event below is at stake in the crash. */
-    th_exec(scope.conn, "CHECKPOINT");
-    sc_relay_files f = sc_files_named("relay");
-    pid_t pid = sc_start_relay(config, &f);
+    sc_relay_files f;
+    pid_t pid = relay_on_own_cluster("wal_writer_delay = 10s", source_yaml, config, &f);
 
     PGconn *writer = th_scope_connect(&scope);
     th_exec(writer, "SET synchronous_commit = off");
@@ -384,15 +393,10 @@ static bool in_page_being_filled(PGconn *conn, const char *lsn)
  */
 static void steady_async_writer(const char *source_yaml)
 {
-    th_cluster_start(&primary, "wal_writer_delay = 10s\nautovacuum = off");
-    th_scope_new_at(&scope, primary.conninfo);
-    sc_begin(&scope);
     char config[TH_PATH_MAX];
-    sc_write_config(config, source_yaml);
-    th_migrate(config);
-    th_exec(scope.conn, "CHECKPOINT");
-    sc_relay_files f = sc_files_named("relay");
-    pid_t pid = sc_start_relay(config, &f);
+    sc_relay_files f;
+    pid_t pid =
+        relay_on_own_cluster("wal_writer_delay = 10s\nautovacuum = off", source_yaml, config, &f);
 
     /* No pause between commits: each read of the relay (every max_wait, 5ms) finds new rows, so
      * each carries the store of the batch before it. */
@@ -480,14 +484,10 @@ Test(durability, delivered_only_once_flushed_steady_margin, .fini = teardown)
  */
 Test(durability, late_row_waits_for_its_flush, .fini = teardown)
 {
-    th_cluster_start(&primary, "wal_writer_delay = 10s\nautovacuum = off");
-    th_scope_new_at(&scope, primary.conninfo);
-    sc_begin(&scope);
     char config[TH_PATH_MAX];
-    sc_write_config(config, "  safety_margin: 0s\n  poll_interval: 50ms\n");
-    th_migrate(config);
-    sc_relay_files f = sc_files_named("relay");
-    pid_t pid = sc_start_relay(config, &f);
+    sc_relay_files f;
+    pid_t pid = relay_on_own_cluster("wal_writer_delay = 10s\nautovacuum = off",
+                                     "  safety_margin: 0s\n  poll_interval: 50ms\n", config, &f);
 
     PGconn *late = th_scope_connect(&scope), *writer = th_scope_connect(&scope);
     th_exec(late, "SET synchronous_commit = off");

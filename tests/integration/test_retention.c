@@ -55,29 +55,9 @@ TestSuite(retention, .timeout = 240);
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-/* A stdout-sink config named name, on conninfo_yaml (the scope's when NULL), with the body of
- * source: and the top-level YAML in extra (a retention: section, or ""). */
-static void write_config_as(char path[TH_PATH_MAX], const char *name, const char *conninfo_yaml,
-                            const char *source_yaml, const char *extra)
-{
-    th_write_config(&scope, path,
-                    "name: %s\n"
-                    "database:\n"
-                    "  conninfo: %s\n"
-                    "source:\n"
-                    "%s"
-                    "sink:\n"
-                    "  plugin: stdout\n"
-                    "retry:\n"
-                    "  initial: 50ms\n"
-                    "  max: 1s\n"
-                    "%s",
-                    name, conninfo_yaml ? conninfo_yaml : scope.conninfo_yaml, source_yaml, extra);
-}
-
 static void write_config(char path[TH_PATH_MAX], const char *source_yaml, const char *extra)
 {
-    write_config_as(path, RELAY_NAME, NULL, source_yaml, extra);
+    sc_write_config_as(path, RELAY_NAME, NULL, source_yaml, extra);
 }
 
 typedef struct sql_goal {
@@ -243,7 +223,7 @@ Test(retention, slower_relay_holds_the_bound, .init = setup, .fini = teardown)
     snprintf(b_name, sizeof b_name, "%s_b", RELAY_NAME);
     const char *source = "  safety_margin: 0s\n  poll_interval: 50ms\n";
     write_config(a_config, source, RETENTION_NOW);
-    write_config_as(b_config, b_name, NULL, source, "");
+    sc_write_config_as(b_config, b_name, NULL, source, "");
     th_migrate(a_config);
 
     th_insert_events(scope.conn, 1000, LONG_AGO);
@@ -286,7 +266,7 @@ Test(retention, registered_by_oid_by_name_or_none, .init = setup, .fini = teardo
     snprintf(later_name, sizeof later_name, "%s_later", RELAY_NAME);
     const char *source = "  safety_margin: 0s\n  poll_interval: 50ms\n";
     write_config(config, source, RETENTION_NOW);
-    write_config_as(later_config, later_name, NULL, source, "");
+    sc_write_config_as(later_config, later_name, NULL, source, "");
     th_migrate(config);
     th_exec(scope.conn, "CREATE TABLE other (id bigint)");
     char sql[1024];
@@ -526,8 +506,8 @@ Test(retention, failing_delete_is_logged_and_retried, .init = setup, .fini = tea
     write_config(config, "  safety_margin: 0s\n", "");
     th_migrate(config);
     create_relay_role(conninfo_yaml, sizeof conninfo_yaml);
-    write_config_as(config, RELAY_NAME, conninfo_yaml,
-                    "  safety_margin: 0s\n  poll_interval: 50ms\n", RETENTION_NOW);
+    sc_write_config_as(config, RELAY_NAME, conninfo_yaml,
+                       "  safety_margin: 0s\n  poll_interval: 50ms\n", RETENTION_NOW);
 
     char *out, *err;
     int code = th_run_cli(&out, &err, "check", "-c", config);
@@ -617,11 +597,12 @@ Test(retention, check_verifies_what_drop_partitions_needs, .init = setup, .fini 
     char sql[256];
     snprintf(sql, sizeof sql, "GRANT SELECT ON outbox TO %s", relay_role);
     th_exec(scope.conn, sql);
-    write_config_as(config, RELAY_NAME, conninfo_yaml, "  table: outbox\n", RETENTION_PARTITIONS);
+    sc_write_config_as(config, RELAY_NAME, conninfo_yaml, "  table: outbox\n",
+                       RETENTION_PARTITIONS);
     check_refuses(config, "does not own");
 
     /* Retention off: nothing is asked of the role. */
-    write_config_as(config, RELAY_NAME, conninfo_yaml, "  table: outbox\n", "");
+    sc_write_config_as(config, RELAY_NAME, conninfo_yaml, "  table: outbox\n", "");
     char *out, *err;
     int code = th_run_cli(&out, &err, "check", "-c", config);
     cr_assert_eq(code, 0, "check exited %d:\n%s%s", code, out, err);
