@@ -200,7 +200,7 @@ static int check_retention(PGconn *conn, const relay_config *config, const relay
 static int check_database(const relay_config *config, const relay_logger *log, FILE *out)
 {
     char err[1024];
-    PGconn *conn = relay_db_connect(config, err, sizeof err);
+    PGconn *conn = relay_db_connect(config, log, err, sizeof err);
     if (!conn) {
         relay_error(log, "%s", err);
         return RELAY_EXIT_DATABASE;

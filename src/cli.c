@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "db.h"
 #include "exit_codes.h"
 #include "log.h"
 #include "relay_build.h"
@@ -221,6 +222,17 @@ int relay_cli_main(int argc, char **argv)
         return RELAY_EXIT_CONFIG;
     }
     rc = configure_logger(&config, &opts, &log);
+    if (rc == 0 && config.password_file) {
+        /* Read now, once, so that an unreadable or empty file is a configuration error and not
+         * an outage retried forever; every connection reads it again (it may be rotated). */
+        char password[1024];
+        if (relay_db_read_password(config.password_file, password, sizeof password, err,
+                                   sizeof err) != 0) {
+            relay_error(&log, "%s", err);
+            rc = RELAY_EXIT_CONFIG;
+        }
+        explicit_bzero(password, sizeof password);
+    }
     if (rc == 0)
         rc = command->function(&opts, &config, &log, stdout);
     relay_config_free(&config);

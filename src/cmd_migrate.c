@@ -11,7 +11,7 @@ int relay_cmd_migrate(const relay_cli_options *opts, const relay_config *config,
 {
     (void)opts; /* migrate has no options of its own */
     char err[1024];
-    PGconn *conn = relay_db_connect(config, err, sizeof err);
+    PGconn *conn = relay_db_connect(config, log, err, sizeof err);
     if (!conn) {
         relay_error(log, "%s", err);
         return RELAY_EXIT_DATABASE;

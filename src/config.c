@@ -9,6 +9,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "conninfo.h"
+
 /* Guards against alias cycles and alias bombs in sink.options: an anchor can refer to itself. */
 #define OPTIONS_MAX_DEPTH 8
 #define OPTIONS_MAX_COUNT 1000
@@ -300,9 +302,10 @@ static int parse_name(parse_ctx *ctx, const field *f, yaml_node_t *node, void *d
     return store_copy(ctx, node, dest, text);
 }
 
-/* Writes the value of the variable whose name starts at name (just after "${") to s and returns
- * the text after the closing brace; on failure writes the reason to why. */
-static const char *expand_variable(const char *name, FILE *s, char *why, size_t whylen)
+/* Writes the value of the variable whose name starts at name (just after "${") to s, quoted for
+ * the conninfo form uri says, and returns the text after the closing brace; on failure writes the
+ * reason to why. */
+static const char *expand_variable(const char *name, bool uri, FILE *s, char *why, size_t whylen)
 {
     const char *end = strchr(name, '}');
     size_t len = end ? (size_t)(end - name) : 0;
@@ -320,16 +323,37 @@ static const char *expand_variable(const char *name, FILE *s, char *why, size_t 
     var[len] = '\0';
     const char *value = getenv(var);
     if (value)
-        fputs(value, s);
+        relay_conninfo_put_value(s, value, uri);
     else
         snprintf(why, whylen, "environment variable %.100s is not set", var);
     return end + 1;
 }
 
-/* Expands ${VAR} and $$; any other '$' stays as written. A reason for failure names the variable,
- * never the text: the conninfo may hold a password. */
+/* Whether text is one ${VAR} and nothing else. */
+static bool is_one_variable(const char *text)
+{
+    size_t len = strlen(text);
+    return len > 3 && text[0] == '$' && text[1] == '{' && strchr(text, '}') == text + len - 1;
+}
+
+/* Expands ${VAR} and $$ in a conninfo; any other '$' stays as written. A conninfo that is one
+ * ${VAR} is that variable's conninfo, as it is (DATABASE_URL, say). Anywhere else a value lands
+ * quoted for the form the written text has, so that it is one value whatever it holds: `x
+ * dbname=other` cannot add a keyword, nor `a?host=evil` a URI parameter. A reason for failure
+ * names the variable, never the text: the conninfo may hold a password. */
 static int expand_env(const char *text, char **out, char *why, size_t whylen)
 {
+    if (is_one_variable(text)) {
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(strlen(text) - 3), text + 2);
+        const char *value = strspn(name, ENV_CHARS) == strlen(name) ? getenv(name) : NULL;
+        if (value) {
+            *out = strdup(value);
+            if (*out)
+                return 0;
+        }
+    }
+    bool uri = relay_conninfo_is_uri(text);
     char *buf = NULL;
     size_t size = 0;
     FILE *s = open_memstream(&buf, &size);
@@ -339,7 +363,7 @@ static int expand_env(const char *text, char **out, char *why, size_t whylen)
             fputc('$', s);
             p += 2;
         } else if (p[0] == '$' && p[1] == '{') {
-            p = expand_variable(p + 2, s, why, whylen);
+            p = expand_variable(p + 2, uri, s, why, whylen);
         } else {
             fputc(*p++, s);
         }
@@ -356,12 +380,16 @@ static int expand_env(const char *text, char **out, char *why, size_t whylen)
 
 static int parse_conninfo(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
 {
-    char **slot = dest, *expanded, why[160];
+    char **slot = dest, *expanded, why[512];
     const char *text = NULL;
     if (string_value(ctx, f, node, &text) < 0)
         return -1;
     if (expand_env(text, &expanded, why, sizeof why) < 0)
         return fail(ctx, node->start_mark, "%s", why);
+    if (relay_conninfo_check(expanded, why, sizeof why) != 0) {
+        free(expanded);
+        return fail(ctx, node->start_mark, "%s", why);
+    }
     free(*slot);
     *slot = expanded;
     return 0;

@@ -4,27 +4,51 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
-/* Reads the first line of path into out (without the line end). Returns 0, or -1 with err. */
-static int read_password_file(const char *path, char *out, size_t outlen, char *err, size_t errlen)
+#include "conninfo.h"
+
+/*
+ * Reads the password: the first line of path, without its line end. A file that is not a regular
+ * file (a directory reads as empty) or whose first line is empty is an error: libpq would try an
+ * empty password, and the operator would read "authentication failed" about a file they never
+ * suspect. Returns 0, or -1 with err.
+ */
+int relay_db_read_password(const char *path, char *out, size_t outlen, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "password_file %s: %s", path, strerror(errno));
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        snprintf(err, errlen, "database.password_file %s: %s", path, strerror(errno));
+        if (f)
+            fclose(f);
         return -1;
     }
-    if (!fgets(out, (int)outlen, f))
-        out[0] = '\0';
+    int ok = S_ISREG(st.st_mode) && fgets(out, (int)outlen, f) != NULL;
     fclose(f);
-    out[strcspn(out, "\r\n")] = '\0';
+    if (ok)
+        out[strcspn(out, "\r\n")] = '\0';
+    if (!ok || out[0] == '\0') {
+        explicit_bzero(out, outlen);
+        snprintf(err, errlen, "database.password_file %s: %s", path,
+                 !S_ISREG(st.st_mode) ? "not a regular file" : "its first line is empty");
+        return -1;
+    }
     return 0;
 }
 
-PGconn *relay_db_connect(const relay_config *config, char *err, size_t errlen)
+/* libpq's notices (a WARNING from a trigger, say) go through the log, not raw to stderr. */
+static void log_notice(void *arg, const char *message)
+{
+    relay_warn((const relay_logger *)arg, "database: %s", message);
+}
+
+PGconn *relay_db_connect(const relay_config *config, const relay_logger *log, char *err,
+                         size_t errlen)
 {
     char password[1024] = "";
     if (config->password_file &&
-        read_password_file(config->password_file, password, sizeof password, err, errlen) != 0)
+        relay_db_read_password(config->password_file, password, sizeof password, err, errlen) != 0)
         return NULL;
 
     char application_name[128];
@@ -32,9 +56,11 @@ PGconn *relay_db_connect(const relay_config *config, char *err, size_t errlen)
              config->name ? config->name : "");
 
     /* libpq applies keywords in order and the last one wins: defaults first, then the user's
-     * conninfo (expanded from "dbname"), then what must not be overridden. */
-    const char *keys[8];
-    const char *values[8];
+     * conninfo (expanded from "dbname"), then what must not be overridden. The client encoding
+     * is pinned: the relay hands UTF-8 to its sinks whatever the database's encoding or
+     * PGCLIENTENCODING say (a LATIN1 'é' would otherwise reach them as invalid UTF-8). */
+    const char *keys[9];
+    const char *values[9];
     int n = 0;
     keys[n] = "connect_timeout", values[n++] = "10";
     keys[n] = "keepalives_idle", values[n++] = "30";
@@ -42,25 +68,29 @@ PGconn *relay_db_connect(const relay_config *config, char *err, size_t errlen)
     keys[n] = "keepalives_count", values[n++] = "3";
     keys[n] = "fallback_application_name", values[n++] = application_name;
     keys[n] = "dbname", values[n++] = config->conninfo;
+    keys[n] = "client_encoding", values[n++] = "UTF8";
     if (config->password_file)
         keys[n] = "password", values[n++] = password;
     keys[n] = NULL, values[n] = NULL;
 
     PGconn *conn = PQconnectdbParams(keys, values, 1);
-    explicit_bzero(password, sizeof password);
     if (!conn) {
+        explicit_bzero(password, sizeof password);
         snprintf(err, errlen, "cannot connect: out of memory");
         return NULL;
     }
     if (PQstatus(conn) != CONNECTION_OK) {
         relay_db_error(conn, NULL, "cannot connect", err, errlen);
+        relay_conninfo_redact(config->conninfo, password, err, errlen);
+        explicit_bzero(password, sizeof password);
         PQfinish(conn);
         return NULL;
     }
+    explicit_bzero(password, sizeof password);
+    PQsetNoticeProcessor(conn, log_notice, (void *)log);
     /* A timestamp without time zone column is read and compared with now() as UTC, and status
-     * renders times in UTC, whatever the server's or the role's defaults are. */
-    /* NOTICEs ("relation already exists, skipping") would reach stderr through libpq's default
-     * notice processor, outside the log format. */
+     * renders times in UTC, whatever the server's or the role's defaults are. Below WARNING,
+     * notices ("relation already exists, skipping") say nothing an operator needs. */
     if (relay_db_exec(conn, "configuring the session",
                       "SET TIME ZONE 'UTC'; SET DateStyle = ISO; SET client_min_messages = warning",
                       err, errlen) != 0) {

@@ -8,14 +8,21 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "log.h"
 
 /*
  * Connects with the configured conninfo, the password from password_file (if set) and defaults
  * the conninfo may override (connect_timeout, keepalives, application_name). The session runs in
- * UTC. Returns the connection (the caller PQfinish()es it) or NULL with the reason in err. Neither
- * the conninfo nor the password ever reaches err: only libpq's own message, which names the host.
+ * UTC with client_encoding UTF8; the server's notices go to log, which must outlive the
+ * connection. Returns the connection (the caller PQfinish()es it) or NULL with the reason in err,
+ * libpq's message redacted (relay_conninfo_redact): no password reaches err.
  */
-PGconn *relay_db_connect(const relay_config *config, char *err, size_t errlen);
+PGconn *relay_db_connect(const relay_config *config, const relay_logger *log, char *err,
+                         size_t errlen);
+
+/* Reads database.password_file into out: its first line, which must not be empty, of a regular
+ * file. Returns 0, or -1 with err naming the file and the cause. */
+int relay_db_read_password(const char *path, char *out, size_t outlen, char *err, size_t errlen);
 
 /* Quotes "schema.table" or "table" as "schema"."table" / "table" with PQescapeIdentifier. Returns
  * 0, or -1 with the reason in err. */

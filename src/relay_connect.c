@@ -107,7 +107,7 @@ static relay_outcome inspect(relay_pipeline *p, char *err, size_t errlen)
 relay_outcome relay_connect(relay_pipeline *p, char *err, size_t errlen)
 {
     const relay_config *c = p->config;
-    p->conn = relay_db_connect(c, err, errlen);
+    p->conn = relay_db_connect(c, p->log, err, errlen);
     if (!p->conn)
         return db_failed();
     relay_pipe_change(p, RELAY_PIPE_IDLE);

@@ -44,7 +44,7 @@ int relay_cmd_reset(const relay_cli_options *opts, const relay_config *config,
                     const relay_logger *log, FILE *out)
 {
     char err[1024];
-    PGconn *conn = relay_db_connect(config, err, sizeof err);
+    PGconn *conn = relay_db_connect(config, log, err, sizeof err);
     if (!conn) {
         relay_error(log, "%s", err);
         return RELAY_EXIT_DATABASE;

@@ -15,6 +15,7 @@
  * is for people. init says which it is, so that `check` shows it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,6 +56,15 @@ static relay_sink_status stdout_sink_init(const relay_sink_host *host,
     }
     sink->fd = STDOUT_FILENO;
     struct stat st;
+    int flags = fcntl(sink->fd, F_GETFL);
+    if (flags == -1 || (flags & O_ACCMODE) == O_RDONLY) {
+        snprintf(err, errlen,
+                 "stdout: descriptor 1 is %s: start the relay with its standard output on a "
+                 "file, a pipe or /dev/null",
+                 flags == -1 ? "closed" : "not open for writing (it was closed at start)");
+        free(sink);
+        return RELAY_SINK_FATAL;
+    }
     if (fstat(sink->fd, &st) != 0) {
         snprintf(err, errlen, "stdout: %s", strerror(errno));
         free(sink);
@@ -79,6 +89,28 @@ static relay_sink_status stdout_sink_init(const relay_sink_host *host,
     return RELAY_SINK_OK;
 }
 
+/*
+ * A write that failed after `written` bytes of the buffer (a full disk) may have left half a line
+ * in a regular file, and the retry would append whole lines after it: two events on one line for
+ * every reader. The buffer starts at a line's start, so the file is cut back to the end of the
+ * last whole line written. A pipe cannot be cut: its reader sees the half line, then the batch
+ * again from its first event on a line of its own (the README says so).
+ */
+static void stdout_sink_cut_partial_line(stdout_sink *sink, size_t written)
+{
+    size_t whole = written;
+    while (whole > 0 && sink->out.data[whole - 1] != '\n')
+        whole--;
+    if (!sink->sync || whole == written)
+        return;
+    off_t end = lseek(sink->fd, 0, SEEK_CUR);
+    if (end < 0)
+        return;
+    off_t cut = end - (off_t)(written - whole);
+    if (ftruncate(sink->fd, cut) == 0)
+        lseek(sink->fd, cut, SEEK_SET);
+}
+
 /* Writes out the buffer. Returns 0, or an errno; the buffer is emptied either way, since a retry
  * formats the batch again. */
 static int stdout_sink_drain(stdout_sink *sink)
@@ -97,6 +129,7 @@ static int stdout_sink_drain(stdout_sink *sink)
                     continue;
             }
             error = errno;
+            stdout_sink_cut_partial_line(sink, done);
             break;
         }
         done += (size_t)n;

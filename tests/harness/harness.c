@@ -512,8 +512,11 @@ pid_t th_relay_start(th_scope *s, const char *config, const char *stdout_path,
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, stdout_path,
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (stdout_path)
+        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, stdout_path,
+                                         O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    else
+        posix_spawn_file_actions_addclose(&actions, STDOUT_FILENO);
     posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_path,
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
     /* Nothing else of the test process: a test may run servers in-process (librdkafka's mock

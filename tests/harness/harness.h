@@ -96,7 +96,8 @@ int th_run_program(const char *const argv[], char **out, char **err);
 int th_run_cli_argv(char **out, char **err, const char *const args[]);
 
 /* Starts `outbox-relay run -c config --log-level debug` with stdout and stderr going to the given
- * files. The scope remembers it: a timeout prints its stderr, th_scope_free kills it. */
+ * files (stdout_path NULL: descriptor 1 closed). The scope remembers it: a timeout prints its
+ * stderr, th_scope_free kills it. */
 pid_t th_relay_start(th_scope *s, const char *config, const char *stdout_path,
                      const char *stderr_path);
 void th_relay_signal(pid_t pid, int sig);

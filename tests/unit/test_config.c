@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "conninfo.h"
 
 /* Criterion 2.4.1 ignores LeakSanitizer's verdict at the end of a test's process, so tests ask
  * for a leak check themselves, at points where nothing the config code allocated may be alive. */
@@ -493,7 +494,7 @@ Test(config, unknown_keys)
 
 Test(config, wrong_types)
 {
-    assert_error("name: a\ndatabase:\n  conninfo: x\nsink: stdout\n",
+    assert_error("name: a\ndatabase:\n  conninfo: dbname=x\nsink: stdout\n",
                  "t.yaml:4:7: sink: expected a mapping");
     assert_error(MINIMAL "source:\n  table: [a, b]\n",
                  "t.yaml:7:10: source.table: expected a string");
@@ -577,12 +578,13 @@ Test(config, integers_out_of_range)
 Test(config, missing_required_keys)
 {
     assert_error("name: a\nsink:\n  plugin: x\n", "t.yaml:1:1: database: required key is missing");
-    assert_error("database: {conninfo: x}\nsink: {plugin: x}\n",
+    assert_error("database: {conninfo: dbname=x}\nsink: {plugin: x}\n",
                  "t.yaml:1:1: name: required key is missing");
-    assert_error("name: a\ndatabase: {conninfo: x}\n", "t.yaml:1:1: sink: required key is missing");
+    assert_error("name: a\ndatabase: {conninfo: dbname=x}\n",
+                 "t.yaml:1:1: sink: required key is missing");
     assert_error("name: a\ndatabase:\n  password_file: /x\nsink: {plugin: x}\n",
                  "t.yaml:3:3: database.conninfo: required key is missing");
-    assert_error("name: a\ndatabase: {conninfo: x}\nsink: {}\n",
+    assert_error("name: a\ndatabase: {conninfo: dbname=x}\nsink: {}\n",
                  "t.yaml:3:7: sink.plugin: required key is missing");
 }
 
@@ -619,26 +621,28 @@ Test(config, documents_that_are_not_a_mapping)
 
 Test(config, names)
 {
-    assert_error("name: \"my orders\"\ndatabase: {conninfo: x}\nsink: {plugin: x}\n",
+    assert_error("name: \"my orders\"\ndatabase: {conninfo: dbname=x}\nsink: {plugin: x}\n",
                  "t.yaml:1:7: name: bad name \"my orders\": use 1 to 63 letters, digits, '_', '.' "
                  "or '-'");
     assert_error(
-        "name: a/b\ndatabase: {conninfo: x}\nsink: {plugin: x}\n",
+        "name: a/b\ndatabase: {conninfo: dbname=x}\nsink: {plugin: x}\n",
         "t.yaml:1:7: name: bad name \"a/b\": use 1 to 63 letters, digits, '_', '.' or '-'");
-    assert_error("name: ''\ndatabase: {conninfo: x}\nsink: {plugin: x}\n",
+    assert_error("name: ''\ndatabase: {conninfo: dbname=x}\nsink: {plugin: x}\n",
                  "t.yaml:1:7: name: must not be empty");
 
     char text[256], name[65];
     memset(name, 'n', 63);
     name[63] = '\0';
-    snprintf(text, sizeof text, "name: %s\ndatabase: {conninfo: x}\nsink: {plugin: x}\n", name);
+    snprintf(text, sizeof text, "name: %s\ndatabase: {conninfo: dbname=x}\nsink: {plugin: x}\n",
+             name);
     relay_config c;
     parse_ok(text, &c);
     cr_assert_str_eq(c.name, name);
     free_config(&c);
 
     strcat(name, "n");
-    snprintf(text, sizeof text, "name: %s\ndatabase: {conninfo: x}\nsink: {plugin: x}\n", name);
+    snprintf(text, sizeof text, "name: %s\ndatabase: {conninfo: dbname=x}\nsink: {plugin: x}\n",
+             name);
     char expected[256];
     snprintf(expected, sizeof expected,
              "t.yaml:1:7: name: bad name \"%s\": use 1 to 63 letters, digits, '_', '.' or '-'",
@@ -815,4 +819,48 @@ Test(config, load_reports_unreadable_files)
     cr_assert(is_zeroed(&c));
     cr_assert_eq(relay_config_load("/tmp", &c, err, sizeof err), -1);
     cr_assert_str_eq(err, "/tmp: cannot read: Is a directory");
+}
+
+Test(config, variable_values_are_quoted_for_their_form)
+{
+    cr_assert_eq(setenv("RELAY_TEST_PW", "x dbname=postgres 'a\\b'", 1), 0);
+    cr_assert_eq(setenv("RELAY_TEST_URL", "host=/tmp dbname=app", 1), 0);
+    relay_config c;
+    parse_ok("name: a\ndatabase:\n  conninfo: \"host=h password=${RELAY_TEST_PW}\"\n"
+             "sink: {plugin: x}\n",
+             &c);
+    cr_assert_str_eq(c.conninfo, "host=h password=x\\ dbname=postgres\\ \\'a\\\\b\\'");
+    free_config(&c);
+    parse_ok("name: a\ndatabase:\n  conninfo: \"postgresql://u:${RELAY_TEST_PW}@h/db\"\n"
+             "sink: {plugin: x}\n",
+             &c);
+    cr_assert_str_eq(c.conninfo, "postgresql://u:x%20dbname%3Dpostgres%20%27a%5Cb%27@h/db");
+    free_config(&c);
+    /* A conninfo that is one variable is that variable's conninfo. */
+    parse_ok("name: a\ndatabase:\n  conninfo: \"${RELAY_TEST_URL}\"\nsink: {plugin: x}\n", &c);
+    cr_assert_str_eq(c.conninfo, "host=/tmp dbname=app");
+    free_config(&c);
+}
+
+Test(config, malformed_conninfo_is_refused_without_its_text)
+{
+    assert_error("name: a\ndatabase:\n  conninfo: \"postgresql://u:s3cret@[::1/db\"\n"
+                 "sink: {plugin: x}\n",
+                 "t.yaml:3:13: database.conninfo: malformed: end of string reached when looking "
+                 "for matching \"[redacted]\" in IPv6 host address in URI: \"[redacted]\"");
+}
+
+Test(config, redaction_removes_passwords_and_quoted_fragments)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "failed for s3cret and s3cret, user \"u\"");
+    relay_conninfo_redact("host=h password=s3cret", "filepw", msg, sizeof msg);
+    cr_assert_str_eq(msg, "failed for [redacted] and [redacted], user \"u\"");
+    snprintf(msg, sizeof msg, "bad: filepw");
+    relay_conninfo_redact("host=h", "filepw", msg, sizeof msg);
+    cr_assert_str_eq(msg, "bad: [redacted]");
+    /* Unparseable: whatever libpq quoted may be a piece of it. */
+    snprintf(msg, sizeof msg, "missing \"=\" after \"pw\" in connection info string");
+    relay_conninfo_redact("host=h password=s3 pw", NULL, msg, sizeof msg);
+    cr_assert_str_eq(msg, "missing \"[redacted]\" after \"[redacted]\" in connection info string");
 }

@@ -1,0 +1,429 @@
+/*
+ * Hostile conditions: what an attacker or an unlucky operator hands the relay (a malformed
+ * conninfo with a password in it, a variable that smuggles keywords, a closed stdout, a full
+ * disk, a database in another encoding), and what it must do then: say what is wrong without
+ * revealing a secret, and lose or garble no event.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* prlimit */
+#endif
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+
+#include "../harness/harness.h"
+
+#define LONG_AGO "now() - interval '1 hour'"
+#define SECRET "Zebra4711xyzzy"
+
+static th_scope scope;
+
+static void setup(void)
+{
+    th_scope_new(&scope);
+}
+
+static void teardown(void)
+{
+    th_scope_free(&scope);
+}
+
+TestSuite(hostile, .init = setup, .fini = teardown, .timeout = 120);
+
+/* A stdout config for the scope with conninfo_yaml as database.conninfo and extra YAML. */
+static void write_config(char path[TH_PATH_MAX], const char *conninfo_yaml, const char *extra)
+{
+    th_write_config(&scope, path,
+                    "name: %s\n"
+                    "database:\n"
+                    "  conninfo: %s\n"
+                    "%s"
+                    "source:\n"
+                    "  safety_margin: 100ms\n"
+                    "  poll_interval: 50ms\n"
+                    "sink:\n"
+                    "  plugin: stdout\n"
+                    "retry:\n"
+                    "  initial: 50ms\n"
+                    "  max: 200ms\n",
+                    scope.schema, conninfo_yaml, extra);
+}
+
+/* Runs `check` and `run` on config: both must exit with want, and neither say secret. */
+static void assert_refused_without(const char *config, int want, const char *secret,
+                                   const char *expected)
+{
+    const char *commands[] = {"check", "run"};
+    for (size_t i = 0; i < 2; i++) {
+        char *out = NULL, *err = NULL;
+        int code = th_run_cli(&out, &err, commands[i], "-c", config);
+        cr_expect_eq(code, want, "%s exited %d, not %d: %s", commands[i], code, want, err);
+        cr_expect_null(strstr(out, secret), "%s printed the secret: %s", commands[i], out);
+        cr_expect_null(strstr(err, secret), "%s logged the secret: %s", commands[i], err);
+        cr_expect_not_null(strstr(err, expected), "%s did not say '%s': %s", commands[i], expected,
+                           err);
+        free(out);
+        free(err);
+    }
+}
+
+Test(hostile, malformed_uri_names_the_key_not_the_password)
+{
+    char config[TH_PATH_MAX];
+    write_config(config, "\"postgresql://relay:" SECRET "@[::1/db\"", "");
+    /* A configuration error (3), at the key, with libpq's reason but not the URI. */
+    assert_refused_without(config, 3, SECRET, "database.conninfo");
+    assert_refused_without(config, 3, SECRET, "malformed");
+}
+
+Test(hostile, unquoted_space_in_keyword_form_hides_the_password)
+{
+    char config[TH_PATH_MAX];
+    /* libpq reads "xyzzy" as a keyword without "=" and quotes it in its message. */
+    write_config(config, "\"host=/nonexistent password=Zebra4711 xyzzy\"", "");
+    assert_refused_without(config, 3, "xyzzy", "malformed");
+    assert_refused_without(config, 3, "Zebra4711", "database.conninfo");
+}
+
+Test(hostile, connection_failure_hides_the_password)
+{
+    char config[TH_PATH_MAX];
+    /* Parses, but nothing listens there: a database outage, retried; check says it at once. */
+    write_config(config, "\"host=/nonexistent-dir port=1 password=" SECRET "\"", "");
+    char *out = NULL, *err = NULL;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 4, "check exited %d: %s", code, err);
+    cr_expect_null(strstr(err, SECRET), "check logged the secret: %s", err);
+    cr_expect_not_null(strstr(err, "cannot connect"), "%s", err);
+    free(out);
+    free(err);
+}
+
+/* The error `check` prints for a conninfo whose dbname is the value of HOSTILE_DB. */
+static char *check_error_with_db(const char *conninfo_yaml, const char *db)
+{
+    setenv("HOSTILE_DB", db, 1);
+    char config[TH_PATH_MAX];
+    write_config(config, conninfo_yaml, "");
+    char *out = NULL, *err = NULL;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 4, "check exited %d: %s", code, err);
+    free(out);
+    return err;
+}
+
+Test(hostile, variable_is_one_keyword_value)
+{
+    /* The scope's conninfo, then a dbname from the environment: the last dbname wins. */
+    char *conninfo = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&conninfo, &len);
+    fprintf(f, "%.*s dbname=${HOSTILE_DB}\"", (int)strlen(scope.conninfo_yaml) - 1,
+            scope.conninfo_yaml);
+    fclose(f);
+
+    /* Pasted as it is, this would connect to database postgres and pass. */
+    char *err = check_error_with_db(conninfo, "nosuchdb dbname=postgres");
+    cr_expect_not_null(strstr(err, "database \"nosuchdb dbname=postgres\" does not exist"), "%s",
+                       err);
+    free(err);
+    /* Pasted as it is, libpq would take the backslash as an escape and look for "ab". */
+    err = check_error_with_db(conninfo, "a\\b");
+    cr_expect_not_null(strstr(err, "database \"a\\b\" does not exist"), "%s", err);
+    free(err);
+    err = check_error_with_db(conninfo, "it's");
+    cr_expect_not_null(strstr(err, "database \"it's\" does not exist"), "%s", err);
+    free(err);
+    free(conninfo);
+}
+
+Test(hostile, variable_is_one_uri_component)
+{
+    char *error = NULL;
+    PQconninfoOption *options = PQconninfoParse(th_env("RELAY_TEST_CONNINFO"), &error);
+    cr_assert_not_null(options, "%s", error);
+    const char *host = NULL, *port = NULL, *user = NULL;
+    for (PQconninfoOption *o = options; o->keyword; o++) {
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        if (strcmp(o->keyword, "user") == 0)
+            user = o->val;
+    }
+    cr_assert(host && port && user && host[0] == '/', "the test server is on a unix socket");
+    char conninfo[1024];
+    snprintf(conninfo, sizeof conninfo, "\"postgresql:///${HOSTILE_DB}?host=%s&port=%s&user=%s\"",
+             host, port, user);
+    PQconninfoFree(options);
+
+    /* Pasted as it is, "?" would end the path and "&dbname=postgres" add a parameter. */
+    char *err = check_error_with_db(conninfo, "x?dbname=postgres");
+    cr_expect_not_null(strstr(err, "database \"x?dbname=postgres\" does not exist"), "%s", err);
+    free(err);
+}
+
+Test(hostile, password_file_that_says_nothing_is_a_config_error)
+{
+    char config[TH_PATH_MAX], empty[TH_PATH_MAX], extra[TH_PATH_MAX + 64];
+    th_path(&scope, "empty-password", empty);
+    th_write_file(empty, "\n");
+    snprintf(extra, sizeof extra, "  password_file: %s\n", empty);
+    /* Retried forever as an outage before; an empty password is never what was meant. */
+    write_config(config, scope.conninfo_yaml, extra);
+    assert_refused_without(config, 3, SECRET, "its first line is empty");
+
+    snprintf(extra, sizeof extra, "  password_file: %s\n", scope.dir);
+    write_config(config, scope.conninfo_yaml, extra);
+    assert_refused_without(config, 3, SECRET, "not a regular file");
+}
+
+Test(hostile, closed_stdout_is_refused)
+{
+    char config[TH_PATH_MAX], err_path[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "100ms", 100);
+    th_migrate(config);
+    th_insert_events(scope.conn, 5, LONG_AGO);
+    th_path(&scope, "closed.err", err_path);
+    /* Before, the database connection took descriptor 1 and the events were written into it. */
+    pid_t pid = th_relay_start(&scope, config, NULL, err_path);
+    int code = th_relay_wait(&scope, pid, TH_DEADLINE_MS);
+    cr_expect_eq(code, 5, "the relay exited %d, not with the sink's code", code);
+    cr_expect(th_file_contains(err_path, "descriptor 1"), "no word about stdout");
+    cr_expect(!th_file_contains(err_path, "invalid frontend message"));
+    cr_expect_eq(th_position(&scope, scope.schema), 0, "the position moved");
+}
+
+static bool log_says_file_too_large(void *arg)
+{
+    return th_file_contains(arg, "File too large");
+}
+
+typedef struct delivered_goal {
+    const char *out;
+    size_t want;
+} delivered_goal;
+
+static bool all_delivered(void *arg)
+{
+    const delivered_goal *g = arg;
+    int64_t *ids = NULL;
+    size_t n = th_read_stdout_ids(g->out, &ids);
+    free(ids);
+    return n >= g->want;
+}
+
+Test(hostile, full_disk_leaves_no_torn_line)
+{
+    enum { EVENTS = 2000 };
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "100ms", 500);
+    th_migrate(config);
+    th_insert_events(scope.conn, EVENTS, LONG_AGO);
+    th_path(&scope, "full.out", out);
+    th_path(&scope, "full.err", err);
+
+    /* The file size limit stands for a full disk: write(2) writes up to it, then fails with
+     * EFBIG, mid-line (no line is 4099 bytes long). The relay inherits the limit and SIGXFSZ
+     * ignored; its log has room enough. */
+    struct rlimit old, limit;
+    getrlimit(RLIMIT_FSIZE, &old);
+    limit = old;
+    limit.rlim_cur = 40 * 4099;
+    signal(SIGXFSZ, SIG_IGN);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &limit), 0);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    setrlimit(RLIMIT_FSIZE, &old);
+
+    th_wait_until(&scope, TH_DEADLINE_MS, log_says_file_too_large, err, "a failed write");
+    cr_assert_eq(prlimit(pid, RLIMIT_FSIZE, &old, NULL), 0, "raising the relay's limit");
+    delivered_goal goal = {.out = out, .want = EVENTS};
+    th_wait_until(&scope, TH_DEADLINE_MS, all_delivered, &goal, "every event delivered");
+    th_relay_stop(&scope, pid);
+
+    /* Every line one whole event: a half line left behind would glue two events together. */
+    char **lines = NULL;
+    size_t n = th_read_lines(out, &lines);
+    for (size_t i = 0; i < n; i++) {
+        const char *first = strstr(lines[i], "{\"id\":");
+        cr_assert(first == lines[i], "line %zu does not start an event: %.80s", i + 1, lines[i]);
+        cr_assert_null(strstr(first + 1, "{\"id\":"), "line %zu holds two events: %.200s", i + 1,
+                       lines[i]);
+        size_t len = strlen(lines[i]);
+        cr_assert(len > 0 && lines[i][len - 1] == '}', "line %zu is cut: %.80s", i + 1,
+                  lines[i] + (len > 80 ? len - 80 : 0));
+    }
+    th_free_lines(lines, n);
+}
+
+static bool has_two_lines(void *arg)
+{
+    char **lines = NULL;
+    size_t n = th_read_lines(arg, &lines);
+    th_free_lines(lines, n);
+    return n >= 2;
+}
+
+/* A database in LATIN1 of its own, dropped by the caller. */
+static void create_latin1_database(const char *name)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "CREATE DATABASE %s ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+             "TEMPLATE template0",
+             name);
+    th_exec(scope.conn, sql);
+}
+
+Test(hostile, latin1_database_reaches_the_sink_as_utf8)
+{
+    char db[80], base[1024], sql[160];
+    snprintf(db, sizeof db, "%s_latin1", scope.schema);
+    create_latin1_database(db);
+    snprintf(base, sizeof base, "%s dbname=%s", th_env("RELAY_TEST_CONNINFO"), db);
+
+    th_scope latin1;
+    th_scope_new_at(&latin1, base);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_write_stdout_config(&latin1, config, "100ms", 100);
+    th_migrate(config);
+    /* The test's session speaks UTF-8; the server stores LATIN1 bytes. */
+    th_exec(latin1.conn, "SET client_encoding = 'UTF8'");
+    th_exec(latin1.conn,
+            "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version,"
+            " kind, body, created_at) VALUES ('caf\xc3\xa9', 'order', 1, 'cr\xc3\xa9\xc3\xa9',"
+            " '{\"name\": \"\xc3\xa9t\xc3\xa9\"}', now() - interval '1 hour'),"
+            " ('b', 'order', 1, 'x', '{}', now() - interval '1 hour')");
+    th_path(&latin1, "latin1.out", out);
+    th_path(&latin1, "latin1.err", err);
+    /* Without the pinned encoding, this made every connection fail and the relay reconnect. */
+    setenv("PGCLIENTENCODING", "LATIN1", 1);
+    pid_t pid = th_relay_start(&latin1, config, out, err);
+    unsetenv("PGCLIENTENCODING");
+    th_wait_until(&latin1, TH_DEADLINE_MS, has_two_lines, out, "both events delivered");
+    th_relay_stop(&latin1, pid);
+
+    char *text = th_read_file(out, NULL);
+    cr_expect_not_null(strstr(text, "\"key\":\"caf\xc3\xa9\""), "the key is not UTF-8: %s", text);
+    cr_expect_not_null(strstr(text, "\"type\":\"cr\xc3\xa9\xc3\xa9\""), "%s", text);
+    cr_expect_not_null(strstr(text, "\"\xc3\xa9t\xc3\xa9\""), "the payload is not UTF-8: %s", text);
+    free(text);
+    th_scope_free(&latin1);
+    snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", db);
+    th_exec(scope.conn, sql);
+}
+
+static bool log_has_warning(void *arg)
+{
+    return th_file_contains(arg, "checkpoint written");
+}
+
+Test(hostile, server_warnings_go_through_the_log)
+{
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_config(config, scope.conninfo_yaml, "log:\n  format: json\n");
+    th_migrate(config);
+    /* A WARNING from the server in the relay's own session, each time it stores its position. */
+    th_exec(scope.conn, "CREATE FUNCTION warn_on_store() RETURNS trigger LANGUAGE plpgsql AS"
+                        " $$BEGIN RAISE WARNING 'checkpoint written'; RETURN NEW; END$$;"
+                        "CREATE TRIGGER warn_on_store BEFORE UPDATE ON relay_checkpoints"
+                        " FOR EACH ROW EXECUTE FUNCTION warn_on_store()");
+    th_insert_events(scope.conn, 3, LONG_AGO);
+    th_path(&scope, "warn.out", out);
+    th_path(&scope, "warn.err", err);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_until(&scope, TH_DEADLINE_MS, log_has_warning, err, "the server's warning logged");
+    th_relay_stop(&scope, pid);
+
+    /* Every line a JSON record of the log: libpq's own notice printer wrote "WARNING: ..." raw. */
+    char **lines = NULL;
+    size_t n = th_read_lines(err, &lines);
+    for (size_t i = 0; i < n; i++)
+        cr_expect(strncmp(lines[i], "{\"ts\":", 6) == 0, "not a JSON log record: %s", lines[i]);
+    th_free_lines(lines, n);
+}
+
+/* Starts argv in dir, with what the test process has (its core size limit among it); the caller
+ * waits for it with wait_status, for the core dump bit that exit codes do not carry. */
+static pid_t spawn_in(const char *dir, const char *const argv[], const char *out, const char *err)
+{
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addchdir_np(&actions, dir);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out, O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err, O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &actions, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    cr_assert_eq(rc, 0, "cannot run %s: %s", argv[0], strerror(rc));
+    return pid;
+}
+
+typedef struct exit_goal {
+    pid_t pid;
+    int status;
+} exit_goal;
+
+static bool has_exited(void *arg)
+{
+    exit_goal *g = arg;
+    return waitpid(g->pid, &g->status, WNOHANG) == g->pid;
+}
+
+/* The wait status of pid, once it exited. */
+static int wait_status(pid_t pid)
+{
+    exit_goal goal = {.pid = pid};
+    th_wait_until(&scope, TH_DEADLINE_MS, has_exited, &goal, "the process to exit");
+    return goal.status;
+}
+
+static bool log_says_reading(void *arg)
+{
+    return th_file_contains(arg, "reading ");
+}
+
+Test(hostile, no_core_dump_carries_the_password)
+{
+    char config[TH_PATH_MAX], password[TH_PATH_MAX], extra[TH_PATH_MAX + 64];
+    char out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_path(&scope, "password", password);
+    th_write_file(password, SECRET "\n");
+    chmod(password, 0600);
+    snprintf(extra, sizeof extra, "  password_file: %s\n", password);
+    write_config(config, scope.conninfo_yaml, extra);
+    th_migrate(config);
+    th_path(&scope, "abort.out", out);
+    th_path(&scope, "abort.err", err);
+
+    struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
+    cr_assert_eq(setrlimit(RLIMIT_CORE, &unlimited), 0);
+    /* Whether this machine dumps cores at all: a shell aborting itself must. */
+    const char *control[] = {"/bin/sh", "-c", "kill -ABRT $$", NULL};
+    int status = wait_status(spawn_in(scope.dir, control, out, err));
+    if (!WIFSIGNALED(status) || !WCOREDUMP(status))
+        cr_skip_test("this machine writes no core for a process that may dump one "
+                     "(/proc/sys/kernel/core_pattern): nothing to compare with");
+
+    /* SIGABRT is what systemd sends when the watchdog times out. */
+    const char *relay[] = {th_env("RELAY_BIN"), "run", "-c", config, NULL};
+    pid_t pid = spawn_in(scope.dir, relay, out, err);
+    th_wait_until(&scope, TH_DEADLINE_MS, log_says_reading, err, "the relay reading");
+    kill(pid, SIGABRT);
+    status = wait_status(pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+    cr_expect(!WCOREDUMP(status), "the relay dumped a core, with the password in it");
+}
