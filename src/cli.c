@@ -14,6 +14,7 @@
 #include "config.h"
 #include "db.h"
 #include "exit_codes.h"
+#include "permissions.h"
 #include "log.h"
 #include "relay_build.h"
 
@@ -222,6 +223,13 @@ int relay_cli_main(int argc, char **argv)
         return RELAY_EXIT_CONFIG;
     }
     rc = configure_logger(&config, &opts, &log);
+    if (rc == 0 &&
+        relay_permissions_refuse_writable(opts.config_path, "config", err, sizeof err) != 0) {
+        relay_error(&log, "%s", err);
+        rc = RELAY_EXIT_CONFIG;
+    }
+    if (rc == 0)
+        relay_permissions_warn_secrets(&config, &log);
     if (rc == 0 && config.password_file) {
         /* Read now, once, so that an unreadable or empty file is a configuration error and not
          * an outage retried forever; every connection reads it again (it may be rotated). */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -572,6 +573,9 @@ static int write_option_scalar(parse_ctx *ctx, yaml_node_t *node, FILE *s)
 {
     if (node->type != YAML_SCALAR_NODE)
         return fail(ctx, node->start_mark, "expected a scalar or a list of scalars");
+    /* The plugin gets C strings: "visible\0hidden" would reach it as "visible". */
+    if (has_nul(node))
+        return fail(ctx, node->start_mark, "must not contain a NUL character");
     fputs(is_null(node) ? "" : scalar_text(node), s);
     return 0;
 }
@@ -638,6 +642,9 @@ static int flatten_options(parse_ctx *ctx, yaml_node_t *map, int depth)
         yaml_node_t *key = node_at(ctx, p->key), *value = node_at(ctx, p->value);
         if (key->type != YAML_SCALAR_NODE)
             return fail(ctx, key->start_mark, "expected a scalar key");
+        /* "out\0evil" would be the option "out" a second time. */
+        if (has_nul(key))
+            return fail(ctx, key->start_mark, "a key must not contain a NUL character");
         size_t old = path_push(ctx, scalar_text(key));
         int rc;
         if (value->type != YAML_MAPPING_NODE)
@@ -964,6 +971,39 @@ static int parse_document(parse_ctx *ctx)
     return walk_mapping(ctx, root, root_fields);
 }
 
+/*
+ * Makes a relative path in *slot relative to the config file's directory, as a reader of the file
+ * means it: `plugin: ./mysink.so` beside the config, wherever the relay was started from (from /,
+ * `../../tmp/evil.so` would otherwise be /tmp/evil.so). Returns 0, or -1 when out of memory.
+ */
+static int resolve_beside_config(const char *config_path, char **slot)
+{
+    if (!*slot || (*slot)[0] == '/')
+        return 0;
+    char real[PATH_MAX];
+    const char *config = realpath(config_path, real) ? real : config_path;
+    const char *slash = strrchr(config, '/');
+    char *resolved = NULL;
+    int n = slash ? asprintf(&resolved, "%.*s/%s", (int)(slash - config), config, *slot)
+                  : asprintf(&resolved, "./%s", *slot);
+    if (n < 0)
+        return -1;
+    free(*slot);
+    *slot = resolved;
+    return 0;
+}
+
+static int resolve_paths(relay_config *c)
+{
+    if (c->sink_plugin && strchr(c->sink_plugin, '/') &&
+        resolve_beside_config(c->path, &c->sink_plugin) != 0)
+        return -1;
+    return resolve_beside_config(c->path, &c->password_file) != 0 ||
+                   resolve_beside_config(c->path, &c->plugin_dir) != 0
+               ? -1
+               : 0;
+}
+
 int relay_config_parse(const char *path, const char *text, size_t len, relay_config *out, char *err,
                        size_t errlen)
 {
@@ -980,8 +1020,8 @@ int relay_config_parse(const char *path, const char *text, size_t len, relay_con
         return -1;
     if (!(out->path = strdup(path)) || set_defaults(out, root_fields) < 0)
         rc = fail_oom(&ctx, (yaml_mark_t){0, 0, 0});
-    else
-        rc = parse_document(&ctx);
+    else if ((rc = parse_document(&ctx)) == 0 && resolve_paths(out) != 0)
+        rc = fail_oom(&ctx, (yaml_mark_t){0, 0, 0});
     yaml_document_delete(&doc);
     if (rc < 0)
         relay_config_free(out);

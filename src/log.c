@@ -60,6 +60,27 @@ static void json_escape(const char *msg, char *out, size_t outlen)
     out[o] = '\0';
 }
 
+/* Writes msg with its control characters escaped (\n, \r, \t, \xNN): a message may quote event
+ * data or a server's text, and a newline in it would start a forged record ("info stopped at
+ * position 999999"). Truncates rather than fails. */
+static void text_escape(const char *msg, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)msg; *p && o + 5 < outlen; p++) {
+        if (*p >= 0x20 && *p != 0x7f)
+            out[o++] = (char)*p;
+        else if (*p == '\n')
+            o += (size_t)snprintf(out + o, outlen - o, "\\n");
+        else if (*p == '\r')
+            o += (size_t)snprintf(out + o, outlen - o, "\\r");
+        else if (*p == '\t')
+            o += (size_t)snprintf(out + o, outlen - o, "\\t");
+        else
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", *p);
+    }
+    out[o] = '\0';
+}
+
 void relay_logv(const relay_logger *log, relay_log_level level, const char *fmt, va_list ap)
 {
     if (level < log->level)
@@ -87,7 +108,9 @@ void relay_logv(const relay_logger *log, relay_log_level level, const char *fmt,
         fprintf(log->out, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", stamp,
                 level_names[level], escaped);
     } else {
-        fprintf(log->out, "%s %-5s %s\n", stamp, level_names[level], msg);
+        char escaped[sizeof msg * 4];
+        text_escape(msg, escaped, sizeof escaped);
+        fprintf(log->out, "%s %-5s %s\n", stamp, level_names[level], escaped);
     }
     fflush(log->out);
 }

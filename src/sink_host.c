@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "permissions.h"
 #include "plugin_path.h"
 
 static relay_log_level relay_log_level_from_sink(relay_sink_log_level level)
@@ -108,6 +109,11 @@ int relay_sink_load(relay_sink *sink, const char *path, const relay_logger *log,
         return -1;
     }
 
+    /* Loading it runs its code as the relay. */
+    if (relay_permissions_refuse_writable(path, "sink plugin", err, errlen) != 0) {
+        memset(sink, 0, sizeof *sink);
+        return -1;
+    }
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL) {
         const char *why = dlerror();

@@ -10,8 +10,8 @@
 
 void kafka_producer_scrub(const kafka_producer *p, char *text, size_t size)
 {
-    for (size_t i = 0; i < p->n_secrets; i++)
-        kafka_redact(text, size, p->secrets[i]);
+    for (size_t i = 0; i + 1 < p->n_secrets; i += 2)
+        kafka_redact_property(text, size, p->secrets[i], p->secrets[i + 1]);
 }
 
 static relay_sink_log_level kafka_producer_level(int syslog_level)
@@ -96,21 +96,24 @@ static int kafka_producer_set(kafka_producer *p, rd_kafka_conf_t *conf, const ch
     return -1;
 }
 
-static int kafka_producer_keep_secret(kafka_producer *p, const char *value, char *err,
-                                      size_t errlen)
+static int kafka_producer_keep_secret(kafka_producer *p, const char *name, const char *value,
+                                      char *err, size_t errlen)
 {
-    char **grown = realloc(p->secrets, (p->n_secrets + 1) * sizeof *grown);
+    char **grown = realloc(p->secrets, (p->n_secrets + 2) * sizeof *grown);
     if (grown == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     p->secrets = grown;
-    p->secrets[p->n_secrets] = strdup(value);
-    if (p->secrets[p->n_secrets] == NULL) {
+    char *name_copy = strdup(name), *value_copy = strdup(value);
+    if (name_copy == NULL || value_copy == NULL) {
+        free(name_copy);
+        free(value_copy);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    p->n_secrets++;
+    p->secrets[p->n_secrets++] = name_copy;
+    p->secrets[p->n_secrets++] = value_copy;
     return 0;
 }
 
@@ -169,7 +172,8 @@ int kafka_producer_init(kafka_producer *p, const relay_sink_host *host,
     *p = (kafka_producer){.host = host, .on_delivery = on_delivery, .ctx = ctx};
     for (size_t i = 0; i < n_properties; i++) {
         if (kafka_property_is_sensitive(properties[i].name) &&
-            kafka_producer_keep_secret(p, properties[i].value, err, errlen) != 0)
+            kafka_producer_keep_secret(p, properties[i].name, properties[i].value, err, errlen) !=
+                0)
             return -1;
     }
 

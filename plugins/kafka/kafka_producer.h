@@ -23,7 +23,9 @@ typedef struct kafka_producer {
     const relay_sink_host *host;
     kafka_delivery_fn *on_delivery;
     void *ctx;
-    char **secrets; /* copies of sensitive property values, to scrub from messages */
+    /* Copies of the sensitive properties, to scrub their values from messages: names at even
+     * indexes, each followed by its value. */
+    char **secrets;
     size_t n_secrets;
     /* Each message in a request of its own (batch.num.messages=1), so that a broker's refusal of
      * a request is a refusal of that one message. */

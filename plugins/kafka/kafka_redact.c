@@ -1,5 +1,7 @@
 #include "kafka_redact.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int kafka_property_is_sensitive(const char *name)
@@ -25,29 +27,61 @@ static size_t kafka_partial_secret_at_end(const char *text, const char *secret)
     return 0;
 }
 
-void kafka_redact(char *text, size_t size, const char *secret)
+/* Replaces every needle in text with mark, truncating at size; a cut never leaves the start of
+ * a needle at the end. */
+static void kafka_replace_all(char *text, size_t size, const char *needle, const char *mark)
 {
-    static const char mark[] = "[redacted]";
-    size_t secret_len = strlen(secret);
-    if (secret_len == 0 || size == 0)
+    size_t needle_len = strlen(needle), mark_full = strlen(mark);
+    if (needle_len == 0 || size == 0)
         return;
     int truncated = 0;
     char *p = text;
-    while ((p = strstr(p, secret)) != NULL) {
+    while ((p = strstr(p, needle)) != NULL) {
         size_t at = (size_t)(p - text);
-        size_t tail = strlen(p + secret_len);
+        size_t tail = strlen(p + needle_len);
         size_t room = size - 1 - at;
-        size_t mark_len = sizeof mark - 1 < room ? sizeof mark - 1 : room;
+        size_t mark_len = mark_full < room ? mark_full : room;
         size_t keep = tail < room - mark_len ? tail : room - mark_len;
-        truncated |= keep < tail || mark_len < sizeof mark - 1;
-        memmove(p + mark_len, p + secret_len, keep);
+        truncated |= keep < tail || mark_len < mark_full;
+        memmove(p + mark_len, p + needle_len, keep);
         memcpy(p, mark, mark_len);
         p[mark_len + keep] = '\0';
         p += mark_len;
     }
-    /* Cutting the text short may have left the start of a secret at its end. */
+    /* Cutting the text short may have left the start of a needle at its end. */
     if (truncated) {
-        size_t partial = kafka_partial_secret_at_end(text, secret);
+        size_t partial = kafka_partial_secret_at_end(text, needle);
         text[strlen(text) - partial] = '\0';
     }
+}
+
+void kafka_redact(char *text, size_t size, const char *secret)
+{
+    kafka_replace_all(text, size, secret, "[redacted]");
+}
+
+/* Replaces value in text where it stands between two quote characters q. */
+static void kafka_redact_quoted(char *text, size_t size, const char *value, char q)
+{
+    size_t len = strlen(value) + 3;
+    char *quoted = malloc(len), mark[16];
+    /* Out of memory: no quoted needle, so the whole value goes, wherever it stands. */
+    if (quoted == NULL) {
+        kafka_redact(text, size, value);
+        return;
+    }
+    snprintf(quoted, len, "%c%s%c", q, value, q);
+    snprintf(mark, sizeof mark, "%c[redacted]%c", q, q);
+    kafka_replace_all(text, size, quoted, mark);
+    free(quoted);
+}
+
+void kafka_redact_property(char *text, size_t size, const char *name, const char *value)
+{
+    if (strcasestr(text, name) != NULL) {
+        kafka_redact(text, size, value);
+        return;
+    }
+    kafka_redact_quoted(text, size, value, '"');
+    kafka_redact_quoted(text, size, value, '\'');
 }

@@ -16,4 +16,13 @@ int kafka_property_is_sensitive(const char *name);
  * "[redacted]", truncating if the result does not fit. An empty secret changes nothing. */
 void kafka_redact(char *text, size_t size, const char *secret);
 
+/*
+ * Scrubs the value of the sensitive property name from text: every occurrence where the text names
+ * the property (librdkafka's "Invalid value ... for configuration property ..."), elsewhere only a
+ * quoted one ("value" or 'value'). Replacing every occurrence everywhere would tell the secret:
+ * with sasl.password "producer", the client id "rdkafka#producer-1" in every debug line would read
+ * "rdkafka#[redacted]-1".
+ */
+void kafka_redact_property(char *text, size_t size, const char *name, const char *value);
+
 #endif

@@ -427,3 +427,79 @@ Test(hostile, no_core_dump_carries_the_password)
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
     cr_expect(!WCOREDUMP(status), "the relay dumped a core, with the password in it");
 }
+
+/* Copies the stdout plugin into the scope, for a test to set its mode. */
+static void copy_stdout_plugin(char out[TH_PATH_MAX])
+{
+    char from[TH_PATH_MAX];
+    snprintf(from, sizeof from, "%s/plugins/stdout/stdout.so", th_env("RELAY_BUILD_DIR"));
+    size_t len = 0;
+    char *bytes = th_read_file(from, &len);
+    cr_assert_gt(len, 0, "no plugin at %s", from);
+    th_path(&scope, "mysink.so", out);
+    FILE *f = fopen(out, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(bytes);
+}
+
+Test(hostile, files_others_may_write_are_refused)
+{
+    char config[TH_PATH_MAX], plugin[TH_PATH_MAX];
+    copy_stdout_plugin(plugin);
+    chmod(plugin, 0755);
+    /* Relative to the config's directory, wherever the relay runs from. */
+    th_write_config(&scope, config,
+                    "name: %s\ndatabase:\n  conninfo: %s\nsink:\n  plugin: ./mysink.so\n",
+                    scope.schema, scope.conninfo_yaml);
+    th_migrate(config);
+    cr_assert_eq(chdir("/"), 0);
+    char *out = NULL, *err = NULL;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 0, "check exited %d: %s", code, err);
+    free(out);
+    free(err);
+
+    /* Whoever may write the plugin chooses the code the relay runs. */
+    chmod(plugin, 0775);
+    code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 5, "check exited %d with a group-writable plugin: %s", code, err);
+    cr_expect_not_null(strstr(err, "writable by its group"), "%s", err);
+    free(out);
+    free(err);
+    chmod(plugin, 0755);
+
+    /* And whoever may write the config chooses the plugin. */
+    chmod(config, 0666);
+    code = th_run_cli(&out, &err, "run", "-c", config);
+    cr_expect_eq(code, 3, "run exited %d with a world-writable config: %s", code, err);
+    cr_expect_not_null(strstr(err, "writable by anyone"), "%s", err);
+    free(out);
+    free(err);
+}
+
+Test(hostile, secrets_others_may_read_are_named)
+{
+    char config[TH_PATH_MAX], password[TH_PATH_MAX], extra[TH_PATH_MAX + 64];
+    th_path(&scope, "password", password);
+    th_write_file(password, "pw\n");
+    chmod(password, 0644);
+    snprintf(extra, sizeof extra, "  password_file: %s\n", password);
+    write_config(config, scope.conninfo_yaml, extra);
+    th_migrate(config);
+    char *out = NULL, *err = NULL;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 0, "check exited %d: %s", code, err);
+    cr_expect_not_null(strstr(err, "password_file"), "no warning: %s", err);
+    cr_expect_not_null(strstr(err, "can be read by anyone"), "no warning: %s", err);
+    free(out);
+    free(err);
+
+    chmod(password, 0600);
+    code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 0, "check exited %d: %s", code, err);
+    cr_expect_null(strstr(err, "can be read"), "a warning for a 0600 file: %s", err);
+    free(out);
+    free(err);
+}

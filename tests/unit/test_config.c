@@ -864,3 +864,36 @@ Test(config, redaction_removes_passwords_and_quoted_fragments)
     relay_conninfo_redact("host=h password=s3 pw", NULL, msg, sizeof msg);
     cr_assert_str_eq(msg, "missing \"[redacted]\" after \"[redacted]\" in connection info string");
 }
+
+Test(config, nul_is_refused_in_option_values_and_keys)
+{
+    /* The plugin would see "visible", and "out\0evil" would be a second "out". */
+    assert_error("name: a\ndatabase: {conninfo: dbname=x}\n"
+                 "sink: {plugin: x, options: {a: \"visible\\0hidden\"}}\n",
+                 "t.yaml:3:32: sink.options.a: must not contain a NUL character");
+    assert_error("name: a\ndatabase: {conninfo: dbname=x}\n"
+                 "sink: {plugin: x, options: {out: 1, \"out\\0evil\": 2}}\n",
+                 "t.yaml:3:37: sink.options: a key must not contain a NUL character");
+}
+
+Test(config, relative_paths_are_beside_the_config)
+{
+    relay_config c;
+    char err[512] = "";
+    const char *text = "name: a\ndatabase:\n  conninfo: dbname=x\n  password_file: secrets/pw\n"
+                       "plugin_dir: lib\nsink:\n  plugin: ../plugins/mysink.so\n";
+    cr_assert_eq(
+        relay_config_parse("/nonexistent/etc/relay.yaml", text, strlen(text), &c, err, sizeof err),
+        0, "%s", err);
+    cr_assert_str_eq(c.sink_plugin, "/nonexistent/etc/../plugins/mysink.so");
+    cr_assert_str_eq(c.password_file, "/nonexistent/etc/secrets/pw");
+    cr_assert_str_eq(c.plugin_dir, "/nonexistent/etc/lib");
+    free_config(&c);
+    /* A name is looked up in plugin_dir, and an absolute path stays. */
+    text = "name: a\ndatabase:\n  conninfo: dbname=x\n  password_file: /run/pw\n"
+           "sink:\n  plugin: stdout\n";
+    cr_assert_eq(relay_config_parse("etc/relay.yaml", text, strlen(text), &c, err, sizeof err), 0);
+    cr_assert_str_eq(c.sink_plugin, "stdout");
+    cr_assert_str_eq(c.password_file, "/run/pw");
+    free_config(&c);
+}

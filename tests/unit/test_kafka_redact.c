@@ -52,3 +52,19 @@ Test(kafka_secrets, empty_secret_changes_nothing)
     kafka_redact(text, sizeof text, "");
     cr_assert_str_eq(text, "nothing to hide");
 }
+
+Test(kafka_secrets, a_property_is_redacted_where_it_is_named_or_quoted)
+{
+    /* Every occurrence everywhere would tell the password through librdkafka's client id. */
+    char text[160] = "[thrd:app]: rdkafka#producer-1 initialised";
+    kafka_redact_property(text, sizeof text, "sasl.password", "producer");
+    cr_assert_str_eq(text, "[thrd:app]: rdkafka#producer-1 initialised");
+
+    char named[160] = "Invalid value producer for configuration property sasl.password";
+    kafka_redact_property(named, sizeof named, "sasl.password", "producer");
+    cr_assert_str_eq(named, "Invalid value [redacted] for configuration property sasl.password");
+
+    char quoted[160] = "rdkafka#producer-1: value \"producer\" or 'producer' refused";
+    kafka_redact_property(quoted, sizeof quoted, "sasl.password", "producer");
+    cr_assert_str_eq(quoted, "rdkafka#producer-1: value \"[redacted]\" or '[redacted]' refused");
+}

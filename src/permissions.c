@@ -1,0 +1,49 @@
+#include "permissions.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libpq-fe.h>
+
+int relay_permissions_refuse_writable(const char *path, const char *what, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+        snprintf(err, errlen,
+                 "%s %s is writable by %s (mode %04o): whoever can write it chooses the code the "
+                 "relay runs; chmod go-w it",
+                 what, path, st.st_mode & S_IWOTH ? "anyone" : "its group",
+                 (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
+static bool conninfo_has_password(const char *conninfo)
+{
+    PQconninfoOption *options = PQconninfoParse(conninfo, NULL);
+    bool found = false;
+    for (PQconninfoOption *o = options; o && o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+            found = true;
+    PQconninfoFree(options);
+    return found;
+}
+
+static void warn_if_readable(const char *path, const char *what, const relay_logger *log)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+        relay_warn(log, "%s %s can be read by %s (mode %04o): chmod go-r it", what, path,
+                   st.st_mode & S_IROTH ? "anyone" : "its group", (unsigned)(st.st_mode & 07777));
+}
+
+void relay_permissions_warn_secrets(const relay_config *config, const relay_logger *log)
+{
+    if (config->password_file)
+        warn_if_readable(config->password_file, "database.password_file", log);
+    if (config->conninfo && conninfo_has_password(config->conninfo))
+        warn_if_readable(config->path, "the config, whose conninfo holds a password,", log);
+}
