@@ -102,6 +102,48 @@ static int may_delete(PGconn *conn, const relay_source_info *info, const relay_l
     return rc;
 }
 
+/*
+ * Runs the writes the relay makes, in a transaction rolled back: privileges are checked when a
+ * statement runs, not when the relay connects, and a role without UPDATE on relay_checkpoints
+ * would otherwise pass `check` and fail at the first position. Returns 0, or -1 after an error.
+ */
+static int check_writes(PGconn *conn, const relay_config *config, const relay_logger *log,
+                        FILE *out)
+{
+    static const char *const writes[] = {
+        "INSERT INTO relay_checkpoints (name) VALUES ($1)"
+        " ON CONFLICT (name) DO UPDATE SET updated_at = relay_checkpoints.updated_at",
+        "WITH gone AS (DELETE FROM relay_gaps WHERE relay_name = $1 AND low_id < 0)"
+        " INSERT INTO relay_gaps (relay_name, low_id, high_id, first_seen_ms)"
+        " VALUES ($1, -1, -1, 0) ON CONFLICT (relay_name, low_id) DO UPDATE SET high_id = -1",
+        "UPDATE relay_gaps SET high_id = high_id WHERE relay_name = $1 AND low_id < 0",
+        "INSERT INTO relay_dead_letters (relay_name, event_id, reason) VALUES ($1, -1, 'check')",
+    };
+    size_t n = sizeof writes / sizeof writes[0];
+    if (config->sink_on_reject != RELAY_ON_REJECT_DEAD_LETTER)
+        n--; /* the last one only with dead letters */
+    const char *params[1] = {config->name};
+    char err[1024] = "";
+    if (relay_db_exec(conn, "checking the writes", "BEGIN", err, sizeof err) != 0) {
+        relay_error(log, "%s", err);
+        return -1;
+    }
+    for (size_t i = 0; i < n && !err[0]; i++) {
+        PGresult *res = PQexecParams(conn, writes[i], 1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            relay_db_error(conn, res, "writing the relay's tables (rolled back)", err, sizeof err);
+        PQclear(res);
+    }
+    relay_db_rollback(conn);
+    if (err[0]) {
+        relay_error(log, "%s", err);
+        return -1;
+    }
+    fprintf(out, "writes     relay_checkpoints, relay_gaps%s: allowed (tried, rolled back)\n",
+            n == sizeof writes / sizeof writes[0] ? ", relay_dead_letters" : "");
+    return 0;
+}
+
 /* retention.drop_partitions: the table must be partitioned by range of id, and the role must own
  * it and its partitions (DETACH PARTITION, DROP TABLE). Returns 0, or -1 after an error. */
 static int check_partitions(PGconn *conn, const relay_config *config, const relay_logger *log,
@@ -253,7 +295,8 @@ static int check_database(const relay_config *config, const relay_logger *log, F
         return RELAY_EXIT_DATABASE;
     }
 
-    if (check_retention(conn, config, &info, log, out) != 0) {
+    if (check_writes(conn, config, log, out) != 0 ||
+        check_retention(conn, config, &info, log, out) != 0) {
         PQfinish(conn);
         return RELAY_EXIT_DATABASE;
     }

@@ -151,11 +151,25 @@ void relay_db_error(PGconn *conn, const PGresult *res, const char *what, char *e
         msg = res ? PQresultErrorMessage(res) : NULL;
     if (!msg || !*msg)
         msg = conn ? PQerrorMessage(conn) : "no connection";
-    snprintf(err, errlen, "%s: %s", what, msg);
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     /* libpq ends its messages with a newline, and may spread them over several lines. */
+    size_t len = strlen(msg);
+    while (len > 0 && msg[len - 1] == '\n')
+        len--;
+    if (state && *state)
+        snprintf(err, errlen, "%s: %.*s (SQLSTATE %s)", what, (int)len, msg, state);
+    else
+        snprintf(err, errlen, "%s: %.*s", what, (int)len, msg);
     for (char *p = err; *p; p++)
         if (*p == '\n')
-            *p = (p[1] == '\0') ? '\0' : ' ';
+            *p = ' ';
+}
+
+bool relay_db_error_is(const char *err, const char *sqlstate)
+{
+    char mark[32];
+    snprintf(mark, sizeof mark, "(SQLSTATE %s)", sqlstate);
+    return strstr(err, mark) != NULL;
 }
 
 int64_t relay_db_binary_int64(const PGresult *res, int row, int column)

@@ -2,6 +2,7 @@
 #ifndef RELAY_DB_H
 #define RELAY_DB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,8 +62,16 @@ int relay_db_exec(PGconn *conn, const char *what, const char *sql, char *err, si
  * transaction anyway, and the caller has the first error already. */
 void relay_db_rollback(PGconn *conn);
 
-/* Writes "what: <primary message>" for a failed result (or the connection's error) into err. */
+/* Writes "what: <primary message> (SQLSTATE XXXXX)" for a failed result (without the SQLSTATE for
+ * the connection's own error) into err, on one line. */
 void relay_db_error(PGconn *conn, const PGresult *res, const char *what, char *err, size_t errlen);
+
+/* Whether err, as relay_db_error wrote it, carries sqlstate: the loop tells an outage from an
+ * error that no retry can cure (42501, a missing privilege) by it. */
+bool relay_db_error_is(const char *err, const char *sqlstate);
+
+/* SQLSTATE insufficient_privilege. */
+#define RELAY_SQLSTATE_NO_PRIVILEGE "42501"
 
 /* True when the error on res is about the table or column being absent (SQLSTATE 42P01, 42703). */
 int relay_db_is_missing_object(const PGresult *res);

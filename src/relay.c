@@ -11,6 +11,7 @@
 
 #include "backoff.h"
 #include "clock.h"
+#include "db.h"
 #include "exit_codes.h"
 #include "notify.h"
 #include "relay_connect.h"
@@ -30,6 +31,7 @@ typedef struct relay_loop {
     bool sink_failing;
     bool standing_by;
     int db_attempts;
+    int64_t db_failed_stored; /* the stored position when the outage began */
     int sink_attempts;
     char failure[512]; /* the failure going on, for STATUS= */
 
@@ -122,17 +124,28 @@ static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify, int64_t li
 static bool database_failed(relay_loop *l, const char *err)
 {
     relay_pipeline *p = &l->pipeline;
-    int64_t acknowledged = p->position;
+    /* What the next connection reads from: the position stored, not the one acknowledged since
+     * (the events between are delivered again: at-least-once). */
+    int64_t resume = p->stored_position;
     relay_pipe_change(p, RELAY_PIPE_CLOSED);
     l->db_attempts++;
     if (!l->db_failing) {
-        relay_warn(p->log, "database unavailable: %s; retrying with backoff from position %" PRId64,
-                   err, acknowledged);
+        relay_warn(p->log,
+                   "database unavailable: %s; retrying with backoff, then reading from the "
+                   "stored position %" PRId64,
+                   err, resume);
         snprintf(l->failure, sizeof l->failure, "%.400s", err);
         l->db_failing = true;
+        l->db_failed_stored = resume;
         report_status(l, true);
+    } else if (strcmp(l->failure, err) != 0 || (l->db_attempts & (l->db_attempts - 1)) == 0) {
+        /* An error that repeats on every fresh connection (a statement_timeout, an encoding
+         * error) is no outage that passes: it is said again as the waits double, and at once
+         * when it changes, never at every attempt. */
+        relay_warn(p->log, "database still failing (attempt %d): %s", l->db_attempts, err);
+        snprintf(l->failure, sizeof l->failure, "%.400s", err);
     } else {
-        relay_debug(p->log, "database still unavailable (attempt %d): %s", l->db_attempts, err);
+        relay_debug(p->log, "database still failing (attempt %d): %s", l->db_attempts, err);
     }
     return pause_for(l, relay_backoff_next(&l->backoff), false, 0);
 }
@@ -171,15 +184,26 @@ static bool stand_by(relay_loop *l, int64_t ms)
 static relay_outcome connect_database(relay_loop *l, char *err, size_t errlen)
 {
     relay_outcome o = relay_connect(&l->pipeline, err, errlen);
-    if (o.kind != RELAY_OUTCOME_BUSY)
-        return o;
-    if (l->db_failing)
-        relay_info(l->pipeline.log, "database available again after %d failed attempt%s",
-                   l->db_attempts, l->db_attempts == 1 ? "" : "s");
-    l->db_failing = l->standing_by = false;
+    if (o.kind == RELAY_OUTCOME_BUSY)
+        l->standing_by = false;
+    return o;
+}
+
+/* A turn went through: an outage, if one was going on, is over once the database took a
+ * position or had none to take. Not at the connect, nor at a read: a statement that fails on
+ * every fresh connection (the store of a position, say) would otherwise start the backoff over
+ * each time, and reconnect, and deliver the same batch again, as fast as the first retry. */
+static void database_answered(relay_loop *l)
+{
+    const relay_pipeline *p = &l->pipeline;
+    if (!l->db_failing ||
+        (relay_pipeline_position_unstored(p) && p->stored_position <= l->db_failed_stored))
+        return;
+    relay_info(l->pipeline.log, "database available again after %d failed attempt%s",
+               l->db_attempts, l->db_attempts == 1 ? "" : "s");
+    l->db_failing = false;
     l->db_attempts = 0;
     relay_backoff_reset(&l->backoff);
-    return o;
 }
 
 /* The sink acknowledged a hand-over: a failure, if one was going on, is over. */
@@ -207,8 +231,11 @@ static int run_turns(relay_loop *l)
             reload_noted = true;
         }
         uint64_t acks = p->sink_acks;
-        relay_outcome o = p->pipe == RELAY_PIPE_CLOSED ? connect_database(l, err, sizeof err)
-                                                       : relay_turn(p, err, sizeof err);
+        bool turned = p->pipe != RELAY_PIPE_CLOSED;
+        relay_outcome o =
+            turned ? relay_turn(p, err, sizeof err) : connect_database(l, err, sizeof err);
+        if (turned && (o.kind == RELAY_OUTCOME_BUSY || o.kind == RELAY_OUTCOME_WAIT))
+            database_answered(l);
         if (p->sink_acks != acks)
             sink_acknowledged(l);
         /* Retention runs here, between turns, never inside one: the turn does not wait, and a
@@ -223,6 +250,14 @@ static int run_turns(relay_loop *l)
             stop = pause_for(l, o.wait_ms, o.wake_on_notify, o.linger_ms);
             break;
         case RELAY_OUTCOME_DB_FAILED:
+            /* No retry grants a privilege: say which statement lacks it, and stop. */
+            if (relay_db_error_is(err, RELAY_SQLSTATE_NO_PRIVILEGE)) {
+                relay_error(p->log,
+                            "%s: the relay's role lacks a privilege it needs (see "
+                            "`outbox-relay check`); position stays at %" PRId64,
+                            err, p->position);
+                return RELAY_EXIT_DATABASE;
+            }
             stop = database_failed(l, err);
             break;
         case RELAY_OUTCOME_SINK_RETRY:

@@ -594,10 +594,10 @@ Test(durability, check_needs_the_sequence_privilege, .init = setup_shared, .fini
     th_insert_events(scope.conn, 2, LONG_AGO);
 
     snprintf(reader_role, sizeof reader_role, "%s_reader", scope.schema);
-    char sql[512];
+    char sql[1024];
     snprintf(sql, sizeof sql,
              "CREATE ROLE %s LOGIN; GRANT USAGE ON SCHEMA %s TO %s;"
-             " GRANT SELECT ON ALL TABLES IN SCHEMA %s TO %s",
+             " GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO %s",
              reader_role, scope.schema, reader_role, scope.schema, reader_role);
     th_exec(scope.conn, sql);
     char conninfo[2048], conninfo_yaml[4200];

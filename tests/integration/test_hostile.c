@@ -17,6 +17,7 @@
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -502,4 +503,104 @@ Test(hostile, secrets_others_may_read_are_named)
     cr_expect_null(strstr(err, "can be read"), "a warning for a 0600 file: %s", err);
     free(out);
     free(err);
+}
+
+/* A login role of the test's own, named after its schema; dropped by drop_role. */
+static void create_role(char role[80], const char *grants)
+{
+    snprintf(role, 80, "%s_role", scope.schema);
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&sql, &len);
+    fprintf(f, "CREATE ROLE %s LOGIN; GRANT USAGE ON SCHEMA %s TO %s; %s", role, scope.schema, role,
+            grants);
+    fclose(f);
+    th_exec(scope.conn, sql);
+    free(sql);
+}
+
+static void drop_role(const char *role)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP OWNED BY %s; DROP ROLE %s", role, role);
+    th_exec(scope.conn, sql);
+}
+
+Test(hostile, missing_privilege_is_named_not_retried)
+{
+    char config[TH_PATH_MAX], role[80], conninfo[2048], grants[1024];
+    write_config(config, scope.conninfo_yaml, "");
+    th_migrate(config);
+    th_insert_events(scope.conn, 3, LONG_AGO);
+    /* Everything but UPDATE on relay_checkpoints. */
+    snprintf(grants, sizeof grants,
+             "GRANT SELECT ON events TO %s_role;"
+             " GRANT SELECT, INSERT ON relay_checkpoints TO %s_role;"
+             " GRANT ALL ON relay_gaps, relay_dead_letters TO %s_role;"
+             " GRANT USAGE ON SEQUENCE events_id_seq TO %s_role",
+             scope.schema, scope.schema, scope.schema, scope.schema);
+    create_role(role, grants);
+    snprintf(conninfo, sizeof conninfo, "%.*s user=%s\"", (int)strlen(scope.conninfo_yaml) - 1,
+             scope.conninfo_yaml, role);
+    write_config(config, conninfo, "");
+
+    char *out = NULL, *err = NULL;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 4, "check exited %d: %s%s", code, out, err);
+    cr_expect_not_null(strstr(err, "permission denied for table relay_checkpoints"), "%s", err);
+    cr_expect_not_null(strstr(err, "SQLSTATE 42501"), "%s", err);
+    free(out);
+    free(err);
+
+    /* Retried forever as "database unavailable" before. */
+    code = th_run_cli(&out, &err, "run", "-c", config);
+    cr_expect_eq(code, 4, "run exited %d: %s", code, err);
+    cr_expect_not_null(strstr(err, "lacks a privilege"), "%s", err);
+    free(out);
+    free(err);
+    drop_role(role);
+}
+
+typedef struct attempts_goal {
+    const char *err;
+    int attempts;
+} attempts_goal;
+
+static bool failed_attempts(void *arg)
+{
+    const attempts_goal *g = arg;
+    char mark[64];
+    snprintf(mark, sizeof mark, "database still failing (attempt %d)", g->attempts);
+    return th_file_contains(g->err, mark);
+}
+
+Test(hostile, an_error_on_every_connection_backs_off)
+{
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_config(config, scope.conninfo_yaml, "");
+    th_migrate(config);
+    /* The connect goes through; the first position the relay stores fails, on every fresh
+     * connection, as a statement_timeout or an encoding error would. */
+    th_exec(scope.conn, "CREATE FUNCTION refuse_store() RETURNS trigger LANGUAGE plpgsql AS"
+                        " $$BEGIN IF NEW.position > 0 THEN RAISE EXCEPTION 'store refused';"
+                        " END IF; RETURN NEW; END$$;"
+                        "CREATE TRIGGER refuse_store BEFORE UPDATE ON relay_checkpoints"
+                        " FOR EACH ROW EXECUTE FUNCTION refuse_store()");
+    th_insert_events(scope.conn, 3, LONG_AGO);
+    th_path(&scope, "storm.out", out);
+    th_path(&scope, "storm.err", err);
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    attempts_goal goal = {.err = err, .attempts = 6};
+    th_wait_until(&scope, TH_DEADLINE_MS, failed_attempts, &goal, "six failed attempts");
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    th_relay_stop(&scope, pid);
+
+    /* retry.initial 50ms doubling, each wait at least half its step: after five waits at least
+     * 25 + 50 + 100 + 200 + 100 (max 200ms, halved) ms. Starting over at every connect, the
+     * waits stay at 25-50 ms. */
+    int64_t ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+    cr_expect_geq(ms, 475, "six attempts within %" PRId64 " ms: the backoff started over", ms);
+    cr_expect(th_file_contains(err, "store refused (SQLSTATE P0001)"), "no SQLSTATE in the log");
 }
