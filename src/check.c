@@ -265,6 +265,13 @@ static int check_database(const relay_config *config, const relay_logger *log, F
     for (size_t h = 0; h < config->columns.n_headers; h++)
         fprintf(out, "%s%s", h == 0 ? " headers=" : ",", config->columns.headers[h]);
     fprintf(out, "\n");
+    const char *created_type = info.column_types[RELAY_COLUMN_CREATED_AT];
+    if (strcmp(created_type, "timestamp with time zone") != 0)
+        relay_warn(log,
+                   "%s.%s is %s, not timestamptz: the relay reads it as UTC, so a writer in "
+                   "another zone writes times in the past or the future, and one in the future "
+                   "holds margin mode until it comes. Use timestamptz DEFAULT clock_timestamp()",
+                   info.quoted_table, config->columns.created_at, created_type);
 
     relay_ids_verdict ids;
     char why[1024];

@@ -127,6 +127,7 @@ typedef struct relay_pipeline {
     relay_gaps gaps;
     int64_t next_gap_check; /* monotonic ms; 0: at the next turn */
     bool gaps_full;         /* the watch is at max_gaps: the position holds */
+    int64_t future_warned;  /* the last id warned about for a created_at in the future */
 
     /* Settled mode: the gaps between the rows read after the position, each with the time and
      * round of its first sight, so that their proofs run at the same time rather than one after

@@ -51,6 +51,30 @@ int relay_turn_store_position(relay_pipeline *p, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * A row whose created_at lies ahead of the database's clock holds margin mode until that time
+ * comes, and every event after it: `infinity`, or a timestamp without time zone written from
+ * another zone. Nothing is wrong with the relay and `status` shows no lag, so it says so, once
+ * for each such row.
+ */
+static void warn_if_held_by_future(relay_pipeline *p, const relay_batch *b)
+{
+    if (!b->held || b->held_created_at <= b->db_now || b->held_id == p->future_warned)
+        return;
+    p->future_warned = b->held_id;
+    char ahead[64];
+    if (b->held_created_at == INT64_MAX)
+        snprintf(ahead, sizeof ahead, "infinity");
+    else
+        snprintf(ahead, sizeof ahead, "%.3f s in the future",
+                 (double)(b->held_created_at - b->db_now) / 1e6);
+    relay_warn(p->log,
+               "event %" PRId64 " holds the relay at position %" PRId64 ": its %s is %s on the "
+               "database's clock (a timestamp without time zone from another zone?); nothing "
+               "after it is delivered until then",
+               b->held_id, p->position, p->config->columns.created_at, ahead);
+}
+
 /* Sends the read of the rows after `after` into b, with the position ahead of it when that is
  * unstored: the server goes from one to the other without waiting for the relay, and a position
  * costs no round trip of its own. Returns 0, or -1 with err. */
@@ -97,6 +121,7 @@ static int receive_read(relay_pipeline *p, relay_batch *b, char *err, size_t err
     /* The pipeline's end is the commit's: a synchronous one has flushed the WAL past the read. */
     b->flushed_by_commit = synchronous;
     relay_note_read(p, b);
+    warn_if_held_by_future(p, b);
     return 0;
 }
 

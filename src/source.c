@@ -455,6 +455,7 @@ static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
      * settled. */
     int64_t cutoff = margin_us < 0 ? INT64_MAX : batch->db_now - margin_us;
     batch->res = res;
+    batch->held = false;
     batch->fetched = (size_t)PQntuples(res) - 1;
     batch->rendered = false;
     for (size_t i = 0; i < batch->fetched; i++) {
@@ -462,8 +463,12 @@ static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
         /* The cut: everything from the first row still inside the margin waits for a later
          * fetch, or the position could pass a lower id that is visible but not yet settled. */
         if (!PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT) &&
-            relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT) > cutoff)
+            relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT) > cutoff) {
+            batch->held = true;
+            batch->held_id = relay_db_binary_int64(res, row, RELAY_COLUMN_ID);
+            batch->held_created_at = relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT);
             break;
+        }
         relay_sink_event *e = &batch->events[i];
         uint64_t xid = full_xid(batch->snapshot_xmin, relay_db_binary_uint32(res, row, ROW_XID));
         batch->newest_xid = xid > batch->newest_xid ? xid : batch->newest_xid;
@@ -486,6 +491,10 @@ void relay_batch_render(relay_batch *batch)
         e->key_len = (size_t)PQgetlength(res, row, RELAY_COLUMN_KEY);
         e->type = PQgetvalue(res, row, RELAY_COLUMN_TYPE);
         e->type_len = (size_t)PQgetlength(res, row, RELAY_COLUMN_TYPE);
+        if (PQgetisnull(res, row, RELAY_COLUMN_KEY))
+            e->flags |= RELAY_SINK_EVENT_KEY_NULL;
+        if (PQgetisnull(res, row, RELAY_COLUMN_TYPE))
+            e->flags |= RELAY_SINK_EVENT_TYPE_NULL;
         e->has_version = !PQgetisnull(res, row, RELAY_COLUMN_VERSION);
         e->version = e->has_version ? relay_db_binary_int64(res, row, RELAY_COLUMN_VERSION) : 0;
         if (PQgetisnull(res, row, RELAY_COLUMN_PAYLOAD)) {
@@ -501,6 +510,7 @@ void relay_batch_render(relay_batch *batch)
         e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, RELAY_COLUMN_METADATA) : 0;
         if (PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT)) {
             e->created_at = "";
+            e->flags |= RELAY_SINK_EVENT_CREATED_AT_NULL;
         } else {
             relay_timestamp_rfc3339(relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT),
                                     batch->created_at[i]);

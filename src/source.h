@@ -101,8 +101,11 @@ typedef struct relay_batch {
      * that wrote one of the batch's events. A batch whose writers all ended before the snapshot
      * of a read made durable is durable too: no wait (relay_make_durable). */
     uint64_t snapshot_xmin, newest_xid;
-    int64_t db_now;  /* now() of the read, as a PostgreSQL timestamp (microseconds since 2000) */
-    int64_t read_ms; /* the relay's monotonic clock when the read arrived */
+    int64_t db_now; /* now() of the read, as a PostgreSQL timestamp (microseconds since 2000) */
+    /* The first row the margin held back, when one was: its id and created_at (same unit). */
+    bool held;
+    int64_t held_id, held_created_at;
+    int64_t read_ms;       /* the relay's monotonic clock when the read arrived */
     int64_t stored_before; /* the relay's: the position stored (committed) before the read */
 } relay_batch;
 

@@ -1,6 +1,7 @@
 #include "status.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,15 +30,21 @@ int relay_status_read(PGconn *conn, const relay_config *config, relay_status_inf
         " gaps AS (SELECT count(*) AS n, coalesce(sum(high_id - low_id + 1), 0) AS ids"
         "            FROM relay_gaps WHERE relay_name = $1),"
         " lag AS (SELECT count(*) AS n, min(%s) AS oldest FROM %s"
-        "          WHERE %s > coalesce((SELECT position FROM cp), 0))"
+        "          WHERE %s > coalesce((SELECT position FROM cp), 0)),"
+        /* The next event, and how far ahead of now() its created_at lies: in margin mode one in
+         * the future holds the relay, while the lag says nothing. extract() on each side, since
+         * PostgreSQL 15 cannot subtract an infinite timestamp. */
+        " next AS (SELECT %s AS id, extract(epoch FROM %s) - extract(epoch FROM now()) AS ahead"
+        "           FROM %s WHERE %s > coalesce((SELECT position FROM cp), 0) ORDER BY %s LIMIT 1)"
         " SELECT (SELECT position FROM cp),"
         "        to_char((SELECT updated_at FROM cp), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
         "        coalesce((SELECT max(%s) FROM %s), 0),"
         "        lag.n,"
-        "        coalesce(extract(epoch FROM now() - lag.oldest), 0),"
-        "        coalesce((SELECT late_events FROM cp), 0), gaps.n, gaps.ids"
+        "        coalesce(extract(epoch FROM now()) - extract(epoch FROM lag.oldest), 0),"
+        "        coalesce((SELECT late_events FROM cp), 0), gaps.n, gaps.ids,"
+        "        (SELECT id FROM next), (SELECT ahead FROM next)"
         "   FROM lag, gaps",
-        created_at, table, id, id, table);
+        created_at, table, id, id, created_at, table, id, id, id, table);
     if (n < 0 || (size_t)n >= sizeof sql) {
         snprintf(err, errlen, "the status statement is too long");
         return -1;
@@ -61,6 +68,11 @@ int relay_status_read(PGconn *conn, const relay_config *config, relay_status_inf
     out->watched_ids = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
     if (out->lag_seconds < 0) /* a created_at in the future; not a lag */
         out->lag_seconds = 0;
+    if (!PQgetisnull(res, 0, 9) && strtod(PQgetvalue(res, 0, 9), NULL) > 0) {
+        out->held_by_future = true;
+        out->held_id = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
+        out->held_ahead_seconds = strtod(PQgetvalue(res, 0, 9), NULL);
+    }
     PQclear(res);
     return relay_retention_read(conn, config, &out->retention, &out->retention_deleted,
                                 &out->retention_partitions, missing, err, errlen);
@@ -116,18 +128,35 @@ static void print_retention(FILE *out, const relay_config *config, const relay_s
                 setting, status->retention_deleted, status->retention_partitions);
 }
 
+/* Seconds as JSON: a number with milliseconds, or null where it is infinite. */
+static void json_seconds(double seconds, char *out, size_t outlen)
+{
+    if (isfinite(seconds))
+        snprintf(out, outlen, "%.3f", seconds);
+    else
+        snprintf(out, outlen, "null");
+}
+
 void relay_status_print(FILE *out, const relay_config *config, const relay_status_info *status,
                         bool json)
 {
     /* The name is restricted to [A-Za-z0-9_.-] by the config, so it needs no JSON escaping. */
     if (json) {
+        char lag[32], ahead[32];
+        json_seconds(status->lag_seconds, lag, sizeof lag);
+        json_seconds(status->held_ahead_seconds, ahead, sizeof ahead);
         fprintf(out,
                 "{\"name\":\"%s\",\"position\":%" PRId64 ",\"max_id\":%" PRId64
-                ",\"lag_rows\":%" PRId64 ",\"lag_seconds\":%.3f,\"late_events\":%" PRId64
-                ",\"watched_gaps\":%" PRId64 ",\"watched_ids\":%" PRId64 ",\"updated_at\":",
-                config->name, status->position, status->max_id, status->lag_rows,
-                status->lag_seconds, status->late_events, status->watched_gaps,
-                status->watched_ids);
+                ",\"lag_rows\":%" PRId64 ",\"lag_seconds\":%s,\"late_events\":%" PRId64
+                ",\"watched_gaps\":%" PRId64 ",\"watched_ids\":%" PRId64 ",",
+                config->name, status->position, status->max_id, status->lag_rows, lag,
+                status->late_events, status->watched_gaps, status->watched_ids);
+        if (status->held_by_future)
+            fprintf(out, "\"held_by\":{\"id\":%" PRId64 ",\"ahead_seconds\":%s},", status->held_id,
+                    ahead);
+        else
+            fprintf(out, "\"held_by\":null,");
+        fprintf(out, "\"updated_at\":");
         if (status->has_checkpoint)
             fprintf(out, "\"%s\"", status->updated_at);
         else
@@ -145,6 +174,16 @@ void relay_status_print(FILE *out, const relay_config *config, const relay_statu
     fprintf(out, "max id       %" PRId64 "\n", status->max_id);
     fprintf(out, "lag          %" PRId64 " events, oldest %.3f s\n", status->lag_rows,
             status->lag_seconds);
+    if (status->held_by_future && isinf(status->held_ahead_seconds))
+        fprintf(out,
+                "held by      event %" PRId64 ": created_at is infinity (margin mode waits "
+                "for it forever)\n",
+                status->held_id);
+    else if (status->held_by_future)
+        fprintf(out,
+                "held by      event %" PRId64 ": created_at %.3f s in the future (margin mode "
+                "waits until then)\n",
+                status->held_id, status->held_ahead_seconds);
     fprintf(out,
             "gaps         %" PRId64 " watched (%" PRId64 " ids); %" PRId64
             " events delivered late so far\n",

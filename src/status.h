@@ -22,6 +22,11 @@ typedef struct relay_status_info {
     int64_t late_events;  /* delivered after the position passed them (they filled gaps) */
     int64_t watched_gaps; /* ranges of missing ids below the position, still watched */
     int64_t watched_ids;  /* ids in those ranges */
+    /* The next event's created_at lies ahead of the database's clock (by held_ahead_seconds,
+     * INFINITY for infinity): in margin mode it holds the relay until then. */
+    bool held_by_future;
+    int64_t held_id;
+    double held_ahead_seconds;
     /* Retention: the highest id every relay registered on the table has delivered, and what
      * this relay's retention removed so far. */
     relay_retention_bound retention;

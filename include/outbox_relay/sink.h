@@ -130,6 +130,11 @@ typedef struct relay_sink_event {
 /* event_id is the ordering id in decimal: a sink whose output carries id already need not write
  * it twice, nor compare the two to know. (A flag bit added within ABI 2: older sinks ignore it.) */
 #define RELAY_SINK_EVENT_ID_IS_ID 0x2u
+/* The row's key, type or created_at is SQL NULL; the string is then "" (older sinks see an empty
+ * string, as before these flags came within ABI 2): a sink that can say null says null. */
+#define RELAY_SINK_EVENT_KEY_NULL 0x4u
+#define RELAY_SINK_EVENT_TYPE_NULL 0x8u
+#define RELAY_SINK_EVENT_CREATED_AT_NULL 0x10u
 
 typedef struct relay_sink_batch {
     const void *events; /* count events, event_size bytes apart, in ascending id order */

@@ -65,13 +65,13 @@ rd_kafka_headers_t *kafka_headers_build(kafka_headers *h, const relay_sink_event
         len = relay_plugin_format_int64(number, e->id);
         rd_kafka_header_add(hdrs, "id", 2, number, (ssize_t)len);
     }
-    if (e->type != NULL)
+    if (e->type != NULL && !(e->flags & RELAY_SINK_EVENT_TYPE_NULL))
         rd_kafka_header_add(hdrs, "type", 4, e->type, (ssize_t)e->type_len);
     if (e->has_version) {
         len = relay_plugin_format_int64(number, e->version);
         rd_kafka_header_add(hdrs, "version", 7, number, (ssize_t)len);
     }
-    if (e->created_at != NULL)
+    if (e->created_at != NULL && !(e->flags & RELAY_SINK_EVENT_CREATED_AT_NULL))
         rd_kafka_header_add(hdrs, "created_at", 10, e->created_at, -1);
     if (e->flags & RELAY_SINK_EVENT_LATE)
         rd_kafka_header_add(hdrs, "late", 4, "true", 4);

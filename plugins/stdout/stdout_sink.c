@@ -212,6 +212,14 @@ static char *put_json_string(char *p, const char *s, size_t len)
     return p;
 }
 
+/* A JSON string, or null for SQL NULL (or a NULL pointer). */
+static char *put_json_string_or_null(char *p, const char *s, size_t len, bool null)
+{
+    if (null || s == NULL)
+        return PUT_LITERAL(p, "null");
+    return put_json_string(p, s, len);
+}
+
 /* JSON text as it came, or null. Valid JSON holds raw CR and LF only as whitespace between tokens
  * (a json column keeps the author's), so they become spaces: one event stays one line. */
 static char *put_json_text(char *p, const char *json, size_t len)
@@ -232,9 +240,9 @@ static char *put_event(char *p, const relay_sink_event *e, size_t created_at_len
     p = PUT_LITERAL(p, "{\"id\":");
     p = put_int64(p, e->id);
     p = PUT_LITERAL(p, ",\"key\":");
-    p = put_json_string(p, e->key, e->key_len);
+    p = put_json_string_or_null(p, e->key, e->key_len, e->flags & RELAY_SINK_EVENT_KEY_NULL);
     p = PUT_LITERAL(p, ",\"type\":");
-    p = put_json_string(p, e->type, e->type_len);
+    p = put_json_string_or_null(p, e->type, e->type_len, e->flags & RELAY_SINK_EVENT_TYPE_NULL);
     p = PUT_LITERAL(p, ",\"version\":");
     if (e->has_version)
         p = put_int64(p, e->version);
@@ -245,10 +253,8 @@ static char *put_event(char *p, const relay_sink_event *e, size_t created_at_len
     p = PUT_LITERAL(p, ",\"metadata\":");
     p = put_json_text(p, e->metadata, e->metadata_len);
     p = PUT_LITERAL(p, ",\"created_at\":");
-    if (e->created_at != NULL)
-        p = put_json_string(p, e->created_at, created_at_len);
-    else
-        p = PUT_LITERAL(p, "null");
+    p = put_json_string_or_null(p, e->created_at, created_at_len,
+                                e->flags & RELAY_SINK_EVENT_CREATED_AT_NULL);
     /* The optional members only when they say something, so that a table without them gives the
      * lines it always gave. */
     if (e->aggregate_type != NULL) {

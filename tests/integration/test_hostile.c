@@ -604,3 +604,88 @@ Test(hostile, an_error_on_every_connection_backs_off)
     cr_expect_geq(ms, 475, "six attempts within %" PRId64 " ms: the backoff started over", ms);
     cr_expect(th_file_contains(err, "store refused (SQLSTATE P0001)"), "no SQLSTATE in the log");
 }
+
+static bool has_one_line(void *arg)
+{
+    char **lines = NULL;
+    size_t n = th_read_lines(arg, &lines);
+    th_free_lines(lines, n);
+    return n >= 1;
+}
+
+Test(hostile, null_key_type_and_time_are_json_null)
+{
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_config(config, scope.conninfo_yaml, "");
+    th_migrate(config);
+    th_exec(scope.conn, "ALTER TABLE events ALTER COLUMN aggregate_id DROP NOT NULL,"
+                        " ALTER COLUMN kind DROP NOT NULL, ALTER COLUMN created_at DROP NOT NULL;"
+                        "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind,"
+                        " body, created_at) VALUES (NULL, 'order', 1, NULL, '{}', NULL)");
+    th_path(&scope, "null.out", out);
+    th_path(&scope, "null.err", err);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_until(&scope, TH_DEADLINE_MS, has_one_line, out, "the event delivered");
+    th_relay_stop(&scope, pid);
+    char *text = th_read_file(out, NULL);
+    /* "" would be a key and a type that some event could really have. */
+    cr_expect_not_null(strstr(text, "\"key\":null,\"type\":null,"), "%s", text);
+    cr_expect_not_null(strstr(text, "\"created_at\":null"), "%s", text);
+    free(text);
+}
+
+static bool log_says_infinity(void *arg)
+{
+    return th_file_contains(arg, "is infinity on the database's clock");
+}
+
+Test(hostile, a_created_at_in_the_future_is_named)
+{
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_config(config, scope.conninfo_yaml, "");
+    th_migrate(config);
+    th_insert_events(scope.conn, 2, LONG_AGO);
+    int64_t held = th_query_int64(
+        scope.conn, "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind,"
+                    " body, created_at) VALUES ('a', 'order', 1, 'x', '{}', 'infinity')"
+                    " RETURNING id");
+    th_insert_events(scope.conn, 1, LONG_AGO);
+    th_path(&scope, "future.out", out);
+    th_path(&scope, "future.err", err);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    /* Silent before: the relay held, and status said lag 0.000 s. */
+    th_wait_until(&scope, TH_DEADLINE_MS, log_says_infinity, err, "a warning naming the row");
+    char mark[64];
+    snprintf(mark, sizeof mark, "event %" PRId64 " holds the relay", held);
+    cr_expect(th_file_contains(err, mark), "the warning does not name event %" PRId64, held);
+    th_wait_position(&scope, scope.schema, held - 1);
+
+    char *text = NULL, *errors = NULL;
+    int code = th_run_cli(&text, &errors, "status", "-c", config);
+    cr_expect_eq(code, 0, "%s", errors);
+    snprintf(mark, sizeof mark, "held by      event %" PRId64 ": created_at is infinity", held);
+    cr_expect_not_null(strstr(text, mark), "%s", text);
+    free(text);
+    free(errors);
+    code = th_run_cli(&text, &errors, "status", "-c", config, "--json");
+    cr_expect_eq(code, 0, "%s", errors);
+    snprintf(mark, sizeof mark, "\"held_by\":{\"id\":%" PRId64 ",\"ahead_seconds\":null}", held);
+    cr_expect_not_null(strstr(text, mark), "%s", text);
+    free(text);
+    free(errors);
+    th_relay_stop(&scope, pid);
+}
+
+Test(hostile, check_warns_about_a_timestamp_without_time_zone)
+{
+    char config[TH_PATH_MAX];
+    write_config(config, scope.conninfo_yaml, "");
+    th_migrate(config);
+    th_exec(scope.conn, "ALTER TABLE events ALTER COLUMN created_at TYPE timestamp");
+    char *out = NULL, *err = NULL;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 0, "check exited %d: %s", code, err);
+    cr_expect_not_null(strstr(err, "is timestamp without time zone, not timestamptz"), "%s", err);
+    free(out);
+    free(err);
+}
