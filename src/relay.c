@@ -209,12 +209,14 @@ static void database_answered(relay_loop *l)
 /* The sink acknowledged a hand-over: a failure, if one was going on, is over. */
 static void sink_acknowledged(relay_loop *l)
 {
-    if (l->sink_failing)
-        relay_info(l->pipeline.log, "sink recovered after %d attempts",
-                   l->pipeline.sink_ack_attempts);
+    if (!l->sink_failing)
+        return;
+    relay_info(l->pipeline.log, "sink recovered after %d attempts", l->pipeline.sink_ack_attempts);
     l->sink_failing = false;
     l->sink_attempts = 0;
-    relay_backoff_reset(&l->backoff);
+    /* The waits are shared: a database failing again after every delivery keeps its own. */
+    if (!l->db_failing)
+        relay_backoff_reset(&l->backoff);
 }
 
 /* Runs turns until a stop or a fatal outcome; returns the exit code. */
