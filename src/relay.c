@@ -245,6 +245,15 @@ static int run_turns(relay_loop *l)
         if (o.kind == RELAY_OUTCOME_BUSY || o.kind == RELAY_OUTCOME_WAIT)
             relay_retention_tick(&l->retention, p, o.kind == RELAY_OUTCOME_WAIT);
         bool stop = false;
+        /* A step the stop cut short (relay_signals_set_stop_socket, the sink's waiting()): no
+         * outage to report nor to retry; nothing of it was stored. */
+        if ((o.kind == RELAY_OUTCOME_DB_FAILED || o.kind == RELAY_OUTCOME_SINK_RETRY) &&
+            relay_stop_requested()) {
+            relay_info(p->log, "stopping: %s", err);
+            if (o.kind == RELAY_OUTCOME_DB_FAILED)
+                relay_pipe_change(p, RELAY_PIPE_CLOSED);
+            break;
+        }
         switch (o.kind) {
         case RELAY_OUTCOME_BUSY:
             break;
@@ -316,8 +325,9 @@ int relay_run(const relay_config *config, const relay_logger *log)
         relay_turn_store_position(p, err, sizeof err) != 0)
         relay_warn(log, "%s; the last batch will be delivered again after a restart", err);
     if (exit_code == RELAY_EXIT_OK)
-        relay_info(log, "stopped at position %" PRId64 " after delivering %" PRIu64 " events",
-                   p->position, p->delivered);
+        relay_info(log,
+                   "stopped at position %" PRId64 " (stored) after delivering %" PRIu64 " events",
+                   p->stored_position, p->delivered);
     relay_sink_unload(&p->sink);
     relay_pipeline_free(p);
     return exit_code;

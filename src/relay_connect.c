@@ -10,6 +10,7 @@
 #include "lockers.h"
 #include "relay_durable.h"
 #include "restore.h"
+#include "signals.h"
 #include "source.h"
 
 static relay_outcome connected(void)
@@ -110,6 +111,7 @@ relay_outcome relay_connect(relay_pipeline *p, char *err, size_t errlen)
     p->conn = relay_db_connect(c, p->log, err, errlen);
     if (!p->conn)
         return db_failed();
+    relay_signals_set_stop_socket(PQsocket(p->conn));
     relay_pipe_change(p, RELAY_PIPE_IDLE);
 
     relay_outcome o = inspect(p, err, errlen);

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "signals.h"
+
 const char *relay_pipe_name(relay_pipe pipe)
 {
     switch (pipe) {
@@ -57,6 +59,7 @@ void relay_pipe_change(relay_pipeline *p, relay_pipe to)
         relay_debug(p->log, "pipeline: %s -> %s", relay_pipe_name(p->pipe), relay_pipe_name(to));
     p->pipe = to;
     if (to == RELAY_PIPE_CLOSED) {
+        relay_signals_set_stop_socket(-1);
         PQfinish(p->conn);
         p->conn = NULL;
         relay_batch_clear(p->current);

@@ -4,18 +4,43 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-/* The only mutable globals of the program: written by the handlers, read by the loop. */
+/* The only mutable globals of the program: written by the handlers, read by the loop; and the
+ * database socket, written by the loop, read by the handler that unblocks it. */
 static volatile sig_atomic_t stop_signal;
 static volatile sig_atomic_t reload_signal;
+static volatile sig_atomic_t stop_socket = -1;
 
 static void on_stop(int signo)
 {
     if (stop_signal)
         _exit(128 + signo);
     stop_signal = signo;
+    /* The loop sees the flag between steps; a step that waits inside libpq (a lock, a server
+     * stopped with SIGSTOP) does not: SIGALRM comes to unblock it. */
+    alarm(RELAY_STOP_GRACE_S);
+}
+
+/*
+ * The stop's grace is over and the loop is still inside a step: libpq retries its poll() on
+ * EINTR, so the only way out of a wait for the server is to end the connection under it.
+ * shutdown(2) is async-signal-safe; libpq then sees the connection closed, the step fails, and
+ * the loop, finding the stop flag, leaves without storing anything more.
+ */
+static void on_stop_grace_over(int signo)
+{
+    (void)signo;
+    int fd = stop_socket;
+    if (stop_signal && fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+void relay_signals_set_stop_socket(int fd)
+{
+    stop_socket = fd;
 }
 
 static void on_reload(int signo)
@@ -35,6 +60,9 @@ int relay_signals_install(void)
         return -1;
     sa.sa_handler = on_reload;
     if (sigaction(SIGHUP, &sa, NULL) != 0)
+        return -1;
+    sa.sa_handler = on_stop_grace_over;
+    if (sigaction(SIGALRM, &sa, NULL) != 0)
         return -1;
     sa.sa_handler = SIG_IGN;
     return sigaction(SIGPIPE, &sa, NULL);

@@ -14,6 +14,14 @@ int relay_signals_install(void);
 
 bool relay_stop_requested(void);
 
+/* Seconds a stop waits for the step in progress before it ends the database connection under it
+ * (relay_signals_set_stop_socket): well within the 2 s an orchestrator may allow. */
+#define RELAY_STOP_GRACE_S 1
+
+/* The database connection's socket, -1 for none: shut down when a stop's grace is over and the
+ * loop is still waiting on the server. Set it after every connect, -1 before closing. */
+void relay_signals_set_stop_socket(int fd);
+
 /* True once per SIGHUP received since the last call. */
 bool relay_reload_requested(void);
 

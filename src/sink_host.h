@@ -29,6 +29,9 @@ typedef struct relay_sink {
     size_t n_rejections;
     size_t rejections_cap;
     int rejections_lost;
+
+    int64_t watchdog_ms;  /* systemd's WatchdogSec in ms, 0 when off: pinged while the sink waits */
+    int64_t last_ping_ms; /* the relay's monotonic clock at the last ping from here */
 } relay_sink;
 
 /*

@@ -166,6 +166,14 @@ typedef struct relay_sink_host {
      * Never use it for a failure that retrying could cure: that is RELAY_SINK_RETRY.
      */
     void (*reject)(void *ctx, int64_t event_id, const char *reason);
+    /*
+     * Appended within ABI 2 (check RELAY_SINK_HAS before calling). A sink whose deliver() or
+     * flush() waits calls it at least every 100 ms of the wait: the relay keeps its systemd
+     * watchdog fed meanwhile (a flush may wait longer than WatchdogSec), and a nonzero return
+     * means that the relay is stopping: return RELAY_SINK_RETRY within a second, without waiting
+     * out the timeout. The relay stores no position for a batch that did not come back OK.
+     */
+    int (*waiting)(void *ctx);
 } relay_sink_host;
 
 typedef struct relay_sink_api {

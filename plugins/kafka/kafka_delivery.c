@@ -168,6 +168,24 @@ static relay_sink_status kafka_sink_pace(kafka_sink *sink, char *err, size_t err
     return RELAY_SINK_OK;
 }
 
+/* How long a wait goes on once the relay is stopping: acknowledgements from healthy brokers
+ * come within it, so a stop still commits the batch in hand; an outage does not hold the stop. */
+#define KAFKA_STOP_GRACE_MS 700
+
+/* Tells the relay that the sink waits (its watchdog is fed); true once it has been stopping for
+ * the grace: then the wait ends, its batch unacknowledged. */
+static int kafka_sink_stopping(kafka_sink *sink)
+{
+    const relay_sink_host *host = sink->host;
+    if (!RELAY_SINK_HAS(relay_sink_host, host->struct_size, waiting) || !host->waiting ||
+        !host->waiting(host->ctx))
+        return 0;
+    int64_t now = kafka_now_ms();
+    if (sink->stopping_since_ms == 0)
+        sink->stopping_since_ms = now;
+    return now - sink->stopping_since_ms >= KAFKA_STOP_GRACE_MS;
+}
+
 /*
  * Enqueues message index. A failure that concerns this event alone marks it (failed, or refused
  * for good) and returns OK, so that flush() reports it; RETRY when librdkafka's queue stayed full,
@@ -229,6 +247,11 @@ static relay_sink_status kafka_sink_send(kafka_sink *sink, const relay_sink_even
                      "kafka: librdkafka's queue stayed full for %d ms at event %lld (see "
                      "queue.buffering.max.messages and .kbytes); the rest of the batch waits",
                      sink->queue_full_timeout_ms, (long long)e->id);
+            return RELAY_SINK_RETRY;
+        }
+        if (kafka_sink_stopping(sink)) {
+            rd_kafka_headers_destroy(headers);
+            snprintf(err, errlen, "kafka: the relay is stopping; the rest of the batch waits");
             return RELAY_SINK_RETRY;
         }
         /* Serving delivery reports is what makes room. */
@@ -317,6 +340,13 @@ relay_sink_status kafka_sink_flush(void *state, int timeout_ms, char *err, size_
         int64_t left = deadline - kafka_now_ms();
         if (left <= 0)
             break;
+        if (kafka_sink_stopping(sink)) {
+            snprintf(err, errlen,
+                     "kafka: the relay is stopping with %zu of %zu messages "
+                     "unacknowledged",
+                     b->n_pending, b->count);
+            return RELAY_SINK_RETRY;
+        }
         /* In slices, to notice a fatal error; rd_kafka_flush also sends at once, linger.ms or
          * not. It returns early once librdkafka holds nothing, reports included. */
         int slice = left < 100 ? (int)left : 100;

@@ -27,6 +27,7 @@ typedef struct kafka_sink {
     kafka_batch batch;
     int queue_full_timeout_ms;
     int shutdown_timeout_ms;
+    int64_t stopping_since_ms; /* when the host first said it is stopping; 0 before */
 } kafka_sink;
 
 relay_sink_status kafka_sink_deliver(void *state, const relay_sink_batch *batch, char *err,

@@ -676,3 +676,104 @@ Test(hostile, check_warns_about_a_timestamp_without_time_zone)
     free(out);
     free(err);
 }
+
+/* The pid of the relay's session on the server (its application_name is the schema). */
+static int64_t relay_backend(void)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE application_name = '%s'",
+             scope.schema);
+    return th_query_int64(scope.conn, sql);
+}
+
+static bool relay_waits_on_a_lock(void *arg)
+{
+    (void)arg;
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'"
+             " AND wait_event_type = 'Lock'",
+             scope.schema);
+    return th_query_int64(scope.conn, sql) > 0;
+}
+
+/* SIGTERM, then the relay must be gone within 2 s, with exit code 0. */
+static void assert_stops_within_2s(pid_t pid)
+{
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    th_relay_signal(pid, SIGTERM);
+    int code = th_relay_wait(&scope, pid, 5000);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    int64_t ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+    cr_expect_eq(code, 0, "the relay exited %d on SIGTERM", code);
+    cr_expect_leq(ms, 2000, "the relay took %" PRId64 " ms to stop", ms);
+}
+
+Test(hostile, sigterm_is_honoured_in_a_lock_wait)
+{
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_config(config, scope.conninfo_yaml, "");
+    th_migrate(config);
+    th_insert_events(scope.conn, 3, LONG_AGO);
+    th_path(&scope, "lock.out", out);
+    th_path(&scope, "lock.err", err);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, scope.schema, 3);
+
+    /* The next read waits for the table's lock, inside libpq, which retries its poll on EINTR. */
+    PGconn *locker = th_scope_connect(&scope);
+    th_exec(locker, "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
+    th_wait_until(&scope, TH_DEADLINE_MS, relay_waits_on_a_lock, NULL, "the relay in a lock wait");
+    assert_stops_within_2s(pid);
+    th_exec(locker, "ROLLBACK");
+    cr_expect_eq(th_position(&scope, scope.schema), 3, "the position moved");
+}
+
+static bool backend_stopped(void *arg)
+{
+    char path[64], state = 0;
+    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)*(int64_t *)arg);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
+            state = 0;
+        fclose(f);
+    }
+    return state == 'T';
+}
+
+/* A backend the test stopped; continued by the test's teardown even when it failed half-way, or
+ * it would hold every later DROP DATABASE of the server. */
+static pid_t stopped_backend;
+
+static void continue_backend(void)
+{
+    if (stopped_backend > 0)
+        kill(stopped_backend, SIGCONT);
+    teardown();
+}
+
+Test(hostile, sigterm_is_honoured_with_the_server_stopped, .fini = continue_backend)
+{
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_config(config, scope.conninfo_yaml, "");
+    th_migrate(config);
+    th_insert_events(scope.conn, 3, LONG_AGO);
+    th_path(&scope, "sigstop.out", out);
+    th_path(&scope, "sigstop.err", err);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, scope.schema, 3);
+
+    /* The server is on this machine: its backend stopped, every answer waits forever. */
+    int64_t backend = relay_backend();
+    cr_assert_gt(backend, 0, "no session of the relay");
+    stopped_backend = (pid_t)backend;
+    cr_assert_eq(kill((pid_t)backend, SIGSTOP), 0, "SIGSTOP to the backend");
+    th_wait_until(&scope, TH_DEADLINE_MS, backend_stopped, &backend, "the backend stopped");
+    th_insert_events(scope.conn, 2, LONG_AGO);
+    assert_stops_within_2s(pid);
+    kill((pid_t)backend, SIGCONT);
+    cr_expect_eq(th_position(&scope, scope.schema), 3, "the position moved");
+}

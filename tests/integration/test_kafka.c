@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -1248,4 +1252,121 @@ Test(kafka, check_warns_of_a_message_timeout)
     cr_assert(strstr(err, "message.timeout.ms") != NULL, "no warning of the timeout:\n%s", err);
     free(out);
     free(err);
+}
+
+/* ---- a stop, and the watchdog, during an outage ------------------------------------------ */
+
+/* How many times text occurs in the file at path. */
+static int times_in_file(const char *path, const char *text)
+{
+    char *content = th_read_file(path, NULL);
+    int n = 0;
+    for (const char *p = content; (p = strstr(p, text)) != NULL; p += strlen(text))
+        n++;
+    free(content);
+    return n;
+}
+
+typedef struct occurrences_goal {
+    const char *path;
+    const char *text;
+    int more_than;
+} occurrences_goal;
+
+static bool count_grew(void *arg)
+{
+    const occurrences_goal *g = arg;
+    return times_in_file(g->path, g->text) > g->more_than;
+}
+
+/* With the brokers down, waits until the relay hands a new batch to the sink, which then waits
+ * in flush() for acknowledgements that cannot come. */
+static void hand_a_batch_to_a_dead_cluster(const char *err)
+{
+    occurrences_goal handed = {err, "pipeline: durable -> sink",
+                               times_in_file(err, "pipeline: durable -> sink")};
+    cr_assert_eq(rd_kafka_mock_broker_set_down(kafka.mock, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    insert_events(50);
+    th_wait_until(&scope, TH_DEADLINE_MS, count_grew, &handed, "a batch handed to the sink");
+}
+
+Test(kafka, sigterm_is_honoured_in_a_broker_outage)
+{
+    kt_cluster_start(&kafka, TYPE_TOPICS, N_TYPE_TOPICS, 3);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 50, "events.${type}", "  flush_timeout: 30s\n", "", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_migrate(config);
+    insert_events(50);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, RELAY_NAME, 50);
+    hand_a_batch_to_a_dead_cluster(err);
+
+    /* The flush would wait its 30 s out before. */
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    th_relay_signal(pid, SIGTERM);
+    int code = th_relay_wait(&scope, pid, 10000);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    int64_t ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+    cr_expect_eq(code, 0, "the relay exited %d on SIGTERM", code);
+    cr_expect_leq(ms, 2000, "the relay took %" PRId64 " ms to stop", ms);
+    cr_expect_eq(th_position(&scope, RELAY_NAME), 50, "a batch not acknowledged was stored");
+    rd_kafka_mock_broker_set_up(kafka.mock, -1);
+}
+
+Test(kafka, the_watchdog_is_fed_while_a_flush_waits)
+{
+    kt_cluster_start(&kafka, TYPE_TOPICS, N_TYPE_TOPICS, 3);
+    /* systemd's side of sd_notify: a datagram socket named by NOTIFY_SOCKET. */
+    char socket_path[TH_PATH_MAX];
+    th_path(&scope, "notify.sock", socket_path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    cr_assert_lt(strlen(socket_path), sizeof addr.sun_path, "socket path too long");
+    memcpy(addr.sun_path, socket_path, strlen(socket_path) + 1);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0, "bind %s", socket_path);
+    setenv("NOTIFY_SOCKET", socket_path, 1);
+    /* WatchdogSec=4: a ping at least every 2 s. The flush waits 6 s. */
+    setenv("WATCHDOG_USEC", "4000000", 1);
+
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 50, "events.${type}", "  flush_timeout: 6s\n", "", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_migrate(config);
+    insert_events(50);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    th_wait_position(&scope, RELAY_NAME, 50);
+    hand_a_batch_to_a_dead_cluster(err);
+
+    /* Over 8 s of outage (more than one flush), the longest silence between WATCHDOG=1. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t start = now.tv_sec * 1000 + now.tv_nsec / 1000000, last = start, longest = 0;
+    for (int64_t t = start; t - start < 8000;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        char msg[512];
+        ssize_t n = poll(&pfd, 1, 100) > 0 ? recv(fd, msg, sizeof msg - 1, 0) : 0;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        t = now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        if (n > 0) {
+            msg[n] = '\0';
+            if (strstr(msg, "WATCHDOG=1")) {
+                longest = t - last > longest ? t - last : longest;
+                last = t;
+            }
+        }
+    }
+    longest = now.tv_sec * 1000 + now.tv_nsec / 1000000 - last > longest
+                  ? now.tv_sec * 1000 + now.tv_nsec / 1000000 - last
+                  : longest;
+    close(fd);
+    cr_expect_leq(longest, 2000, "no WATCHDOG=1 for %" PRId64 " ms during the outage", longest);
+    rd_kafka_mock_broker_set_up(kafka.mock, -1);
+    th_wait_position(&scope, RELAY_NAME, 100);
+    th_relay_stop(&scope, pid);
 }
