@@ -29,8 +29,10 @@ static int check_reset_options(relay_cli_options *opts, char *err, size_t errlen
         return 0;
     char *end;
     errno = 0;
-    long long value = strtoll(opts->reset_to, &end, 10);
-    if (errno != 0 || end == opts->reset_to || *end != '\0' || value < 0) {
+    /* Digits only: strtoll alone would also take " +5". */
+    const char *to = opts->reset_to;
+    long long value = to[0] >= '0' && to[0] <= '9' ? strtoll(to, &end, 10) : -1;
+    if (value < 0 || errno != 0 || end == to || *end != '\0') {
         snprintf(err, errlen, "--to: expected an id (0 or more), not '%s'", opts->reset_to);
         return -1;
     }
@@ -173,6 +175,27 @@ static int parse_options(int argc, char **argv, relay_cli_options *opts)
         fprintf(stderr, "outbox-relay: unexpected argument '%s'\n", argv[optind]);
         return RELAY_EXIT_USAGE;
     }
+    if (!find_command(opts->command)) {
+        fprintf(stderr, "outbox-relay: unknown command '%s'; try 'outbox-relay --help'\n",
+                opts->command);
+        return RELAY_EXIT_USAGE;
+    }
+    /* --to and --latest are reset's: elsewhere they would be ignored, and mean nothing. */
+    if (strcmp(opts->command, "reset") != 0 && (opts->reset_to || opts->reset_latest)) {
+        fprintf(stderr, "outbox-relay %s: --to and --latest are options of reset only\n",
+                opts->command);
+        return RELAY_EXIT_USAGE;
+    }
+    relay_log_level level;
+    relay_log_format format;
+    if (opts->log_level && relay_log_level_parse(opts->log_level, &level) != 0) {
+        fprintf(stderr, "outbox-relay: --log-level: unknown level '%s'\n", opts->log_level);
+        return RELAY_EXIT_USAGE;
+    }
+    if (opts->log_format && relay_log_format_parse(opts->log_format, &format) != 0) {
+        fprintf(stderr, "outbox-relay: --log-format: unknown format '%s'\n", opts->log_format);
+        return RELAY_EXIT_USAGE;
+    }
     if (!opts->config_path) {
         fprintf(stderr, "outbox-relay %s: -c FILE is required\n", opts->command);
         return RELAY_EXIT_USAGE;
@@ -216,7 +239,10 @@ int relay_cli_main(int argc, char **argv)
         return RELAY_EXIT_USAGE;
     }
 
+    /* The command line's log format holds for a config that cannot be read too. */
     relay_logger log = relay_logger_default();
+    if (opts.log_format)
+        relay_log_format_parse(opts.log_format, &log.format);
     relay_config config;
     if (relay_config_load(opts.config_path, &config, err, sizeof err) != 0) {
         relay_error(&log, "%s", err);

@@ -567,6 +567,34 @@ static int parse_list(parse_ctx *ctx, const field *f, yaml_node_t *node, void *d
     return 0;
 }
 
+/* ---- tags ---- */
+
+/* Refuses an explicit tag other than the default one of its kind (!!str, !!seq, !!map, which
+ * plain YAML gets anyway): `!!binary` or `!custom` would change what the text means to a YAML
+ * reader, while the relay would take the text as it is. A sequence's items too; a mapping's
+ * pairs are checked where it is walked. */
+static int check_tag(parse_ctx *ctx, yaml_node_t *node)
+{
+    const char *tag = node->tag ? (const char *)node->tag : "";
+    const char *expected = node->type == YAML_SCALAR_NODE     ? YAML_DEFAULT_SCALAR_TAG
+                           : node->type == YAML_SEQUENCE_NODE ? YAML_DEFAULT_SEQUENCE_TAG
+                                                              : YAML_DEFAULT_MAPPING_TAG;
+    if (tag[0] && strcmp(tag, expected) != 0) {
+        const char *shown = strncmp(tag, "tag:yaml.org,2002:", 18) == 0 ? tag + 18 : tag;
+        return fail(ctx, node->start_mark, "YAML tag %s%s is not supported: write the value plainly",
+                    shown == tag ? "" : "!!", shown);
+    }
+    if (node->type != YAML_SEQUENCE_NODE)
+        return 0;
+    for (yaml_node_item_t *it = node->data.sequence.items.start;
+         it < node->data.sequence.items.top; it++) {
+        yaml_node_t *item = node_at(ctx, *it);
+        if (item->type != YAML_SEQUENCE_NODE && check_tag(ctx, item) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* ---- sink.options: flattened to "a.b.c" = "text" pairs ---- */
 
 static int write_option_scalar(parse_ctx *ctx, yaml_node_t *node, FILE *s)
@@ -646,6 +674,8 @@ static int flatten_options(parse_ctx *ctx, yaml_node_t *map, int depth)
         if (has_nul(key))
             return fail(ctx, key->start_mark, "a key must not contain a NUL character");
         size_t old = path_push(ctx, scalar_text(key));
+        if (check_tag(ctx, key) < 0 || check_tag(ctx, value) < 0)
+            return -1;
         int rc;
         if (value->type != YAML_MAPPING_NODE)
             rc = add_option(ctx, key, value);
@@ -700,7 +730,8 @@ static int walk_mapping(parse_ctx *ctx, yaml_node_t *map, const field *table)
         if (seen & bit)
             return fail(ctx, key->start_mark, "duplicate key");
         seen |= bit;
-        if (f->parse(ctx, f, value, (char *)ctx->config + f->offset) < 0)
+        if (check_tag(ctx, key) < 0 || check_tag(ctx, value) < 0 ||
+            f->parse(ctx, f, value, (char *)ctx->config + f->offset) < 0)
             return -1;
         path_pop(ctx, old);
     }

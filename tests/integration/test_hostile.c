@@ -777,3 +777,31 @@ Test(hostile, sigterm_is_honoured_with_the_server_stopped, .fini = continue_back
     kill((pid_t)backend, SIGCONT);
     cr_expect_eq(th_position(&scope, scope.schema), 3, "the position moved");
 }
+
+/* Runs the relay's CLI with argv; asserts the exit code and that stderr says expected. */
+static void assert_cli_refuses(const char *const argv[], int want, const char *expected)
+{
+    char *out = NULL, *err = NULL;
+    int code = th_run_cli_argv(&out, &err, argv);
+    cr_expect_eq(code, want, "%s ... exited %d, not %d: %s", argv[0], code, want, err);
+    cr_expect_not_null(strstr(err, expected), "%s ...: no '%s' in: %s", argv[0], expected, err);
+    free(out);
+    free(err);
+}
+
+Test(hostile, command_line_mistakes_are_usage_errors)
+{
+    char config[TH_PATH_MAX];
+    write_config(config, scope.conninfo_yaml, "");
+    const char *bogus[] = {"bogus", NULL};
+    assert_cli_refuses(bogus, 2, "unknown command 'bogus'");
+    const char *level[] = {"check", "-c", "/nonexistent.yaml", "--log-level", "bogus", NULL};
+    assert_cli_refuses(level, 2, "--log-level: unknown level 'bogus'");
+    const char *to[] = {"reset", "-c", config, "--to", " +5", NULL};
+    assert_cli_refuses(to, 2, "--to: expected an id");
+    const char *status[] = {"status", "-c", config, "--to", "7", "--latest", NULL};
+    assert_cli_refuses(status, 2, "options of reset only");
+    /* A config that cannot be read is reported in the format asked for. */
+    const char *json[] = {"check", "-c", "/nonexistent.yaml", "--log-format", "json", NULL};
+    assert_cli_refuses(json, 3, "{\"ts\":");
+}

@@ -897,3 +897,18 @@ Test(config, relative_paths_are_beside_the_config)
     cr_assert_str_eq(c.password_file, "/run/pw");
     free_config(&c);
 }
+
+Test(config, yaml_tags_are_refused)
+{
+    assert_error("name: a\ndatabase: {conninfo: dbname=x}\nsink: {plugin: !!binary c3Rkb3V0}\n",
+                 "t.yaml:3:16: sink.plugin: YAML tag !!binary is not supported: write the value "
+                 "plainly");
+    assert_error("name: a\ndatabase: {conninfo: dbname=x}\n"
+                 "sink: {plugin: x, options: {a: !custom b}}\n",
+                 "t.yaml:3:32: sink.options.a: YAML tag !custom is not supported: write the value "
+                 "plainly");
+    relay_config c;
+    parse_ok("name: !!str a\ndatabase: {conninfo: dbname=x}\nsink: {plugin: x}\n", &c);
+    cr_assert_str_eq(c.name, "a");
+    free_config(&c);
+}
