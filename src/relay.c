@@ -66,8 +66,9 @@ static void report_status(relay_loop *l, bool now)
     else if (p->pipe == RELAY_PIPE_DURABLE && p->hand.durable.standbys_warned)
         relay_notify_status("holding delivery for the standbys (%s)", p->config->durable_on);
     else
-        relay_notify_status("position %" PRId64 ", %" PRIu64 " events delivered", p->position,
-                            p->delivered);
+        relay_notify_status("position %" PRId64 ", %" PRIu64 " events delivered, %" PRIu64
+                            " again after a reconnect",
+                            p->position, p->delivered, p->redelivered);
 }
 
 /* Takes the NOTIFYs libpq holds; returns whether there were any. */
@@ -326,8 +327,9 @@ int relay_run(const relay_config *config, const relay_logger *log)
         relay_warn(log, "%s; the last batch will be delivered again after a restart", err);
     if (exit_code == RELAY_EXIT_OK)
         relay_info(log,
-                   "stopped at position %" PRId64 " (stored) after delivering %" PRIu64 " events",
-                   p->stored_position, p->delivered);
+                   "stopped at position %" PRId64 " (stored) after delivering %" PRIu64
+                   " events (and %" PRIu64 " again after a reconnect)",
+                   p->stored_position, p->delivered, p->redelivered);
     relay_sink_unload(&p->sink);
     relay_pipeline_free(p);
     return exit_code;

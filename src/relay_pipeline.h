@@ -117,7 +117,9 @@ typedef struct relay_pipeline {
     int64_t stored_position;
     int64_t storing_position;
     int storing;
-    uint64_t delivered;
+    uint64_t delivered;   /* events acknowledged for the first time by this process */
+    uint64_t redelivered; /* acknowledged again: read anew after a reconnect */
+    int64_t acked_high;   /* the highest position acknowledged by this process */
     /* Hand-overs the sink acknowledged, and the attempts the last one took, for the loop to tell
      * that a failing sink recovered. */
     uint64_t sink_acks;

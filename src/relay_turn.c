@@ -205,6 +205,20 @@ static void remember_last(relay_pipeline *p, const relay_batch *b, bool late)
              e->created_at ? e->created_at : "");
 }
 
+/* Counts b's events as delivered, those at or below a position acknowledged before (read again
+ * after a reconnect) apart: `delivered` then counts events, not hand-overs. Late events fill
+ * gaps below the position and are first deliveries. */
+static void count_delivered(relay_pipeline *p, const relay_batch *b, bool late)
+{
+    size_t again = 0;
+    while (!late && again < b->count && b->events[again].id <= p->acked_high)
+        again++;
+    p->redelivered += again;
+    p->delivered += b->count - again;
+    if (!late && b->count > 0 && b->events[b->count - 1].id > p->acked_high)
+        p->acked_high = b->events[b->count - 1].id;
+}
+
 /*
  * The sink acknowledged b: moves the position to new_position together with what goes with it,
  * in one transaction: the refused events (as dead letters), the watched gaps when they changed,
@@ -223,7 +237,7 @@ static relay_outcome commit(relay_pipeline *p, const relay_batch *b, int64_t new
     if (!late && sink->n_rejections == 0) {
         p->position = new_position;
         remember_last(p, b, late);
-        p->delivered += b->count;
+        count_delivered(p, b, late);
         return busy();
     }
 
@@ -241,7 +255,7 @@ static relay_outcome commit(relay_pipeline *p, const relay_batch *b, int64_t new
         return db_failed();
     p->position = p->stored_position = new_position;
     remember_last(p, b, late);
-    p->delivered += b->count;
+    count_delivered(p, b, late);
     for (size_t i = 0; i < u.n_dead_letters; i++)
         relay_warn(p->log,
                    "event %" PRId64 " refused by the sink for good: %s; recorded in "
