@@ -581,13 +581,14 @@ static int check_tag(parse_ctx *ctx, yaml_node_t *node)
                                                               : YAML_DEFAULT_MAPPING_TAG;
     if (tag[0] && strcmp(tag, expected) != 0) {
         const char *shown = strncmp(tag, "tag:yaml.org,2002:", 18) == 0 ? tag + 18 : tag;
-        return fail(ctx, node->start_mark, "YAML tag %s%s is not supported: write the value plainly",
+        return fail(ctx, node->start_mark,
+                    "YAML tag %s%s is not supported: write the value plainly",
                     shown == tag ? "" : "!!", shown);
     }
     if (node->type != YAML_SEQUENCE_NODE)
         return 0;
-    for (yaml_node_item_t *it = node->data.sequence.items.start;
-         it < node->data.sequence.items.top; it++) {
+    for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top;
+         it++) {
         yaml_node_t *item = node_at(ctx, *it);
         if (item->type != YAML_SEQUENCE_NODE && check_tag(ctx, item) < 0)
             return -1;
@@ -858,8 +859,9 @@ static const field sink_fields[] = {
 };
 
 static const field retry_fields[] = {
-    DURATION("initial", retry_initial_ms, 1, INT64_MAX, 100, F_RELOAD),
-    DURATION("max", retry_max_ms, 0, INT64_MAX, 30 * MS_PER_SECOND, F_RELOAD),
+    /* Bounded so that no sum of waits and clock readings can overflow. */
+    DURATION("initial", retry_initial_ms, 1, 24 * MS_PER_HOUR, 100, F_RELOAD),
+    DURATION("max", retry_max_ms, 0, 24 * MS_PER_HOUR, 30 * MS_PER_SECOND, F_RELOAD),
     END,
 };
 
@@ -974,6 +976,37 @@ static int fail_syntax(parse_ctx *ctx, const yaml_parser_t *parser, const char *
 }
 
 /* Loads the one document of the stream into ctx->doc; a second document is an error. */
+/* Limits on the file: a config is a few kilobytes, and libyaml's loader takes minutes over a
+ * hundred thousand nested levels. */
+#define CONFIG_MAX_BYTES (1024 * 1024)
+#define CONFIG_MAX_DEPTH 64
+
+/* Refuses a document nested deeper than CONFIG_MAX_DEPTH, reading its events only (cheap), before
+ * the loader builds it. A syntax error is left to the loader, which reports it. */
+static int check_depth(parse_ctx *ctx, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return fail_oom(ctx, (yaml_mark_t){0, 0, 0});
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int depth = 0, rc = 0;
+    for (bool done = false; !done && rc == 0;) {
+        yaml_event_t event;
+        if (!yaml_parser_parse(&parser, &event))
+            break;
+        if (event.type == YAML_SEQUENCE_START_EVENT || event.type == YAML_MAPPING_START_EVENT) {
+            if (++depth > CONFIG_MAX_DEPTH)
+                rc = fail(ctx, event.start_mark, "nested deeper than %d levels", CONFIG_MAX_DEPTH);
+        } else if (event.type == YAML_SEQUENCE_END_EVENT || event.type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        done = event.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&event);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 static int load_document(parse_ctx *ctx, yaml_parser_t *parser, const char *text)
 {
     yaml_document_t extra;
@@ -1042,6 +1075,11 @@ int relay_config_parse(const char *path, const char *text, size_t len, relay_con
     yaml_document_t doc;
     parse_ctx ctx = {.file = path, .doc = &doc, .config = out, .err = err, .errlen = errlen};
     memset(out, 0, sizeof *out);
+    if (len > CONFIG_MAX_BYTES)
+        return fail(&ctx, (yaml_mark_t){0, 0, 0}, "the file is larger than %d bytes",
+                    CONFIG_MAX_BYTES);
+    if (check_depth(&ctx, text, len) != 0)
+        return -1;
     if (!yaml_parser_initialize(&parser))
         return fail_oom(&ctx, (yaml_mark_t){0, 0, 0});
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
@@ -1066,8 +1104,12 @@ int relay_config_load(const char *path, relay_config *out, char *err, size_t err
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "r");
     FILE *s = f ? open_memstream(&text, &len) : NULL;
-    while (s && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+    /* A byte past the limit is enough to refuse the file, without reading all of it. */
+    size_t total = 0;
+    while (s && total <= CONFIG_MAX_BYTES && (n = fread(chunk, 1, sizeof chunk, f)) > 0) {
         fwrite(chunk, 1, n, s);
+        total += n;
+    }
     int error = !s || ferror(f) ? errno : 0;
     if (f)
         fclose(f);

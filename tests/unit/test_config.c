@@ -912,3 +912,29 @@ Test(config, yaml_tags_are_refused)
     cr_assert_str_eq(c.name, "a");
     free_config(&c);
 }
+
+Test(config, size_and_nesting_are_bounded)
+{
+    /* 200,000 levels took libyaml's loader 107 s. */
+    enum { LEVELS = 200000 };
+    char *deep = malloc(2 * LEVELS + 64);
+    cr_assert_not_null(deep);
+    size_t n = (size_t)sprintf(deep, "name: a\nx: ");
+    memset(deep + n, '[', LEVELS);
+    memset(deep + n + LEVELS, ']', LEVELS);
+    deep[n + 2 * LEVELS] = '\0';
+    assert_error(deep, "t.yaml:2:67: nested deeper than 64 levels");
+    free(deep);
+
+    size_t big = 1024 * 1024 + 1;
+    char *large = malloc(big + 1);
+    cr_assert_not_null(large);
+    memset(large, '#', big);
+    large[big] = '\0';
+    assert_error(large, "t.yaml:1:1: the file is larger than 1048576 bytes");
+    free(large);
+
+    assert_error("name: a\ndatabase: {conninfo: dbname=x}\nsink: {plugin: x}\n"
+                 "retry: {initial: 100000000000h}\n",
+                 "t.yaml:4:18: retry.initial: must be at most 24h");
+}
