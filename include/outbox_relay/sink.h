@@ -199,6 +199,12 @@ typedef struct relay_sink_api {
     void (*destroy)(void *state);
 
     /* Callbacks appended later go here; the relay calls one only when struct_size covers it. */
+
+    /* Appended within ABI 2; may be NULL. Reaches the destination end to end within timeout_ms,
+     * as `outbox-relay check` wants to know before an operator relies on it (a broker that
+     * answers, credentials it accepts, the topics it has): OK, or RETRY / FATAL with the cause in
+     * err. Delivers nothing. */
+    relay_sink_status (*check)(void *state, int timeout_ms, char *err, size_t errlen);
 } relay_sink_api;
 
 /* The smallest struct_size the relay accepts: up to the last callback every sink must have. */

@@ -99,6 +99,39 @@ failed:
     return RELAY_SINK_FATAL;
 }
 
+/*
+ * Asks the cluster for metadata within timeout_ms: the topic's, when the template names one
+ * topic (it must exist: a producer would wait for it until message.timeout.ms), else the
+ * cluster's. A broker that does not answer, or refuses the credentials, fails it; librdkafka
+ * reports most of those causes through the error callback, which the log shows.
+ */
+static relay_sink_status kafka_sink_check(void *state, int timeout_ms, char *err, size_t errlen)
+{
+    kafka_sink *sink = state;
+    rd_kafka_t *rk = sink->producer.rk;
+    rd_kafka_topic_t *rkt =
+        sink->topic_constant ? rd_kafka_topic_new(rk, sink->topic.literals, NULL) : NULL;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, rkt == NULL, rkt, &md, timeout_ms);
+    relay_sink_status status = RELAY_SINK_OK;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "kafka: no metadata from the cluster within %d ms: %s", timeout_ms,
+                 rd_kafka_err2str(e));
+        kafka_producer_scrub(&sink->producer, err, errlen);
+        status = RELAY_SINK_RETRY;
+    } else if (rkt != NULL && md->topic_cnt == 1 &&
+               md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "kafka: topic %s: %s", sink->topic.literals,
+                 rd_kafka_err2str(md->topics[0].err));
+        status = RELAY_SINK_FATAL;
+    }
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    if (rkt != NULL)
+        rd_kafka_topic_destroy(rkt);
+    return status;
+}
+
 static const relay_sink_api kafka_sink_api = {
     .abi_version = RELAY_SINK_ABI_VERSION,
     .struct_size = sizeof(relay_sink_api),
@@ -107,6 +140,7 @@ static const relay_sink_api kafka_sink_api = {
     .deliver = kafka_sink_deliver,
     .flush = kafka_sink_flush,
     .destroy = kafka_sink_destroy,
+    .check = kafka_sink_check,
 };
 
 const relay_sink_api *RELAY_SINK_ENTRY(void)

@@ -1370,3 +1370,38 @@ Test(kafka, the_watchdog_is_fed_while_a_flush_waits)
     th_wait_position(&scope, RELAY_NAME, 100);
     th_relay_stop(&scope, pid);
 }
+
+/* ---- check reaches the cluster ------------------------------------------------------------ */
+
+Test(kafka, check_reaches_the_cluster)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 1);
+    char config[TH_PATH_MAX];
+    write_kafka_config(config, 100, "orders", "", "", "");
+    th_migrate(config);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 0, "check exited %d:\n%s", code, err);
+    cr_expect_not_null(strstr(out, "sink       kafka: reached"), "%s", out);
+    free(out);
+    free(err);
+}
+
+Test(kafka, check_fails_for_a_cluster_it_cannot_reach)
+{
+    char config[TH_PATH_MAX];
+    /* Nothing listens on port 1: "initialised / ok" in 0.08 s before. */
+    th_write_config(&scope, config,
+                    "name: %s\ndatabase:\n  conninfo: %s\nsink:\n  plugin: kafka\n"
+                    "  flush_timeout: 2s\n  options:\n    topic: orders\n"
+                    "    properties:\n      bootstrap.servers: \"127.0.0.1:1\"\n",
+                    RELAY_NAME, scope.conninfo_yaml);
+    th_migrate(config);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 5, "check exited %d:\n%s%s", code, out, err);
+    cr_expect_not_null(strstr(err, "no metadata from the cluster within 2000 ms"), "%s", err);
+    cr_expect_null(strstr(out, "\nok"), "check said ok:\n%s", out);
+    free(out);
+    free(err);
+}
