@@ -836,6 +836,7 @@ static const field source_fields[] = {
     DURATION("safety_margin", safety_margin_ms, 0, 168 * MS_PER_HOUR, MS_PER_SECOND, 0),
     /* the batches are allocated at start: a reload must size them anew between batches */
     INT("batch_size", batch_size, 1, 100000, 1000, F_RELOAD),
+    INT("batch_bytes", batch_bytes, 65536, 999999999, 16 * 1024 * 1024, F_RELOAD),
     DURATION("poll_interval", poll_interval_ms, 1, MS_PER_HOUR, 200, F_RELOAD),
     DURATION("max_wait", max_wait_ms, 0, 10 * MS_PER_SECOND, 10, F_RELOAD),
     ENUM("mode", parse_mode, mode, relay_source_mode, RELAY_MODE_MARGIN, 0),

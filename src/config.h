@@ -58,6 +58,7 @@ typedef struct relay_config {
     int64_t poll_interval_ms;
     int64_t max_wait_ms; /* the linger between reads while rows come */
     int batch_size;
+    int batch_bytes; /* a batch ends before the row that would take it past this (at least one) */
     relay_source_mode mode;
     bool gap_watch;       /* remember ids missing below the position; deliver them if they appear */
     int64_t gap_floor_ms; /* a gap is never proven dead younger than this (0: the proof alone) */

@@ -13,6 +13,9 @@
 #include "signals.h"
 #include "source.h"
 
+/* The rows of the first read after a connect. */
+#define RELAY_FIRST_READ 16
+
 static relay_outcome connected(void)
 {
     return (relay_outcome){.kind = RELAY_OUTCOME_BUSY};
@@ -144,7 +147,10 @@ relay_outcome relay_connect(relay_pipeline *p, char *err, size_t errlen)
     p->durable_xmin = 0; /* judged anew on each server */
     p->ahead.count = 0;
     p->next_gap_check = 0;
-    p->read_limit = c->batch_size; /* a backlog may have grown meanwhile */
+    /* A backlog may have grown meanwhile, but its rows' size is not known yet: the first read
+     * is small (RELAY_FIRST_READ rows, within source.batch_bytes for rows up to 1 MB), and
+     * the next ones double up to batch_size, or to what batch_bytes holds of the rows seen. */
+    p->read_limit = c->batch_size < RELAY_FIRST_READ ? c->batch_size : RELAY_FIRST_READ;
     p->quiet_reads = 0;
 
     relay_info(p->log,

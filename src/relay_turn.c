@@ -139,6 +139,10 @@ static void size_next_read(relay_pipeline *p, const relay_batch *b)
 {
     size_t brought = p->config->mode == RELAY_MODE_SETTLED ? b->fetched : b->count;
     size_t limit = read_full(b) ? 2 * b->limit : brought + brought / 2 + 8;
+    /* No more rows of the largest size seen than source.batch_bytes holds: the read's rows are
+     * all in memory at once, whatever of them the batch takes. */
+    size_t fit = b->largest_row > 0 ? (size_t)p->config->batch_bytes / b->largest_row : limit;
+    limit = fit < limit ? (fit > 0 ? fit : 1) : limit;
     p->read_limit = limit < (size_t)p->config->batch_size ? (int)limit : p->config->batch_size;
 }
 

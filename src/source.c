@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -449,7 +450,17 @@ static const char *text_or_null(const PGresult *res, int row, int column, size_t
  * (by the header's now()); a negative margin takes every row. Only what the cut, the gap watch
  * and the durability check need is read here: the rest waits for relay_batch_render, which the
  * relay calls after it sent the next read, so that the server is not idle meanwhile. */
-static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
+/* The bytes a row takes, near enough: its payload, metadata and key, which may be of any size,
+ * and a bound on the rest (ids, timestamps, a type). Three lookups a row, not one a column: this
+ * runs for every row of a drain. */
+static size_t row_bytes(const PGresult *res, int row)
+{
+    return 256 + (size_t)PQgetlength(res, row, RELAY_COLUMN_PAYLOAD) +
+           (size_t)PQgetlength(res, row, RELAY_COLUMN_METADATA) +
+           (size_t)PQgetlength(res, row, RELAY_COLUMN_KEY);
+}
+
+static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us, size_t max_bytes)
 {
     /* A NULL created_at can never settle; rather than stall the relay for good it counts as
      * settled. */
@@ -458,8 +469,19 @@ static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us)
     batch->held = false;
     batch->fetched = (size_t)PQntuples(res) - 1;
     batch->rendered = false;
+    batch->largest_row = 0;
+    size_t bytes = 0;
     for (size_t i = 0; i < batch->fetched; i++) {
         int row = (int)i + 1;
+        /* source.batch_bytes: the rows from the one that would pass it on count as not read, as
+         * if the read's LIMIT had ended before them (and as a full read: more is waiting). */
+        size_t size = row_bytes(res, row);
+        batch->largest_row = size > batch->largest_row ? size : batch->largest_row;
+        if (i > 0 && bytes + size > max_bytes) {
+            batch->fetched = batch->limit = i;
+            break;
+        }
+        bytes += size;
         /* The cut: everything from the first row still inside the margin waits for a later
          * fetch, or the position could pass a lower id that is visible but not yet settled. */
         if (!PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT) &&
@@ -536,9 +558,10 @@ void relay_batch_render(relay_batch *batch)
     batch->rendered = true;
 }
 
-/* Receives a read's rows; a negative margin_us takes them all (see fill_batch). */
-static int receive_rows(PGconn *conn, relay_batch *batch, int64_t margin_us, char *err,
-                        size_t errlen)
+/* Receives a read's rows; a negative margin_us takes them all, as many as fit max_bytes (see
+ * fill_batch). */
+static int receive_rows(PGconn *conn, relay_batch *batch, int64_t margin_us, size_t max_bytes,
+                        char *err, size_t errlen)
 {
     relay_batch_clear(batch);
     /* A query yields its result, then NULL; anything else means the protocol went astray. */
@@ -554,7 +577,7 @@ static int receive_rows(PGconn *conn, relay_batch *batch, int64_t margin_us, cha
         PQclear(res);
         return -1;
     }
-    fill_batch(batch, res, margin_us);
+    fill_batch(batch, res, margin_us, max_bytes);
     return 0;
 }
 
@@ -564,7 +587,7 @@ int relay_source_receive_fetch(PGconn *conn, const relay_config *config, relay_b
     /* Settled mode has no margin: no row waits for its age (a row inserted just after the
      * transaction's now() but committed before the read's snapshot would, for a read). */
     int64_t margin_us = config->mode == RELAY_MODE_SETTLED ? -1 : config->safety_margin_ms * 1000;
-    return receive_rows(conn, batch, margin_us, err, errlen);
+    return receive_rows(conn, batch, margin_us, (size_t)config->batch_bytes, err, errlen);
 }
 
 int64_t relay_source_margin_ms(const relay_config *config)
@@ -593,7 +616,8 @@ int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const rela
         return -1;
     }
     /* Committed late, hence final: every row counts as settled. */
-    if (receive_rows(conn, batch, -1, err, errlen) != 0)
+    /* Not cut by bytes: a gap's rows are few, and a cut would need its own bookkeeping. */
+    if (receive_rows(conn, batch, -1, SIZE_MAX, err, errlen) != 0)
         return -1;
     for (size_t i = 0; i < batch->count; i++)
         batch->events[i].flags |= RELAY_SINK_EVENT_LATE;
@@ -607,7 +631,11 @@ int64_t relay_batch_settle_in(const relay_batch *batch, size_t row, int64_t marg
     /* Both timestamps are the database's, in microseconds: only the relay's own clock measures
      * the time since the read. */
     int64_t created = relay_db_binary_int64(batch->res, (int)row + 1, RELAY_COLUMN_CREATED_AT);
-    int64_t left_us = created + margin_ms * 1000 - batch->db_now;
-    int64_t left = (left_us + 999) / 1000 - (relay_now_ms() - batch->read_ms);
+    /* created may be infinity (INT64_MAX) or -infinity: saturate rather than overflow. */
+    int64_t left_us;
+    if (__builtin_add_overflow(created, margin_ms * 1000, &left_us) ||
+        __builtin_sub_overflow(left_us, batch->db_now, &left_us))
+        return created > 0 ? INT64_MAX : 0;
+    int64_t left = left_us / 1000 + (left_us % 1000 > 0) - (relay_now_ms() - batch->read_ms);
     return left > 0 ? left : 0;
 }

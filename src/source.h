@@ -102,6 +102,9 @@ typedef struct relay_batch {
      * of a read made durable is durable too: no wait (relay_make_durable). */
     uint64_t snapshot_xmin, newest_xid;
     int64_t db_now; /* now() of the read, as a PostgreSQL timestamp (microseconds since 2000) */
+    /* The bytes of the largest row read (its values as they came), for sizing the next read to
+     * source.batch_bytes. */
+    size_t largest_row;
     /* The first row the margin held back, when one was: its id and created_at (same unit). */
     bool held;
     int64_t held_id, held_created_at;

@@ -807,3 +807,38 @@ Test(hostile, command_line_mistakes_are_usage_errors)
     const char *json[] = {"check", "-c", "/nonexistent.yaml", "--log-format", "json", NULL};
     assert_cli_refuses(json, 3, "{\"ts\":");
 }
+
+Test(hostile, a_batch_ends_at_batch_bytes)
+{
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    /* 40 events of about 200 kB each, in batches of up to 100 events or 1 MB. */
+    th_write_config(&scope, config,
+                    "name: %s\ndatabase:\n  conninfo: %s\nsource:\n  safety_margin: 0s\n"
+                    "  batch_size: 100\n  batch_bytes: 1000000\nsink:\n  plugin: stdout\n",
+                    scope.schema, scope.conninfo_yaml);
+    th_migrate(config);
+    th_exec(scope.conn, "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind,"
+                        " body, created_at) SELECT 'a' || g, 'order', 1, 'x',"
+                        " jsonb_build_object('blob', repeat(md5(g::text), 6250)),"
+                        " now() - interval '1 hour' FROM generate_series(1, 40) g");
+    th_path(&scope, "bytes.out", out);
+    th_path(&scope, "bytes.err", err);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_position(&scope, scope.schema, 40);
+    th_relay_stop(&scope, pid);
+
+    /* Each batch is what 1 MB holds of 200 kB rows: 4 at most (the first read after a connect is
+     * 16 rows, cut at the cap too). Before, one batch of 40: 8 MB in memory at once. */
+    char **lines = NULL;
+    size_t n = th_read_lines(err, &lines), batches = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *at = strstr(lines[i], "delivered ");
+        long events = at ? strtol(at + strlen("delivered "), NULL, 10) : 0;
+        if (at && strstr(at, " events, position ")) {
+            batches++;
+            cr_expect_leq(events, 4, "a batch of %ld events of 200 kB: %s", events, lines[i]);
+        }
+    }
+    th_free_lines(lines, n);
+    cr_expect_geq(batches, 10, "40 events in %zu batches", batches);
+}
