@@ -115,6 +115,7 @@ int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_
     if (strcmp(PQgetvalue(res, 0, 3), "t") != 0) {
         snprintf(err, errlen, "table %s: permission denied: the relay's user needs SELECT",
                  config->table);
+        *missing = 1;
         PQclear(res);
         return -1;
     }
@@ -137,6 +138,7 @@ int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_
         if (r->accepted && !type_is(PQgetvalue(res, row, 1), r->accepted)) {
             snprintf(err, errlen, "table %s: column \"%s\" (source.columns.%s) is %s, expected %s",
                      config->table, column, r->name, PQgetvalue(res, row, 2), r->expected);
+            *missing = 1;
             PQclear(res);
             return -1;
         }

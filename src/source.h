@@ -66,8 +66,9 @@ typedef struct relay_source_info {
 /*
  * Checks that the table and every mapped column exist and have usable types (an integer id, a
  * timestamp created_at, JSON payload and metadata, an integer version). Returns 0, or -1 with
- * the reason in err; *missing is set when the table or a column does not exist (as opposed to a
- * wrong type or a failed query).
+ * the reason in err; *missing is set when no retry can help (the table or a column does not
+ * exist, a column has a type the relay cannot read, the role may not read the table), as opposed
+ * to a failed query.
  */
 int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_info *info,
                          int *missing, char *err, size_t errlen);

@@ -842,3 +842,18 @@ Test(hostile, a_batch_ends_at_batch_bytes)
     th_free_lines(lines, n);
     cr_expect_geq(batches, 10, "40 events in %zu batches", batches);
 }
+
+Test(hostile, a_column_of_the_wrong_type_stops_the_relay)
+{
+    char config[TH_PATH_MAX];
+    write_config(config, scope.conninfo_yaml, "");
+    th_migrate(config);
+    th_exec(scope.conn, "ALTER TABLE events ALTER COLUMN body TYPE text");
+    /* Retried forever as an outage before: no retry changes a column's type. */
+    char *out = NULL, *err = NULL;
+    int code = th_run_cli(&out, &err, "run", "-c", config);
+    cr_expect_eq(code, 4, "run exited %d: %s", code, err);
+    cr_expect_not_null(strstr(err, "is text, expected json or jsonb"), "%s", err);
+    free(out);
+    free(err);
+}
