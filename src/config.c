@@ -32,6 +32,10 @@ typedef struct parse_ctx {
     size_t options_at; /* where option names start in path, inside sink.options */
     char *err;
     size_t errlen;
+    /* Where the value being read was used, when that was through an alias: libyaml's document
+     * gives an aliased node the anchor's marks, and an error is the operator's where they wrote
+     * the alias. Zero when not inside an alias. */
+    yaml_mark_t alias_at;
 } parse_ctx;
 
 struct field;
@@ -134,6 +138,12 @@ fail(parse_ctx *ctx, yaml_mark_t mark, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
+    if (ctx->alias_at.index > mark.index) {
+        snprintf(ctx->err, ctx->errlen, "%s:%zu:%zu: %s%s%s (in the anchored value at %zu:%zu)",
+                 ctx->file, ctx->alias_at.line + 1, ctx->alias_at.column + 1, ctx->path,
+                 ctx->path[0] ? ": " : "", what, mark.line + 1, mark.column + 1);
+        return -1;
+    }
     snprintf(ctx->err, ctx->errlen, "%s:%zu:%zu: %s%s%s", ctx->file, mark.line + 1, mark.column + 1,
              ctx->path, ctx->path[0] ? ": " : "", what);
     return -1;
@@ -731,9 +741,15 @@ static int walk_mapping(parse_ctx *ctx, yaml_node_t *map, const field *table)
         if (seen & bit)
             return fail(ctx, key->start_mark, "duplicate key");
         seen |= bit;
+        /* A value that starts before its key was written elsewhere: an alias's. The outermost
+         * alias is the one the operator wrote here. */
+        yaml_mark_t outer = ctx->alias_at;
+        if (value->start_mark.index < key->start_mark.index && outer.index == 0)
+            ctx->alias_at = key->end_mark;
         if (check_tag(ctx, key) < 0 || check_tag(ctx, value) < 0 ||
             f->parse(ctx, f, value, (char *)ctx->config + f->offset) < 0)
             return -1;
+        ctx->alias_at = outer;
         path_pop(ctx, old);
     }
     for (const field *f = table; f->key; f++) {

@@ -938,3 +938,13 @@ Test(config, size_and_nesting_are_bounded)
                  "retry: {initial: 100000000000h}\n",
                  "t.yaml:4:18: retry.initial: must be at most 24h");
 }
+
+Test(config, an_error_through_an_alias_is_reported_where_the_alias_is)
+{
+    /* The anchor is where it is not read as a source: a sink option, aliased into source. The
+     * error was reported at 3:48, a line that says nothing of source. */
+    assert_error("name: a\ndatabase: {conninfo: dbname=x}\n"
+                 "sink: {plugin: x, options: {o: &d {batch_size: 0}}}\nsource: *d\n",
+                 "t.yaml:4:7: source.batch_size: expected an integer from 1 to 100000 (in the "
+                 "anchored value at 3:48)");
+}
