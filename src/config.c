@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -347,11 +348,46 @@ static bool is_one_variable(const char *text)
     return len > 3 && text[0] == '$' && text[1] == '{' && strchr(text, '}') == text + len - 1;
 }
 
+/* Where libpq's parser of the keyword form (conninfo_parse in its fe-connect.c) stands after the
+ * text written so far: whether an empty value there needs quotes depends on it. */
+typedef enum keyword_state {
+    KW_KEYWORD,     /* in a keyword, or between a value and the next keyword */
+    KW_VALUE_START, /* after the '=' and the blanks libpq skips there */
+    KW_UNQUOTED,
+    KW_UNQUOTED_ESCAPE, /* after a backslash, which takes the next character as it is */
+    KW_QUOTED,
+    KW_QUOTED_ESCAPE,
+} keyword_state;
+
+static keyword_state keyword_next(keyword_state state, char c)
+{
+    bool blank = isspace((unsigned char)c);
+    switch (state) {
+    case KW_KEYWORD:
+        return c == '=' ? KW_VALUE_START : KW_KEYWORD;
+    case KW_VALUE_START:
+        if (blank)
+            return KW_VALUE_START;
+        return c == '\'' ? KW_QUOTED : c == '\\' ? KW_UNQUOTED_ESCAPE : KW_UNQUOTED;
+    case KW_UNQUOTED:
+        return blank ? KW_KEYWORD : c == '\\' ? KW_UNQUOTED_ESCAPE : KW_UNQUOTED;
+    case KW_UNQUOTED_ESCAPE:
+        return KW_UNQUOTED;
+    case KW_QUOTED:
+        return c == '\\' ? KW_QUOTED_ESCAPE : c == '\'' ? KW_KEYWORD : KW_QUOTED;
+    case KW_QUOTED_ESCAPE:
+        return KW_QUOTED;
+    }
+    return state;
+}
+
 /* Expands ${VAR} and $$ in a conninfo; any other '$' stays as written. A conninfo that is one
  * ${VAR} is that variable's conninfo, as it is (DATABASE_URL, say). Anywhere else a value lands
  * quoted for the form the written text has, so that it is one value whatever it holds: `x
- * dbname=other` cannot add a keyword, nor `a?host=evil` a URI parameter. A reason for failure
- * names the variable, never the text: the conninfo may hold a password. */
+ * dbname=other` cannot add a keyword, nor `a?host=evil` a URI parameter. An empty value that is
+ * a keyword's whole value, blanks after it, is written '': libpq skips blanks after the '=', and
+ * `password= dbname=app` is the password "dbname=app". A reason for failure names the variable,
+ * never the text: the conninfo may hold a password. */
 static int expand_env(const char *text, char **out, char *why, size_t whylen)
 {
     if (is_one_variable(text)) {
@@ -369,15 +405,26 @@ static int expand_env(const char *text, char **out, char *why, size_t whylen)
     size_t size = 0;
     FILE *s = open_memstream(&buf, &size);
     why[0] = '\0';
+    keyword_state state = KW_KEYWORD;
+    size_t scanned = 0;       /* of buf, by keyword_next */
+    bool empty_value = false; /* the value so far is variables that were empty */
     for (const char *p = text; s && *p && !why[0];) {
+        if (empty_value && isspace((unsigned char)*p))
+            fputs("''", s);
+        bool variable = p[0] == '$' && p[1] == '{';
         if (p[0] == '$' && p[1] == '$') {
             fputc('$', s);
             p += 2;
-        } else if (p[0] == '$' && p[1] == '{') {
+        } else if (variable) {
             p = expand_variable(p + 2, uri, s, why, whylen);
         } else {
             fputc(*p++, s);
         }
+        if (uri || fflush(s) != 0)
+            continue;
+        empty_value = variable && state == KW_VALUE_START && size == scanned;
+        for (; scanned < size; scanned++)
+            state = keyword_next(state, buf[scanned]);
     }
     if ((!s || !close_memstream(s, &buf)) && !why[0])
         snprintf(why, whylen, "out of memory");

@@ -18,6 +18,8 @@ bool relay_conninfo_is_uri(const char *conninfo);
  * Writes value to s so that libpq reads it back as exactly these bytes wherever it lands in a
  * conninfo of that form: percent-encoded in a URI; in the keyword form, with a backslash before
  * every space, quote and backslash (libpq honours them in quoted and unquoted values alike).
+ * An empty value writes nothing, which libpq reads as empty but where it is a keyword's whole
+ * value with blanks after it: the caller writes '' there (config.c's expand_env does).
  * Returns 0, or -1 when a stream error occurred.
  */
 int relay_conninfo_put_value(FILE *s, const char *value, bool uri);

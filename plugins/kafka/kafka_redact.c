@@ -28,8 +28,10 @@ static size_t kafka_partial_secret_at_end(const char *text, const char *secret)
 }
 
 /* Replaces every needle in text with mark, truncating at size; a cut never leaves the start of
- * a needle at the end. */
-static void kafka_replace_all(char *text, size_t size, const char *needle, const char *mark)
+ * a needle at the end. The next needle may begin with the last `shared` bytes of a whole mark:
+ * the closing quote of "value" is also the opening one of "value" after it. */
+static void kafka_replace_all(char *text, size_t size, const char *needle, const char *mark,
+                              size_t shared)
 {
     size_t needle_len = strlen(needle), mark_full = strlen(mark);
     if (needle_len == 0 || size == 0)
@@ -46,7 +48,8 @@ static void kafka_replace_all(char *text, size_t size, const char *needle, const
         memmove(p + mark_len, p + needle_len, keep);
         memcpy(p, mark, mark_len);
         p[mark_len + keep] = '\0';
-        p += mark_len;
+        /* A needle consumes more than it shares, so that the search moves on. */
+        p += mark_len == mark_full && shared < needle_len ? mark_len - shared : mark_len;
     }
     /* Cutting the text short may have left the start of a needle at its end. */
     if (truncated) {
@@ -57,7 +60,7 @@ static void kafka_replace_all(char *text, size_t size, const char *needle, const
 
 void kafka_redact(char *text, size_t size, const char *secret)
 {
-    kafka_replace_all(text, size, secret, "[redacted]");
+    kafka_replace_all(text, size, secret, "[redacted]", 0);
 }
 
 /* Replaces value in text where it stands between two quote characters q. */
@@ -72,7 +75,7 @@ static void kafka_redact_quoted(char *text, size_t size, const char *value, char
     }
     snprintf(quoted, len, "%c%s%c", q, value, q);
     snprintf(mark, sizeof mark, "%c[redacted]%c", q, q);
-    kafka_replace_all(text, size, quoted, mark);
+    kafka_replace_all(text, size, quoted, mark, 1);
     free(quoted);
 }
 

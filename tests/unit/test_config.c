@@ -665,6 +665,34 @@ Test(config, conninfo_expands_environment)
     free_config(&c);
 }
 
+/* Found by tests/fuzz/fuzz_conninfo.c (corpus/conninfo/empty-value.bin). libpq skips the blanks
+ * after a keyword's '=', so an empty variable there took the next keyword for its value:
+ * "password= dbname=app" is the password "dbname=app", and no dbname. */
+Test(config, an_empty_variable_is_an_empty_value)
+{
+    cr_assert_eq(setenv("RELAY_TEST_EMPTY", "", 1), 0);
+    static const char *const cases[][2] = {
+        {"host=h password=${RELAY_TEST_EMPTY} dbname=app", "host=h password='' dbname=app"},
+        {"password= ${RELAY_TEST_EMPTY}${RELAY_TEST_EMPTY}\\tdbname=app",
+         "password= ''\tdbname=app"},
+        /* Anywhere else nothing is the empty value already. */
+        {"password=${RELAY_TEST_EMPTY}", "password="},
+        {"password='${RELAY_TEST_EMPTY}' dbname=app", "password='' dbname=app"},
+        {"password=a${RELAY_TEST_EMPTY} dbname=app", "password=a dbname=app"},
+        {"password=${RELAY_TEST_EMPTY}b dbname=app", "password=b dbname=app"},
+        {"postgresql://u:${RELAY_TEST_EMPTY}@h/app", "postgresql://u:@h/app"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "name: a\ndatabase:\n  conninfo: \"%s\"\nsink: {plugin: x}\n",
+                 cases[i][0]);
+        relay_config c;
+        parse_ok(text, &c);
+        cr_assert_str_eq(c.conninfo, cases[i][1], "%s", cases[i][0]);
+        free_config(&c);
+    }
+}
+
 Test(config, conninfo_errors_name_the_variable_only)
 {
     unsetenv("RELAY_TEST_UNSET");

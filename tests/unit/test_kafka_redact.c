@@ -68,3 +68,14 @@ Test(kafka_secrets, a_property_is_redacted_where_it_is_named_or_quoted)
     kafka_redact_property(quoted, sizeof quoted, "sasl.password", "producer");
     cr_assert_str_eq(quoted, "rdkafka#producer-1: value \"[redacted]\" or '[redacted]' refused");
 }
+
+/* Found by tests/fuzz/fuzz_kafka_redact.c (corpus/kafka-redact/regression-shared-quote.bin): two
+ * quoted values sharing the quote between them, and the search going on after the first mark,
+ * past that quote, left the second one to read. */
+Test(kafka_secrets, quoted_values_sharing_a_quote_are_both_redacted)
+{
+    char text[160] = "value \"producer\"producer\" or 'producer'producer'producer' refused";
+    kafka_redact_property(text, sizeof text, "sasl.password", "producer");
+    cr_assert_str_eq(text, "value \"[redacted]\"[redacted]\" or "
+                           "'[redacted]'[redacted]'[redacted]' refused");
+}
