@@ -132,6 +132,15 @@ stop_relay_at_once() {
     fi
 }
 
+# The EXIT trap of a benchmark that starts nothing but its PostgreSQL and the relay.
+# shellcheck disable=SC2317 # called by trap
+cleanup_relay_and_postgres() {
+    local status=$?
+    stop_relay_at_once
+    remove_work_dir
+    exit "$status"
+}
+
 remove_work_dir() {
     if [[ -n "$WORK_DIR" ]]; then
         "$ROOT/scripts/pg-tmp" stop "$WORK_DIR/pg" >/dev/null 2>&1 || true

@@ -41,14 +41,6 @@ parse_arguments() {
     done
 }
 
-# shellcheck disable=SC2317 # called by trap
-cleanup() {
-    local status=$?
-    stop_relay_at_once
-    remove_work_dir
-    exit "$status"
-}
-
 # Empties the table and preloads $1 events (the preload's aggregate versions start over).
 load_events() {
     sql -c 'TRUNCATE events RESTART IDENTITY' >/dev/null
@@ -58,7 +50,7 @@ load_events() {
 
 main() {
     parse_arguments "$@"
-    trap cleanup EXIT
+    trap cleanup_relay_and_postgres EXIT
     command -v psql >/dev/null 2>&1 || die "psql not found; run scripts/deps"
     have_relay || die "no relay at $RELAY_BIN (build it with: meson setup build && ninja -C build)"
     start_postgres

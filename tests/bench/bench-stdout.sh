@@ -60,14 +60,6 @@ parse_arguments() {
     done
 }
 
-# shellcheck disable=SC2317 # called by trap
-cleanup() {
-    local status=$?
-    stop_relay_at_once
-    remove_work_dir
-    exit "$status"
-}
-
 # A COPY of every event, in text format, or with $1 "(FORMAT binary)" in binary.
 copy_events() {
     sql -c "COPY (SELECT $COPY_COLUMNS FROM events ORDER BY id) TO STDOUT ${1:-}" >/dev/null
@@ -117,7 +109,7 @@ report_relay() {
 
 main() {
     parse_arguments "$@"
-    trap cleanup EXIT
+    trap cleanup_relay_and_postgres EXIT
     command -v psql >/dev/null 2>&1 || die "psql not found; run scripts/deps"
     if [[ -n "$COMPARE_BIN" ]]; then
         have_relay || die "--compare: no relay at $RELAY_BIN to compare"
