@@ -2,11 +2,15 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "clock.h"
 #include "conninfo.h"
+#include "signals.h"
 
 /*
  * Reads the password: the first line of path, without its line end. A file that is not a regular
@@ -35,6 +39,59 @@ int relay_db_read_password(const char *path, char *out, size_t outlen, char *err
         return -1;
     }
     return 0;
+}
+
+/* connect_timeout as libpq reads it (at least 2 s), in ms; 0 when none is set. */
+static int64_t connect_timeout_ms(PGconn *conn)
+{
+    int64_t seconds = 0;
+    PQconninfoOption *options = PQconninfo(conn);
+    for (PQconninfoOption *o = options; o && o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && o->val[0])
+            seconds = strtol(o->val, NULL, 10);
+    PQconninfoFree(options);
+    return seconds <= 0 ? 0 : (seconds < 2 ? 2 : seconds) * 1000;
+}
+
+/*
+ * PQconnectdbParams, but a stop ends the wait: libpq's blocking connect retries its poll() on
+ * EINTR, so a server that accepts and never answers held a stop for connect_timeout. In
+ * non-blocking mode libpq leaves connect_timeout to the caller (PQconnectPoll): it is applied
+ * here to each host's attempt (a new socket starts one), as libpq itself does. Returns the
+ * connection in whatever state it ended (the caller reads PQstatus), or NULL when out of memory;
+ * *why names a stop or a timeout, NULL otherwise.
+ */
+static PGconn *connect_stoppable(const char *const *keys, const char *const *values,
+                                 const char **why)
+{
+    *why = NULL;
+    PGconn *conn = PQconnectStartParams(keys, values, 1);
+    if (!conn || PQstatus(conn) == CONNECTION_BAD)
+        return conn;
+    int64_t timeout = connect_timeout_ms(conn), deadline = 0;
+    int socket = -1;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        if (PQsocket(conn) != socket) {
+            socket = PQsocket(conn);
+            deadline = timeout > 0 ? relay_now_ms() + timeout : INT64_MAX;
+        }
+        if (relay_stop_requested()) {
+            *why = "stopping";
+            break;
+        }
+        if (relay_now_ms() >= deadline) {
+            *why = "timeout expired";
+            break;
+        }
+        struct pollfd pfd = {.fd = socket,
+                             .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        /* In slices, to look at the stop flag and the clock: a signal does not end poll()
+         * reliably here (it may come just before it). */
+        if (poll(&pfd, 1, 100) > 0)
+            st = PQconnectPoll(conn);
+    }
+    return conn;
 }
 
 /* libpq's notices (a WARNING from a trigger, say) go through the log, not raw to stderr. */
@@ -73,14 +130,19 @@ PGconn *relay_db_connect(const relay_config *config, const relay_logger *log, ch
         keys[n] = "password", values[n++] = password;
     keys[n] = NULL, values[n] = NULL;
 
-    PGconn *conn = PQconnectdbParams(keys, values, 1);
+    const char *why = NULL;
+    PGconn *conn = connect_stoppable(keys, values, &why);
     if (!conn) {
         explicit_bzero(password, sizeof password);
         snprintf(err, errlen, "cannot connect: out of memory");
         return NULL;
     }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        relay_db_error(conn, NULL, "cannot connect", err, errlen);
+    if (why || PQstatus(conn) != CONNECTION_OK) {
+        if (why)
+            snprintf(err, errlen, "cannot connect to %s: %s", PQhost(conn) ? PQhost(conn) : "?",
+                     why);
+        else
+            relay_db_error(conn, NULL, "cannot connect", err, errlen);
         relay_conninfo_redact(config->conninfo, password, err, errlen);
         explicit_bzero(password, sizeof password);
         PQfinish(conn);

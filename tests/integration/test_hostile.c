@@ -7,14 +7,18 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* prlimit */
 #endif
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <fcntl.h>
-#include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -856,4 +860,34 @@ Test(hostile, a_column_of_the_wrong_type_stops_the_relay)
     cr_expect_not_null(strstr(err, "is text, expected json or jsonb"), "%s", err);
     free(out);
     free(err);
+}
+
+static bool has_pending_connection(void *arg)
+{
+    struct pollfd pfd = {.fd = *(int *)arg, .events = POLLIN};
+    return poll(&pfd, 1, 0) > 0;
+}
+
+Test(hostile, sigterm_is_honoured_while_connecting)
+{
+    /* A server that takes the connection and never answers: libpq waits for its reply, for
+     * connect_timeout, retrying its poll() on EINTR. */
+    int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    cr_assert_eq(bind(listener, (struct sockaddr *)&addr, sizeof addr), 0);
+    cr_assert_eq(listen(listener, 4), 0);
+    cr_assert_eq(getsockname(listener, (struct sockaddr *)&addr, &len), 0);
+
+    char config[TH_PATH_MAX], conninfo[256], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    snprintf(conninfo, sizeof conninfo,
+             "\"host=127.0.0.1 port=%d dbname=x user=x connect_timeout=60\"", ntohs(addr.sin_port));
+    write_config(config, conninfo, "");
+    th_path(&scope, "connect.out", out);
+    th_path(&scope, "connect.err", err);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    th_wait_until(&scope, TH_DEADLINE_MS, has_pending_connection, &listener,
+                  "the relay connecting");
+    assert_stops_within_2s(pid);
+    close(listener);
 }
