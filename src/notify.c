@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "clock.h"
 #include "relay_build.h"
 
 #if RELAY_HAVE_SYSTEMD
@@ -52,4 +53,18 @@ void relay_notify_watchdog(void)
 #if RELAY_HAVE_SYSTEMD
     sd_notify(0, "WATCHDOG=1");
 #endif
+}
+
+relay_watchdog relay_watchdog_init(void)
+{
+    return (relay_watchdog){.interval_ms = relay_notify_watchdog_ms()};
+}
+
+void relay_watchdog_feed(relay_watchdog *w)
+{
+    int64_t now = relay_now_ms();
+    if (w->interval_ms > 0 && now - w->last_ms >= w->interval_ms / 4) {
+        relay_notify_watchdog();
+        w->last_ms = now;
+    }
 }

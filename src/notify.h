@@ -15,4 +15,16 @@ void relay_notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 
 int64_t relay_notify_watchdog_ms(void);
 void relay_notify_watchdog(void);
 
+/* The watchdog's pings, paced: one per quarter of WatchdogSec at most. The loop owns one; the
+ * sink host borrows it while a sink waits, so that a ping from either counts for both. */
+typedef struct relay_watchdog {
+    int64_t interval_ms; /* WatchdogSec in ms, 0 when off */
+    int64_t last_ms;     /* the relay's monotonic clock at the last ping */
+} relay_watchdog;
+
+/* A watchdog with systemd's interval (0, and so silent, when there is none). */
+relay_watchdog relay_watchdog_init(void);
+/* Pings when a quarter of the interval has passed since the last ping. Cannot fail. */
+void relay_watchdog_feed(relay_watchdog *w);
+
 #endif

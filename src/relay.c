@@ -35,18 +35,9 @@ typedef struct relay_loop {
     int sink_attempts;
     char failure[512]; /* the failure going on, for STATUS= */
 
-    int64_t watchdog_ms; /* systemd's WatchdogSec in ms, 0 when off */
-    int64_t last_watchdog;
+    relay_watchdog watchdog; /* lent to the sink host while a sink waits */
     int64_t last_status;
 } relay_loop;
-
-static void keep_watchdog_fed(relay_loop *l)
-{
-    if (l->watchdog_ms > 0 && relay_now_ms() - l->last_watchdog >= l->watchdog_ms / 2) {
-        relay_notify_watchdog();
-        l->last_watchdog = relay_now_ms();
-    }
-}
 
 /* STATUS= for systemd, at most once a second unless `now`: what the relay is held by, if
  * anything, or where it stands. */
@@ -95,15 +86,15 @@ static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify, int64_t li
     if (fd >= 0)
         take_notifications(p);
     for (;;) {
-        keep_watchdog_fed(l);
+        relay_watchdog_feed(&l->watchdog);
         int64_t now = relay_now_ms();
         if (wake_on_notify && p->woken && now >= linger_end)
             return relay_stop_requested();
         int64_t left = (wake_on_notify && p->woken ? linger_end : deadline) - now;
         if (left <= 0)
             return relay_stop_requested();
-        if (l->watchdog_ms > 0 && left > l->watchdog_ms / 2)
-            left = l->watchdog_ms / 2;
+        if (l->watchdog.interval_ms > 0 && left > l->watchdog.interval_ms / 2)
+            left = l->watchdog.interval_ms / 2;
         relay_wait_result r = relay_wait(fd, left);
         if (r == RELAY_WAIT_STOP)
             return true;
@@ -227,7 +218,7 @@ static int run_turns(relay_loop *l)
     char err[2048];
     bool reload_noted = false;
     while (!relay_stop_requested()) {
-        keep_watchdog_fed(l);
+        relay_watchdog_feed(&l->watchdog);
         if (relay_reload_requested() && !reload_noted) {
             relay_warn(p->log, "SIGHUP: reloading the configuration is not supported yet; "
                                "restart the relay to apply changes");
@@ -293,7 +284,7 @@ int relay_run(const relay_config *config, const relay_logger *log)
 {
     relay_loop l;
     memset(&l, 0, sizeof l);
-    l.watchdog_ms = relay_notify_watchdog_ms();
+    l.watchdog = relay_watchdog_init();
     relay_backoff_init(&l.backoff, config->retry_initial_ms, config->retry_max_ms);
     relay_pipeline *p = &l.pipeline;
 
@@ -312,6 +303,7 @@ int relay_run(const relay_config *config, const relay_logger *log)
         return RELAY_EXIT_SINK;
     }
     relay_info(log, "sink %s loaded from %s", p->sink.api->name, p->sink.path);
+    p->sink.watchdog = &l.watchdog;
 
     /* Ready once the sink is up: a database outage is part of normal running (STATUS= says so),
      * not a failed start that systemd should time out. */

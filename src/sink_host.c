@@ -6,11 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "notify.h"
 #include "permissions.h"
-#include "signals.h"
 #include "plugin_path.h"
+#include "signals.h"
 
 static relay_log_level relay_log_level_from_sink(relay_sink_log_level level)
 {
@@ -50,11 +48,8 @@ relay_sink_host_log(void *ctx, relay_sink_log_level level, const char *fmt, ...)
 static int relay_sink_host_waiting(void *ctx)
 {
     relay_sink *sink = ctx;
-    int64_t now = relay_now_ms();
-    if (sink->watchdog_ms > 0 && now - sink->last_ping_ms >= sink->watchdog_ms / 4) {
-        relay_notify_watchdog();
-        sink->last_ping_ms = now;
-    }
+    if (sink->watchdog)
+        relay_watchdog_feed(sink->watchdog);
     return relay_stop_requested() ? 1 : 0;
 }
 
@@ -161,7 +156,6 @@ int relay_sink_load(relay_sink *sink, const char *path, const relay_logger *log,
     sink->handle = handle;
     sink->api = api;
     sink->log = log;
-    sink->watchdog_ms = relay_notify_watchdog_ms();
     /* ctx is the sink itself rather than the logger, so that log lines can name the plugin. The
      * plugin keeps a pointer to sink->host anyway, so the sink must stay put either way. */
     sink->host = (relay_sink_host){

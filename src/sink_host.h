@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "notify.h"
 #include "sink_rejection.h"
 
 typedef struct relay_sink {
@@ -30,8 +31,7 @@ typedef struct relay_sink {
     size_t rejections_cap;
     int rejections_lost;
 
-    int64_t watchdog_ms;  /* systemd's WatchdogSec in ms, 0 when off: pinged while the sink waits */
-    int64_t last_ping_ms; /* the relay's monotonic clock at the last ping from here */
+    relay_watchdog *watchdog; /* borrowed, the loop's: fed while the sink waits; NULL for none */
 } relay_sink;
 
 /*
