@@ -314,10 +314,11 @@ static int parse_name(parse_ctx *ctx, const field *f, yaml_node_t *node, void *d
     return store_copy(ctx, node, dest, text);
 }
 
-/* Writes the value of the variable whose name starts at name (just after "${") to s, quoted for
- * the conninfo form uri says, and returns the text after the closing brace; on failure writes the
- * reason to why. */
-static const char *expand_variable(const char *name, bool uri, FILE *s, char *why, size_t whylen)
+/* Writes the value of the variable whose name starts at name (just after "${") to s, as it is
+ * when verbatim, else quoted for the conninfo form uri says, and returns the text after the
+ * closing brace; on failure writes the reason to why. */
+static const char *expand_variable(const char *name, bool verbatim, bool uri, FILE *s, char *why,
+                                   size_t whylen)
 {
     const char *end = strchr(name, '}');
     size_t len = end ? (size_t)(end - name) : 0;
@@ -334,7 +335,9 @@ static const char *expand_variable(const char *name, bool uri, FILE *s, char *wh
     memcpy(var, name, len);
     var[len] = '\0';
     const char *value = getenv(var);
-    if (value)
+    if (value && verbatim)
+        fputs(value, s);
+    else if (value)
         relay_conninfo_put_value(s, value, uri);
     else
         snprintf(why, whylen, "environment variable %.100s is not set", var);
@@ -390,17 +393,7 @@ static keyword_state keyword_next(keyword_state state, char c)
  * never the text: the conninfo may hold a password. */
 static int expand_env(const char *text, char **out, char *why, size_t whylen)
 {
-    if (is_one_variable(text)) {
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(strlen(text) - 3), text + 2);
-        const char *value = strspn(name, ENV_CHARS) == strlen(name) ? getenv(name) : NULL;
-        if (value) {
-            *out = strdup(value);
-            if (*out)
-                return 0;
-        }
-    }
-    bool uri = relay_conninfo_is_uri(text);
+    bool verbatim = is_one_variable(text), uri = relay_conninfo_is_uri(text);
     char *buf = NULL;
     size_t size = 0;
     FILE *s = open_memstream(&buf, &size);
@@ -416,11 +409,11 @@ static int expand_env(const char *text, char **out, char *why, size_t whylen)
             fputc('$', s);
             p += 2;
         } else if (variable) {
-            p = expand_variable(p + 2, uri, s, why, whylen);
+            p = expand_variable(p + 2, verbatim, uri, s, why, whylen);
         } else {
             fputc(*p++, s);
         }
-        if (uri || fflush(s) != 0)
+        if (verbatim || uri || fflush(s) != 0)
             continue;
         empty_value = variable && state == KW_VALUE_START && size == scanned;
         for (; scanned < size; scanned++)
