@@ -144,10 +144,18 @@ static int parse_options(int argc, char **argv, relay_cli_options *opts)
             opts->json = true;
             break;
         case OPT_LOG_LEVEL:
-            opts->log_level = optarg;
+            if (relay_log_level_parse(optarg, &opts->log_level) != 0) {
+                fprintf(stderr, "outbox-relay: --log-level: unknown level '%s'\n", optarg);
+                return RELAY_EXIT_USAGE;
+            }
+            opts->has_log_level = true;
             break;
         case OPT_LOG_FORMAT:
-            opts->log_format = optarg;
+            if (relay_log_format_parse(optarg, &opts->log_format) != 0) {
+                fprintf(stderr, "outbox-relay: --log-format: unknown format '%s'\n", optarg);
+                return RELAY_EXIT_USAGE;
+            }
+            opts->has_log_format = true;
             break;
         case OPT_TO:
             opts->reset_to = optarg;
@@ -186,16 +194,6 @@ static int parse_options(int argc, char **argv, relay_cli_options *opts)
                 opts->command);
         return RELAY_EXIT_USAGE;
     }
-    relay_log_level level;
-    relay_log_format format;
-    if (opts->log_level && relay_log_level_parse(opts->log_level, &level) != 0) {
-        fprintf(stderr, "outbox-relay: --log-level: unknown level '%s'\n", opts->log_level);
-        return RELAY_EXIT_USAGE;
-    }
-    if (opts->log_format && relay_log_format_parse(opts->log_format, &format) != 0) {
-        fprintf(stderr, "outbox-relay: --log-format: unknown format '%s'\n", opts->log_format);
-        return RELAY_EXIT_USAGE;
-    }
     if (!opts->config_path) {
         fprintf(stderr, "outbox-relay %s: -c FILE is required\n", opts->command);
         return RELAY_EXIT_USAGE;
@@ -204,20 +202,11 @@ static int parse_options(int argc, char **argv, relay_cli_options *opts)
 }
 
 /* Applies the config's log settings, then the command line's, which win. */
-static int configure_logger(const relay_config *config, const relay_cli_options *opts,
-                            relay_logger *log)
+static void configure_logger(const relay_config *config, const relay_cli_options *opts,
+                             relay_logger *log)
 {
-    log->level = config->log_level;
-    log->format = config->log_format;
-    if (opts->log_level && relay_log_level_parse(opts->log_level, &log->level) != 0) {
-        fprintf(stderr, "outbox-relay: --log-level: unknown level '%s'\n", opts->log_level);
-        return RELAY_EXIT_USAGE;
-    }
-    if (opts->log_format && relay_log_format_parse(opts->log_format, &log->format) != 0) {
-        fprintf(stderr, "outbox-relay: --log-format: unknown format '%s'\n", opts->log_format);
-        return RELAY_EXIT_USAGE;
-    }
-    return 0;
+    log->level = opts->has_log_level ? opts->log_level : config->log_level;
+    log->format = opts->has_log_format ? opts->log_format : config->log_format;
 }
 
 int relay_cli_main(int argc, char **argv)
@@ -241,16 +230,15 @@ int relay_cli_main(int argc, char **argv)
 
     /* The command line's log format holds for a config that cannot be read too. */
     relay_logger log = relay_logger_default();
-    if (opts.log_format)
-        relay_log_format_parse(opts.log_format, &log.format);
+    if (opts.has_log_format)
+        log.format = opts.log_format;
     relay_config config;
     if (relay_config_load(opts.config_path, &config, err, sizeof err) != 0) {
         relay_error(&log, "%s", err);
         return RELAY_EXIT_CONFIG;
     }
-    rc = configure_logger(&config, &opts, &log);
-    if (rc == 0 &&
-        relay_permissions_refuse_writable(opts.config_path, "config", err, sizeof err) != 0) {
+    configure_logger(&config, &opts, &log);
+    if (relay_permissions_refuse_writable(opts.config_path, "config", err, sizeof err) != 0) {
         relay_error(&log, "%s", err);
         rc = RELAY_EXIT_CONFIG;
     }

@@ -18,8 +18,11 @@
 typedef struct relay_cli_options {
     const char *command;
     const char *config_path;
-    const char *log_level;  /* overrides log.level; already applied to the logger */
-    const char *log_format; /* overrides log.format; already applied to the logger */
+    /* --log-level and --log-format, checked by the command line; they override log.level and
+     * log.format, and are already applied to the logger. */
+    bool has_log_level, has_log_format;
+    relay_log_level log_level;
+    relay_log_format log_format;
     bool json;              /* status */
     const char *reset_to;   /* reset: --to as given */
     bool reset_latest;      /* reset: --latest */
