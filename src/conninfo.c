@@ -99,6 +99,17 @@ void relay_conninfo_redact(const char *conninfo, const char *extra, char *msg, s
     redact_text(msg, msglen, extra);
 }
 
+bool relay_conninfo_has_password(const char *conninfo)
+{
+    PQconninfoOption *options = PQconninfoParse(conninfo, NULL);
+    bool found = false;
+    for (PQconninfoOption *o = options; o && o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+            found = true;
+    PQconninfoFree(options);
+    return found;
+}
+
 int relay_conninfo_check(const char *conninfo, char *err, size_t errlen)
 {
     char *parse_error = NULL;

@@ -24,6 +24,9 @@ bool relay_conninfo_is_uri(const char *conninfo);
  */
 int relay_conninfo_put_value(FILE *s, const char *value, bool uri);
 
+/* Whether conninfo sets a non-empty password (false when libpq cannot parse it). */
+bool relay_conninfo_has_password(const char *conninfo);
+
 /* Checks that libpq can parse conninfo. Returns 0, or -1 with err: libpq's reason, redacted. */
 int relay_conninfo_check(const char *conninfo, char *err, size_t errlen);
 

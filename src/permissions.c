@@ -2,10 +2,9 @@
 
 #include <stdbool.h>
 #include <stdio.h>
-#include <string.h>
 #include <sys/stat.h>
 
-#include <libpq-fe.h>
+#include "conninfo.h"
 
 int relay_permissions_refuse_writable(const char *path, const char *what, char *err, size_t errlen)
 {
@@ -21,17 +20,6 @@ int relay_permissions_refuse_writable(const char *path, const char *what, char *
     return 0;
 }
 
-static bool conninfo_has_password(const char *conninfo)
-{
-    PQconninfoOption *options = PQconninfoParse(conninfo, NULL);
-    bool found = false;
-    for (PQconninfoOption *o = options; o && o->keyword; o++)
-        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
-            found = true;
-    PQconninfoFree(options);
-    return found;
-}
-
 static void warn_if_readable(const char *path, const char *what, const relay_logger *log)
 {
     struct stat st;
@@ -44,6 +32,6 @@ void relay_permissions_warn_secrets(const relay_config *config, const relay_logg
 {
     if (config->password_file)
         warn_if_readable(config->password_file, "database.password_file", log);
-    if (config->conninfo && conninfo_has_password(config->conninfo))
+    if (config->conninfo && relay_conninfo_has_password(config->conninfo))
         warn_if_readable(config->path, "the config, whose conninfo holds a password,", log);
 }
