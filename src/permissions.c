@@ -1,6 +1,5 @@
 #include "permissions.h"
 
-#include <stdbool.h>
 #include <stdio.h>
 #include <sys/stat.h>
 

@@ -68,10 +68,11 @@ int relay_status_read(PGconn *conn, const relay_config *config, relay_status_inf
     out->watched_ids = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
     if (out->lag_seconds < 0) /* a created_at in the future; not a lag */
         out->lag_seconds = 0;
-    if (!PQgetisnull(res, 0, 9) && strtod(PQgetvalue(res, 0, 9), NULL) > 0) {
+    double ahead = PQgetisnull(res, 0, 9) ? 0 : strtod(PQgetvalue(res, 0, 9), NULL);
+    if (ahead > 0) {
         out->held_by_future = true;
         out->held_id = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
-        out->held_ahead_seconds = strtod(PQgetvalue(res, 0, 9), NULL);
+        out->held_ahead_seconds = ahead;
     }
     PQclear(res);
     return relay_retention_read(conn, config, &out->retention, &out->retention_deleted,

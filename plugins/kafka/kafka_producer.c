@@ -276,20 +276,21 @@ void kafka_producer_close(kafka_producer *p, int timeout_ms)
      * is sent again after the restart). */
     const relay_sink_host *host = p->host;
     bool can_ask = RELAY_SINK_HAS(relay_sink_host, host->struct_size, waiting) && host->waiting;
-    for (int waited = 0; waited < timeout_ms && rd_kafka_outq_len(p->rk) > 0; waited += 100) {
+    int waited = 0;
+    for (; waited < timeout_ms && rd_kafka_outq_len(p->rk) > 0; waited += 100) {
         if (can_ask && host->waiting(host->ctx))
             break;
         rd_kafka_flush(p->rk, timeout_ms - waited < 100 ? timeout_ms - waited : 100);
     }
     int left = rd_kafka_outq_len(p->rk);
-    /* Purged, rd_kafka_destroy does not wait for them either. */
-    if (left > 0)
+    if (left > 0) {
+        /* Purged, rd_kafka_destroy does not wait for them either. */
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    if (left > 0)
         p->host->log(p->host->ctx, RELAY_SINK_LOG_WARN,
                      "%d messages or events still unacknowledged after %d ms at shutdown; "
                      "dropping them (the position did not move past them: they are sent again)",
-                     left, timeout_ms);
+                     left, waited < timeout_ms ? waited : timeout_ms);
+    }
     kafka_producer_discard(p);
 }
 

@@ -98,10 +98,12 @@ static relay_sink_status stdout_sink_init(const relay_sink_host *host,
  */
 static void stdout_sink_cut_partial_line(stdout_sink *sink, size_t written)
 {
+    if (!sink->sync)
+        return;
     size_t whole = written;
     while (whole > 0 && sink->out.data[whole - 1] != '\n')
         whole--;
-    if (!sink->sync || whole == written)
+    if (whole == written)
         return;
     off_t end = lseek(sink->fd, 0, SEEK_CUR);
     if (end < 0)
