@@ -756,6 +756,16 @@ void th_relay_stop(th_scope *s, pid_t pid)
     cr_assert_eq(code, 0, "relay exited %d after SIGTERM", code);
 }
 
+void th_relay_stop_within(th_scope *s, pid_t pid, int within_ms)
+{
+    int64_t start = th_now_ms();
+    th_relay_signal(pid, SIGTERM);
+    int code = th_relay_wait(s, pid, 5 * within_ms);
+    int64_t ms = th_now_ms() - start;
+    cr_expect_eq(code, 0, "the relay exited %d on SIGTERM", code);
+    cr_expect_leq(ms, within_ms, "the relay took %" PRId64 " ms to stop", ms);
+}
+
 void th_migrate(const char *config)
 {
     char *out, *err;

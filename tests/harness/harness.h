@@ -107,6 +107,9 @@ int th_relay_wait(th_scope *s, pid_t pid, int deadline_ms);
 
 /* SIGTERM, then asserts the relay exits 0 (it finished and committed the batch in hand). */
 void th_relay_stop(th_scope *s, pid_t pid);
+/* SIGTERM, then expects exit code 0 within within_ms (past 5 times that, the relay is killed and
+ * the test fails): a stop that is honoured whatever the relay waits on. */
+void th_relay_stop_within(th_scope *s, pid_t pid, int within_ms);
 
 /* Runs `outbox-relay migrate -c config` and asserts it exits 0. */
 void th_migrate(const char *config);

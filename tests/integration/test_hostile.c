@@ -704,19 +704,6 @@ static bool relay_waits_on_a_lock(void *arg)
     return th_query_int64(scope.conn, sql) > 0;
 }
 
-/* SIGTERM, then the relay must be gone within 2 s, with exit code 0. */
-static void assert_stops_within_2s(pid_t pid)
-{
-    struct timespec start, end;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    th_relay_signal(pid, SIGTERM);
-    int code = th_relay_wait(&scope, pid, 5000);
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    int64_t ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
-    cr_expect_eq(code, 0, "the relay exited %d on SIGTERM", code);
-    cr_expect_leq(ms, 2000, "the relay took %" PRId64 " ms to stop", ms);
-}
-
 Test(hostile, sigterm_is_honoured_in_a_lock_wait)
 {
     char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
@@ -732,7 +719,7 @@ Test(hostile, sigterm_is_honoured_in_a_lock_wait)
     PGconn *locker = th_scope_connect(&scope);
     th_exec(locker, "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
     th_wait_until(&scope, TH_DEADLINE_MS, relay_waits_on_a_lock, NULL, "the relay in a lock wait");
-    assert_stops_within_2s(pid);
+    th_relay_stop_within(&scope, pid, 2000);
     th_exec(locker, "ROLLBACK");
     cr_expect_eq(th_position(&scope, scope.schema), 3, "the position moved");
 }
@@ -779,7 +766,7 @@ Test(hostile, sigterm_is_honoured_with_the_server_stopped, .fini = continue_back
     cr_assert_eq(kill((pid_t)backend, SIGSTOP), 0, "SIGSTOP to the backend");
     th_wait_until(&scope, TH_DEADLINE_MS, backend_stopped, &backend, "the backend stopped");
     th_insert_events(scope.conn, 2, LONG_AGO);
-    assert_stops_within_2s(pid);
+    th_relay_stop_within(&scope, pid, 2000);
     kill((pid_t)backend, SIGCONT);
     cr_expect_eq(th_position(&scope, scope.schema), 3, "the position moved");
 }
@@ -888,6 +875,6 @@ Test(hostile, sigterm_is_honoured_while_connecting)
     pid_t pid = th_relay_start(&scope, config, out, err);
     th_wait_until(&scope, TH_DEADLINE_MS, has_pending_connection, &listener,
                   "the relay connecting");
-    assert_stops_within_2s(pid);
+    th_relay_stop_within(&scope, pid, 2000);
     close(listener);
 }
