@@ -1400,3 +1400,28 @@ Test(kafka, check_fails_for_a_cluster_it_cannot_reach)
     free(out);
     free(err);
 }
+
+Test(kafka, check_fails_when_the_cluster_refuses_the_credentials)
+{
+    /* librdkafka's mock cluster has no SASL: a client that must authenticate is refused at the
+     * handshake, as by a broker that refuses its password. check must say so, not "ok", and the
+     * password must stay out of what it prints. */
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 1);
+    char config[TH_PATH_MAX];
+    write_kafka_config(config, 100, "orders", "  flush_timeout: 2s\n", "",
+                       "      security.protocol: SASL_PLAINTEXT\n"
+                       "      sasl.mechanisms: PLAIN\n"
+                       "      sasl.username: relay\n"
+                       "      sasl.password: wrong-horse-battery\n");
+    th_migrate(config);
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_expect_eq(code, 5, "check exited %d:\n%s%s", code, out, err);
+    cr_expect_not_null(strstr(err, "no metadata from the cluster within 2000 ms"), "%s", err);
+    cr_expect_not_null(strstr(err, "_AUTHENTICATION"), "the cause is not named:\n%s", err);
+    cr_expect_null(strstr(out, "\nok"), "check said ok:\n%s", out);
+    cr_expect_null(strstr(out, "wrong-horse"), "the password was printed:\n%s", out);
+    cr_expect_null(strstr(err, "wrong-horse"), "the password was logged:\n%s", err);
+    free(out);
+    free(err);
+}
