@@ -414,7 +414,7 @@ static relay_outcome idle_wait(relay_pipeline *p, const relay_batch *b)
          * linger (reading for every row at 2,000 events/s would read the unsettled rows again
          * and again for one or two rows each time), and a NOTIFY cannot help: a new row settles
          * later still. */
-        int64_t settle = relay_batch_settle_in(b, b->count, relay_source_margin_ms(p->config));
+        int64_t settle = relay_batch_held_settles_in(b, relay_source_margin_ms(p->config));
         wait = settle > linger ? settle : linger;
         wake_on_notify = false;
     }

@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "db.h"
+#include "rows.h"
 
 #define FETCH_STATEMENT "relay_fetch"
 #define FETCH_GAPS_STATEMENT "relay_fetch_gaps"
@@ -23,7 +24,7 @@ static const char *const json[] = {"jsonb", "json", NULL};
 #define MAPPED_BY(member) offsetof(relay_config_columns, member)
 
 /* In the order of the fetch's columns. Everything but the integers and the timestamp is read as
- * text, which any type can be cast to; the binary forms of the rest are what fill_batch reads. A
+ * text, which any type can be cast to; the binary forms of the rest are what take_row reads. A
  * timestamp without time zone is taken as UTC, the session's zone (see relay_db_connect). */
 static const relay_column_role_info column_roles[RELAY_N_COLUMN_ROLES] = {
     [RELAY_COLUMN_ID] = {"id", MAPPED_BY(id), "::bigint", INT8OID, integers, "an integer"},
@@ -264,7 +265,7 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
      * xmin::text::bigint cost the server a tenth of a read). */
     static const char no_header[] = ", t.xmin, NULL::text";
 
-    /* Whether a row is older than the margin is the relay's to judge (fill_batch), from its
+    /* Whether a row is older than the margin is the relay's to judge (take_row), from its
      * created_at and the header's now(): the server does not spend an expression and a column
      * per row on it. */
     if (prepare(conn, FETCH_STATEMENT, 3, err, errlen,
@@ -292,6 +293,11 @@ int relay_batch_init(relay_batch *batch, const relay_config *config, char *err, 
     size_t size = (size_t)config->batch_size, n_headers = config->columns.n_headers;
     batch->header_names = (const char *const *)config->columns.headers;
     batch->n_headers = n_headers;
+    /* Twice the cap: a batch's buffer ends at most one row past it, and a row that took far
+     * more is not kept for the next read. */
+    batch->keep_bytes = 2 * (size_t)config->batch_bytes;
+    batch->event_bytes = sizeof *batch->events + sizeof *batch->created_at +
+                         sizeof *batch->event_ids + n_headers * sizeof *batch->headers;
     batch->events = calloc(size, sizeof *batch->events);
     batch->created_at = calloc(size, sizeof *batch->created_at);
     batch->event_ids = calloc(size, sizeof *batch->event_ids);
@@ -307,10 +313,13 @@ int relay_batch_init(relay_batch *batch, const relay_config *config, char *err, 
 
 void relay_batch_clear(relay_batch *batch)
 {
-    PQclear(batch->res);
-    batch->res = NULL;
+    relay_rows_clear(&batch->rows, batch->keep_bytes);
     batch->count = 0;
     batch->fetched = 0;
+    batch->held = false;
+    batch->cut = false;
+    batch->rendered = false;
+    batch->largest_row = 0;
     /* Said of one read only: a batch struct is reused for reads that carry no store, and for
      * the gap watch's. */
     batch->flushed_by_commit = false;
@@ -319,6 +328,7 @@ void relay_batch_clear(relay_batch *batch)
 void relay_batch_free(relay_batch *batch)
 {
     relay_batch_clear(batch);
+    relay_rows_free(&batch->rows);
     free(batch->events);
     free(batch->created_at);
     free(batch->event_ids);
@@ -350,6 +360,13 @@ int relay_source_send_fetch(PGconn *conn, const relay_source_info *info, int64_t
         relay_db_error(conn, NULL, "reading events", err, errlen);
         return -1;
     }
+    /* One row at a time from libpq, so that a read holds what the batch keeps, not the LIMIT's
+     * worth of rows of whatever size (see rows.h). It applies to this query only; it cannot
+     * fail right after the send, at the head of a pipeline or alone. */
+    if (!PQsetSingleRowMode(conn)) {
+        snprintf(err, errlen, "reading events: libpq refused single-row mode");
+        return -1;
+    }
     return 0;
 }
 
@@ -374,7 +391,7 @@ static Oid column_type(int column)
     }
 }
 
-/* Whether res has the fetch's columns, so that fill_batch may read them blind. */
+/* Whether res has the fetch's columns, so that take_row may read them blind. */
 static int check_columns(const PGresult *res, size_t n_headers, char *err, size_t errlen)
 {
     int expected = ROW_HEADERS + (int)n_headers;
@@ -390,11 +407,6 @@ static int check_columns(const PGresult *res, size_t n_headers, char *err, size_
         }
     }
     return 0;
-}
-
-int64_t relay_batch_row_id(const relay_batch *batch, size_t row)
-{
-    return relay_db_binary_int64(batch->res, (int)row + 1, RELAY_COLUMN_ID);
 }
 
 /* The 64-bit transaction id whose low 32 bits are xid32, nearest to the 64-bit reference: a
@@ -436,113 +448,89 @@ static int read_header(relay_batch *batch, const PGresult *res, char *err, size_
     return 0;
 }
 
-/* A text column's value, NULL for SQL NULL. libpq ends binary values with a NUL too, as the ABI
- * promises for the strings. */
-static const char *text_or_null(const PGresult *res, int row, int column, size_t *len)
+/* Takes the read's next row after the header, up to the first row still inside a margin of
+ * margin_us (by the header's now()); a negative margin takes every row. Only what the cut, the gap
+ * watch and the durability check need is read here: the rest waits for relay_batch_render, which
+ * the relay calls after it sent the next read, so that the server is not idle meanwhile. Returns
+ * 0, or -1 with err (out of memory). */
+static int take_row(relay_batch *batch, const PGresult *res, int row, int64_t margin_us,
+                    size_t max_bytes, char *err, size_t errlen)
 {
-    if (PQgetisnull(res, row, column)) {
-        *len = 0;
-        return NULL;
+    /* source.batch_bytes: the rows from the one that would pass it on count as not read, as if
+     * the read's LIMIT had ended before them (and as a full read: more is waiting). */
+    if (batch->cut)
+        return 0;
+    size_t i = batch->fetched++;
+    /* Behind a row the margin holds: read, counted, not kept. */
+    if (batch->held)
+        return 0;
+    /* The row's values and the event the relay makes of it: what the batch holds for it. */
+    size_t size = relay_rows_size(res, row) + batch->event_bytes;
+    batch->largest_row = size > batch->largest_row ? size : batch->largest_row;
+    if (i > 0 && relay_rows_bytes(&batch->rows) + i * batch->event_bytes + size > max_bytes) {
+        batch->fetched = batch->limit = i;
+        batch->cut = true;
+        return 0;
     }
-    *len = (size_t)PQgetlength(res, row, column);
-    return PQgetvalue(res, row, column);
-}
-
-/* Takes the rows of res after the header, up to the first row still inside a margin of margin_us
- * (by the header's now()); a negative margin takes every row. Only what the cut, the gap watch
- * and the durability check need is read here: the rest waits for relay_batch_render, which the
- * relay calls after it sent the next read, so that the server is not idle meanwhile. */
-/* The bytes a row takes, near enough: its payload, metadata and key, which may be of any size,
- * and a bound on the rest (ids, timestamps, a type). Three lookups a row, not one a column: this
- * runs for every row of a drain. */
-static size_t row_bytes(const PGresult *res, int row)
-{
-    return 256 + (size_t)PQgetlength(res, row, RELAY_COLUMN_PAYLOAD) +
-           (size_t)PQgetlength(res, row, RELAY_COLUMN_METADATA) +
-           (size_t)PQgetlength(res, row, RELAY_COLUMN_KEY);
-}
-
-static void fill_batch(relay_batch *batch, PGresult *res, int64_t margin_us, size_t max_bytes)
-{
-    /* A NULL created_at can never settle; rather than stall the relay for good it counts as
-     * settled. */
+    /* The cut: everything from the first row still inside the margin waits for a later fetch,
+     * or the position could pass a lower id that is visible but not yet settled. A NULL
+     * created_at can never settle; rather than stall the relay for good it counts as settled. */
     int64_t cutoff = margin_us < 0 ? INT64_MAX : batch->db_now - margin_us;
-    batch->res = res;
-    batch->held = false;
-    batch->fetched = (size_t)PQntuples(res) - 1;
-    batch->rendered = false;
-    batch->largest_row = 0;
-    size_t bytes = 0;
-    for (size_t i = 0; i < batch->fetched; i++) {
-        int row = (int)i + 1;
-        /* source.batch_bytes: the rows from the one that would pass it on count as not read, as
-         * if the read's LIMIT had ended before them (and as a full read: more is waiting). */
-        size_t size = row_bytes(res, row);
-        batch->largest_row = size > batch->largest_row ? size : batch->largest_row;
-        if (i > 0 && bytes + size > max_bytes) {
-            batch->fetched = batch->limit = i;
-            break;
-        }
-        bytes += size;
-        /* The cut: everything from the first row still inside the margin waits for a later
-         * fetch, or the position could pass a lower id that is visible but not yet settled. */
-        if (!PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT) &&
-            relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT) > cutoff) {
-            batch->held = true;
-            batch->held_id = relay_db_binary_int64(res, row, RELAY_COLUMN_ID);
-            batch->held_created_at = relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT);
-            break;
-        }
-        relay_sink_event *e = &batch->events[i];
-        uint64_t xid = full_xid(batch->snapshot_xmin, relay_db_binary_uint32(res, row, ROW_XID));
-        batch->newest_xid = xid > batch->newest_xid ? xid : batch->newest_xid;
-        e->flags = 0;
-        e->id = relay_db_binary_int64(res, row, RELAY_COLUMN_ID);
-        batch->count = i + 1;
+    if (!PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT) &&
+        relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT) > cutoff) {
+        batch->held = true;
+        batch->held_id = relay_db_binary_int64(res, row, RELAY_COLUMN_ID);
+        batch->held_created_at = relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT);
+        return 0;
     }
+    if (relay_rows_add(&batch->rows, res, row, size, err, errlen) != 0)
+        return -1;
+    relay_sink_event *e = &batch->events[i];
+    uint64_t xid = full_xid(batch->snapshot_xmin, relay_db_binary_uint32(res, row, ROW_XID));
+    batch->newest_xid = xid > batch->newest_xid ? xid : batch->newest_xid;
+    e->flags = 0;
+    e->id = relay_db_binary_int64(res, row, RELAY_COLUMN_ID);
+    batch->count = i + 1;
+    return 0;
 }
 
 void relay_batch_render(relay_batch *batch)
 {
     if (batch->rendered)
         return;
-    const PGresult *res = batch->res;
+    const relay_rows *rows = &batch->rows;
     for (size_t i = 0; i < batch->count; i++) {
-        int row = (int)i + 1;
         relay_sink_event *e = &batch->events[i];
-        /* libpq ends binary values with a NUL too, as the ABI promises for the strings. */
-        e->key = PQgetvalue(res, row, RELAY_COLUMN_KEY);
-        e->key_len = (size_t)PQgetlength(res, row, RELAY_COLUMN_KEY);
-        e->type = PQgetvalue(res, row, RELAY_COLUMN_TYPE);
-        e->type_len = (size_t)PQgetlength(res, row, RELAY_COLUMN_TYPE);
-        if (PQgetisnull(res, row, RELAY_COLUMN_KEY))
+        e->key = relay_rows_get(rows, i, RELAY_COLUMN_KEY, &e->key_len);
+        if (!e->key) {
+            e->key = "";
             e->flags |= RELAY_SINK_EVENT_KEY_NULL;
-        if (PQgetisnull(res, row, RELAY_COLUMN_TYPE))
+        }
+        e->type = relay_rows_get(rows, i, RELAY_COLUMN_TYPE, &e->type_len);
+        if (!e->type) {
+            e->type = "";
             e->flags |= RELAY_SINK_EVENT_TYPE_NULL;
-        e->has_version = !PQgetisnull(res, row, RELAY_COLUMN_VERSION);
-        e->version = e->has_version ? relay_db_binary_int64(res, row, RELAY_COLUMN_VERSION) : 0;
-        if (PQgetisnull(res, row, RELAY_COLUMN_PAYLOAD)) {
+        }
+        size_t len;
+        e->has_version = relay_rows_get(rows, i, RELAY_COLUMN_VERSION, &len) != NULL;
+        e->version = e->has_version ? relay_rows_int64(rows, i, RELAY_COLUMN_VERSION) : 0;
+        e->payload = relay_rows_get(rows, i, RELAY_COLUMN_PAYLOAD, &e->payload_len);
+        if (!e->payload) {
             e->payload = "null";
             e->payload_len = 4;
-        } else {
-            e->payload = PQgetvalue(res, row, RELAY_COLUMN_PAYLOAD);
-            e->payload_len = (size_t)PQgetlength(res, row, RELAY_COLUMN_PAYLOAD);
         }
-        e->metadata = PQgetisnull(res, row, RELAY_COLUMN_METADATA)
-                          ? NULL
-                          : PQgetvalue(res, row, RELAY_COLUMN_METADATA);
-        e->metadata_len = e->metadata ? (size_t)PQgetlength(res, row, RELAY_COLUMN_METADATA) : 0;
-        if (PQgetisnull(res, row, RELAY_COLUMN_CREATED_AT)) {
+        e->metadata = relay_rows_get(rows, i, RELAY_COLUMN_METADATA, &e->metadata_len);
+        if (!relay_rows_get(rows, i, RELAY_COLUMN_CREATED_AT, &len)) {
             e->created_at = "";
             e->flags |= RELAY_SINK_EVENT_CREATED_AT_NULL;
         } else {
-            relay_timestamp_rfc3339(relay_db_binary_int64(res, row, RELAY_COLUMN_CREATED_AT),
+            relay_timestamp_rfc3339(relay_rows_int64(rows, i, RELAY_COLUMN_CREATED_AT),
                                     batch->created_at[i]);
             e->created_at = batch->created_at[i];
         }
         e->aggregate_type =
-            text_or_null(res, row, RELAY_COLUMN_AGGREGATE_TYPE, &e->aggregate_type_len);
-        e->event_id = text_or_null(res, row, RELAY_COLUMN_EVENT_ID, &e->event_id_len);
+            relay_rows_get(rows, i, RELAY_COLUMN_AGGREGATE_TYPE, &e->aggregate_type_len);
+        e->event_id = relay_rows_get(rows, i, RELAY_COLUMN_EVENT_ID, &e->event_id_len);
         if (!e->event_id) {
             e->event_id_len = relay_plugin_format_int64(batch->event_ids[i], e->id);
             e->event_id = batch->event_ids[i];
@@ -552,7 +540,7 @@ void relay_batch_render(relay_batch *batch)
         for (size_t h = 0; h < batch->n_headers; h++) {
             headers[h].name = batch->header_names[h];
             headers[h].name_len = strlen(batch->header_names[h]);
-            headers[h].value = text_or_null(res, row, ROW_HEADERS + (int)h, &headers[h].value_len);
+            headers[h].value = relay_rows_get(rows, i, ROW_HEADERS + (int)h, &headers[h].value_len);
         }
         e->headers = batch->n_headers > 0 ? headers : NULL;
         e->n_headers = batch->n_headers;
@@ -560,27 +548,55 @@ void relay_batch_render(relay_batch *batch)
     batch->rendered = true;
 }
 
-/* Receives a read's rows; a negative margin_us takes them all, as many as fit max_bytes (see
- * fill_batch). */
+/* Takes the rows of one of a read's results: the first row of the first is the header. Returns
+ * 0, or -1 with err. */
+static int take_result(relay_batch *batch, const PGresult *res, bool *header_read,
+                       int64_t margin_us, size_t max_bytes, char *err, size_t errlen)
+{
+    int n = PQntuples(res), row = 0;
+    if (n == 0)
+        return 0;
+    if (!*header_read) {
+        if (check_columns(res, batch->n_headers, err, errlen) != 0 ||
+            read_header(batch, res, err, errlen) != 0)
+            return -1;
+        *header_read = true;
+        row = 1;
+    }
+    for (; row < n; row++)
+        if (take_row(batch, res, row, margin_us, max_bytes, err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+/* Receives a read's rows, one result per row in single-row mode (or all in one), keeping those
+ * that fit max_bytes; a negative margin_us takes them all (see take_row). */
 static int receive_rows(PGconn *conn, relay_batch *batch, int64_t margin_us, size_t max_bytes,
                         char *err, size_t errlen)
 {
     relay_batch_clear(batch);
-    /* A query yields its result, then NULL; anything else means the protocol went astray. */
-    PGresult *res = PQgetResult(conn);
-    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
-        relay_db_error(conn, res, "reading events", err, errlen);
-    relay_db_discard_results(conn);
-    if (ok && (check_columns(res, batch->n_headers, err, errlen) != 0 ||
-               read_header(batch, res, err, errlen) != 0))
-        ok = 0;
-    if (!ok) {
-        PQclear(res);
-        return -1;
+    bool header_read = false;
+    int failed = 0;
+    /* A query yields its results, then NULL; the results past a failure are read and dropped,
+     * so that the connection is ready for what comes next. */
+    for (PGresult *res; (res = PQgetResult(conn)) != NULL; PQclear(res)) {
+        if (failed)
+            continue;
+        ExecStatusType status = PQresultStatus(res);
+        if (status != PGRES_SINGLE_TUPLE && status != PGRES_TUPLES_OK) {
+            relay_db_error(conn, res, "reading events", err, errlen);
+            failed = 1;
+        } else if (take_result(batch, res, &header_read, margin_us, max_bytes, err, errlen) != 0) {
+            failed = 1;
+        }
     }
-    fill_batch(batch, res, margin_us, max_bytes);
-    return 0;
+    if (!failed && !header_read) {
+        snprintf(err, errlen, "reading events: the result does not start with its header row");
+        failed = 1;
+    }
+    if (failed)
+        relay_batch_clear(batch);
+    return failed ? -1 : 0;
 }
 
 int relay_source_receive_fetch(PGconn *conn, const relay_config *config, relay_batch *batch,
@@ -626,15 +642,14 @@ int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const rela
     return 0;
 }
 
-int64_t relay_batch_settle_in(const relay_batch *batch, size_t row, int64_t margin_ms)
+int64_t relay_batch_held_settles_in(const relay_batch *batch, int64_t margin_ms)
 {
-    if (PQgetisnull(batch->res, (int)row + 1, RELAY_COLUMN_CREATED_AT))
+    if (!batch->held)
         return 0;
     /* Both timestamps are the database's, in microseconds: only the relay's own clock measures
-     * the time since the read. */
-    int64_t created = relay_db_binary_int64(batch->res, (int)row + 1, RELAY_COLUMN_CREATED_AT);
-    /* created may be infinity (INT64_MAX) or -infinity: saturate rather than overflow. */
-    int64_t left_us;
+     * the time since the read. created may be infinity (INT64_MAX): saturate rather than
+     * overflow. */
+    int64_t created = batch->held_created_at, left_us;
     if (__builtin_add_overflow(created, margin_ms * 1000, &left_us) ||
         __builtin_sub_overflow(left_us, batch->db_now, &left_us))
         return created > 0 ? INT64_MAX : 0;

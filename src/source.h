@@ -18,6 +18,7 @@
 #include <outbox_relay/sink.h>
 
 #include "config.h"
+#include "rows.h"
 #include "gaps.h"
 #include "relay_plugin_int64.h"
 #include "timestamp.h"
@@ -73,10 +74,12 @@ typedef struct relay_source_info {
 int relay_source_inspect(PGconn *conn, const relay_config *config, relay_source_info *info,
                          int *missing, char *err, size_t errlen);
 
-/* One fetched batch. The events point into res and the arrays beside it: valid until the next
+/* One fetched batch. The events point into rows and the arrays beside it: valid until the next
  * fetch or the free. */
 typedef struct relay_batch {
-    PGresult *res;
+    relay_rows rows;    /* the rows kept: the batch's events, never more than batch_bytes of them */
+    size_t keep_bytes;  /* the buffer a clear keeps for the next read */
+    size_t event_bytes; /* what the arrays below take for each event */
     relay_sink_event *events;               /* capacity: batch_size */
     char (*created_at)[RELAY_RFC3339_SIZE]; /* the events' created_at, rendered; capacity too */
     char (
@@ -88,6 +91,7 @@ typedef struct relay_batch {
     size_t fetched; /* rows read, including those still inside the margin */
     size_t limit;   /* rows asked for (the caller's, kept by clear): fetched == limit, more wait */
     bool rendered;  /* the events' fields past id and flags are set (relay_batch_render) */
+    bool cut; /* ended by source.batch_bytes: the rows after it are not read, as past a LIMIT */
 
     /* The database at the moment of the read, from the header row each read starts with. Every
      * commit the read saw lies below insert_lsn; they are all durable once the WAL is flushed
@@ -116,9 +120,6 @@ typedef struct relay_batch {
 /* Sets the fields of the batch's events that a read leaves for later (all but id and flags):
  * before they go to a sink. Idempotent. Cannot fail. */
 void relay_batch_render(relay_batch *batch);
-
-/* The id of a row read (row < fetched), whether in the batch or cut off by the margin. */
-int64_t relay_batch_row_id(const relay_batch *batch, size_t row);
 
 /* Allocates the arrays for batch_size rows with the configured headers; the batch borrows the
  * header names from config. Returns 0, or -1 with err (out of memory). */
@@ -151,8 +152,8 @@ int64_t relay_source_margin_ms(const relay_config *config);
 int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_source_info *info,
                             const relay_gaps *gaps, relay_batch *batch, char *err, size_t errlen);
 
-/* How many ms from now until a row read (row < fetched) leaves a margin of margin_ms, by the
- * database's clock at the read; 0 when it has or never will (a NULL created_at). */
-int64_t relay_batch_settle_in(const relay_batch *batch, size_t row, int64_t margin_ms);
+/* How many ms from now until the row the margin held leaves a margin of margin_ms, by the
+ * database's clock at the read; 0 when none was held. */
+int64_t relay_batch_held_settles_in(const relay_batch *batch, int64_t margin_ms);
 
 #endif
