@@ -834,6 +834,59 @@ Test(hostile, a_batch_ends_at_batch_bytes)
     cr_expect_geq(batches, 10, "40 events in %zu batches", batches);
 }
 
+/* Whether this build runs under AddressSanitizer, whose shadow memory is data too. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HOSTILE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HOSTILE_ASAN 1
+#endif
+#endif
+
+Test(hostile, a_read_that_meets_large_rows_keeps_only_batch_bytes)
+{
+#ifdef HOSTILE_ASAN
+    cr_skip_test("AddressSanitizer's shadow memory counts against RLIMIT_DATA: the plain build "
+                 "runs this test");
+#endif
+    char config[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_write_config(&scope, config,
+                    "name: %s\ndatabase:\n  conninfo: %s\nsource:\n  safety_margin: 0s\n"
+                    "  batch_size: 20000\n  batch_bytes: 1000000\nsink:\n  plugin: stdout\n",
+                    scope.schema, scope.conninfo_yaml);
+    th_migrate(config);
+    /* 20,000 small events size the reads at about 2,800 rows; behind them, 40 events of 4 MB.
+     * One such read held all 40 in libpq's result (160 MB); a batch of 1 MB keeps one. */
+    th_exec(scope.conn, "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind,"
+                        " body, created_at) SELECT 's' || g, 'order', 1, 'x',"
+                        " jsonb_build_object('n', g), now() - interval '1 hour'"
+                        " FROM generate_series(1, 20000) g");
+    th_exec(scope.conn, "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind,"
+                        " body, created_at) SELECT 'l' || g, 'order', 1, 'x',"
+                        " jsonb_build_object('blob', repeat(md5(g::text), 131072)),"
+                        " now() - interval '1 hour' FROM generate_series(1, 40) g");
+    th_path(&scope, "large.err", err);
+
+    /* 64 MB of data for the relay, which it inherits: its base takes about 18 MB, and what the
+     * two batches keep, with libpq's one row, about 20 MB more. A read past that fails with "out
+     * of memory for query result". */
+    struct rlimit old, limit;
+    getrlimit(RLIMIT_DATA, &old);
+    limit = old;
+    limit.rlim_cur = 64 * 1024 * 1024;
+    cr_assert_eq(setrlimit(RLIMIT_DATA, &limit), 0);
+    pid_t pid = th_relay_start(&scope, config, "/dev/null", err);
+    setrlimit(RLIMIT_DATA, &old);
+    th_wait_position(&scope, scope.schema, 20040);
+    th_relay_stop(&scope, pid);
+
+    char **lines = NULL;
+    size_t n = th_read_lines(err, &lines);
+    for (size_t i = 0; i < n; i++)
+        cr_expect_null(strstr(lines[i], "unavailable"), "the relay failed a read: %s", lines[i]);
+    th_free_lines(lines, n);
+}
+
 Test(hostile, a_column_of_the_wrong_type_stops_the_relay)
 {
     char config[TH_PATH_MAX];
