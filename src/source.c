@@ -361,8 +361,9 @@ int relay_source_send_fetch(PGconn *conn, const relay_source_info *info, int64_t
         return -1;
     }
     /* One row at a time from libpq, so that a read holds what the batch keeps, not the LIMIT's
-     * worth of rows of whatever size (see rows.h). It applies to this query only; it cannot
-     * fail right after the send, at the head of a pipeline or alone. */
+     * worth of rows of whatever size (see rows.h). libpq sets it for the query at the head of its
+     * queue, whose results have not begun: the fetch, which goes alone or first in its pipeline
+     * (send_read). A failure after some rows reaches receive_rows as an error, which drops them. */
     if (!PQsetSingleRowMode(conn)) {
         snprintf(err, errlen, "reading events: libpq refused single-row mode");
         return -1;
