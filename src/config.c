@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "conninfo.h"
+#include "listen_address.h"
 
 /* Guards against alias cycles and alias bombs in sink.options: an anchor can refer to itself. */
 #define OPTIONS_MAX_DEPTH 8
@@ -547,6 +548,25 @@ static int parse_on_reject(parse_ctx *ctx, const field *f, yaml_node_t *node, vo
     return 0;
 }
 
+/* ---- http.listen ---- */
+
+static int parse_listen(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    char **slot = dest;
+    free(*slot);
+    *slot = NULL;
+    if (is_null(node))
+        return 0;
+    const char *text = NULL;
+    if (string_value(ctx, f, node, &text) < 0)
+        return -1;
+    relay_listen_address where;
+    char why[128];
+    if (relay_listen_parse(text, &where, why, sizeof why) != 0)
+        return fail(ctx, node->start_mark, "bad address \"%s\": %s", text, why);
+    return store_copy(ctx, node, dest, text);
+}
+
 /* ---- source.durable_on: standby names ---- */
 
 static int option_text(parse_ctx *ctx, yaml_node_t *node, char **out);
@@ -939,6 +959,12 @@ static const field retention_fields[] = {
     END,
 };
 
+static const field http_fields[] = {
+    /* a socket bound at start: a new address needs a restart */
+    TEXT("listen", parse_listen, http_listen, F_NULLABLE, NULL),
+    END,
+};
+
 static const field root_fields[] = {
     TEXT("name", parse_name, name, F_REQUIRED, NULL),
     MAPPING("database", parse_mapping, database_fields, F_REQUIRED),
@@ -948,6 +974,7 @@ static const field root_fields[] = {
     MAPPING("retry", parse_retry, retry_fields, 0),
     MAPPING("log", parse_mapping, log_fields, 0),
     MAPPING("retention", parse_mapping, retention_fields, 0),
+    MAPPING("http", parse_mapping, http_fields, 0),
     END,
 };
 

@@ -70,6 +70,7 @@ typedef struct relay_config {
     /* Standbys (application_names, joined with ',') that must have flushed the commits of the
      * rows before they are delivered; NULL: the primary's flush is enough. */
     char *durable_on;
+    char *http_listen; /* http.listen, "HOST:PORT" or ":PORT"; NULL: no metrics endpoint */
 
     char *sink_plugin; /* a name looked up in plugin_dir, or a path containing '/' */
     relay_config_option *sink_options;

@@ -55,14 +55,17 @@ void relay_notify_watchdog(void)
 #endif
 }
 
-relay_watchdog relay_watchdog_init(void)
+void relay_watchdog_init(relay_watchdog *w)
 {
-    return (relay_watchdog){.interval_ms = relay_notify_watchdog_ms()};
+    w->interval_ms = relay_notify_watchdog_ms();
+    w->last_ms = 0;
+    atomic_init(&w->alive_ms, relay_now_ms());
 }
 
 void relay_watchdog_feed(relay_watchdog *w)
 {
     int64_t now = relay_now_ms();
+    atomic_store_explicit(&w->alive_ms, now, memory_order_relaxed);
     if (w->interval_ms > 0 && now - w->last_ms >= w->interval_ms / 4) {
         relay_notify_watchdog();
         w->last_ms = now;

@@ -5,6 +5,7 @@
 #ifndef RELAY_NOTIFY_H
 #define RELAY_NOTIFY_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 void relay_notify_ready(void);
@@ -20,11 +21,14 @@ void relay_notify_watchdog(void);
 typedef struct relay_watchdog {
     int64_t interval_ms; /* WatchdogSec in ms, 0 when off */
     int64_t last_ms;     /* the relay's monotonic clock at the last ping */
+    /* The last feed, pinged or not: the health probe's sign of life, read from its thread. */
+    _Atomic int64_t alive_ms;
 } relay_watchdog;
 
-/* A watchdog with systemd's interval (0, and so silent, when there is none). */
-relay_watchdog relay_watchdog_init(void);
-/* Pings when a quarter of the interval has passed since the last ping. Cannot fail. */
+/* Sets w up with systemd's interval (0, and so silent, when there is none). */
+void relay_watchdog_init(relay_watchdog *w);
+/* Notes a sign of life; pings when a quarter of the interval has passed since the last ping.
+ * Cannot fail. */
 void relay_watchdog_feed(relay_watchdog *w);
 
 #endif

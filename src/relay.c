@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "db.h"
 #include "exit_codes.h"
+#include "http.h"
 #include "notify.h"
 #include "relay_connect.h"
 #include "relay_pipeline.h"
@@ -37,13 +38,51 @@ typedef struct relay_loop {
 
     relay_watchdog watchdog; /* lent to the sink host while a sink waits */
     int64_t last_status;
+
+    relay_http http;       /* the metrics and probe endpoint; not started without http.listen */
+    relay_metrics metrics; /* what it shows: filled here, the sink's gauges by the sink host */
+    bool connected_once;   /* the probes say "starting" until the first connection */
 } relay_loop;
+
+/* How long /healthz accepts without a sign of life from the loop: systemd's watchdog interval
+ * when there is one, so that both judge alike, else 30 s. The loop gives one at least every
+ * second (pause_for), a waiting sink every 100 ms. */
+static int64_t health_ms(const relay_loop *l)
+{
+    return l->watchdog.interval_ms > 0 ? l->watchdog.interval_ms : 30000;
+}
+
+/* Copies what the endpoint shows out of the loop and the pipeline, and publishes it. */
+static void publish_metrics(relay_loop *l)
+{
+    const relay_pipeline *p = &l->pipeline;
+    relay_metrics *m = &l->metrics;
+    m->counts = p->counts;
+    m->delivered = p->delivered;
+    m->redelivered = p->redelivered;
+    m->position = p->position;
+    m->gaps_watched = p->gaps.count;
+    m->reason[0] = '\0';
+    if (l->standing_by)
+        m->readiness = RELAY_READY_STANDING_BY;
+    else if (l->db_failing || (p->pipe == RELAY_PIPE_CLOSED && l->connected_once))
+        m->readiness = RELAY_READY_DB_FAILING;
+    else if (l->sink_failing)
+        m->readiness = RELAY_READY_SINK_FAILING;
+    else
+        m->readiness = p->pipe == RELAY_PIPE_CLOSED ? RELAY_READY_STARTING : RELAY_READY_LEADING;
+    if (m->readiness == RELAY_READY_DB_FAILING || m->readiness == RELAY_READY_SINK_FAILING)
+        snprintf(m->reason, sizeof m->reason, "%.250s", l->failure);
+    m->published_ms = relay_now_ms();
+    relay_http_publish(&l->http, m);
+}
 
 /* STATUS= for systemd, at most once a second unless `now`: what the relay is held by, if
  * anything, or where it stands. */
 static void report_status(relay_loop *l, bool now)
 {
     const relay_pipeline *p = &l->pipeline;
+    publish_metrics(l);
     int64_t at = relay_now_ms();
     if (!now && at - l->last_status < 1000)
         return;
@@ -95,6 +134,9 @@ static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify, int64_t li
             return relay_stop_requested();
         if (l->watchdog.interval_ms > 0 && left > l->watchdog.interval_ms / 2)
             left = l->watchdog.interval_ms / 2;
+        /* A sign of life for /healthz at least every second, whatever the poll interval. */
+        if (left > 1000)
+            left = 1000;
         relay_wait_result r = relay_wait(fd, left);
         if (r == RELAY_WAIT_STOP)
             return true;
@@ -121,6 +163,7 @@ static bool database_failed(relay_loop *l, const char *err)
     int64_t resume = p->stored_position;
     relay_pipe_change(p, RELAY_PIPE_CLOSED);
     l->db_attempts++;
+    l->metrics.database_errors++;
     if (!l->db_failing) {
         relay_warn(p->log,
                    "database unavailable: %s; retrying with backoff, then reading from the "
@@ -148,6 +191,7 @@ static bool sink_failed(relay_loop *l, const char *err)
 {
     relay_pipeline *p = &l->pipeline;
     l->sink_attempts++;
+    l->metrics.sink_errors++;
     if (!l->sink_failing) {
         relay_warn(p->log, "sink failed on %s; retrying with backoff, position stays at %" PRId64,
                    err, p->position);
@@ -176,8 +220,10 @@ static bool stand_by(relay_loop *l, int64_t ms)
 static relay_outcome connect_database(relay_loop *l, char *err, size_t errlen)
 {
     relay_outcome o = relay_connect(&l->pipeline, err, errlen);
-    if (o.kind == RELAY_OUTCOME_BUSY)
+    if (o.kind == RELAY_OUTCOME_BUSY) {
         l->standing_by = false;
+        l->connected_once = true;
+    }
     return o;
 }
 
@@ -284,7 +330,7 @@ int relay_run(const relay_config *config, const relay_logger *log)
 {
     relay_loop l;
     memset(&l, 0, sizeof l);
-    l.watchdog = relay_watchdog_init();
+    relay_watchdog_init(&l.watchdog);
     relay_backoff_init(&l.backoff, config->retry_initial_ms, config->retry_max_ms);
     relay_pipeline *p = &l.pipeline;
 
@@ -304,6 +350,20 @@ int relay_run(const relay_config *config, const relay_logger *log)
     }
     relay_info(log, "sink %s loaded from %s", p->sink.api->name, p->sink.path);
     p->sink.watchdog = &l.watchdog;
+    p->sink.metrics = &l.metrics;
+
+    /* After the sink: an endpoint that says "ready" must have a sink behind it. */
+    if (config->http_listen) {
+        if (relay_http_start(&l.http, config->http_listen, config->name, &l.watchdog.alive_ms,
+                             health_ms(&l), err, sizeof err) != 0) {
+            relay_error(log, "%s", err);
+            relay_sink_unload(&p->sink);
+            relay_pipeline_free(p);
+            return RELAY_EXIT_CONFIG;
+        }
+        relay_info(log, "serving /metrics, /healthz and /readyz on %s", config->http_listen);
+        publish_metrics(&l);
+    }
 
     /* Ready once the sink is up: a database outage is part of normal running (STATUS= says so),
      * not a failed start that systemd should time out. */
@@ -322,6 +382,7 @@ int relay_run(const relay_config *config, const relay_logger *log)
                    "stopped at position %" PRId64 " (stored) after delivering %" PRIu64
                    " events (and %" PRIu64 " again after a reconnect)",
                    p->stored_position, p->delivered, p->redelivered);
+    relay_http_stop(&l.http);
     relay_sink_unload(&p->sink);
     relay_pipeline_free(p);
     return exit_code;

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "relay_observe.h"
 #include "signals.h"
 
 const char *relay_pipe_name(relay_pipe pipe)
@@ -34,6 +35,7 @@ int relay_pipeline_init(relay_pipeline *p, const relay_config *config, const rel
     p->pipe = RELAY_PIPE_CLOSED;
     p->current = &p->batches[0];
     p->next = &p->batches[1];
+    p->counts.sequence_last = -1;
     if (relay_batch_init(p->current, config, err, errlen) != 0)
         return -1;
     if (relay_batch_init(p->next, config, err, errlen) != 0) {
@@ -70,8 +72,10 @@ void relay_pipe_change(relay_pipeline *p, relay_pipe to)
          * delivered again. */
         p->position = p->stored_position;
     }
-    if (to < RELAY_PIPE_DURABLE)
+    if (to < RELAY_PIPE_DURABLE) {
         memset(&p->hand, 0, sizeof p->hand);
+        relay_observe_hand_dropped(&p->counts);
+    }
 }
 
 bool relay_pipeline_position_unstored(const relay_pipeline *p)

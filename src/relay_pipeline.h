@@ -17,6 +17,7 @@
 #include "gaps.h"
 #include "lockers.h"
 #include "log.h"
+#include "metrics.h"
 #include "sink_host.h"
 #include "source.h"
 
@@ -124,6 +125,7 @@ typedef struct relay_pipeline {
      * that a failing sink recovered. */
     uint64_t sink_acks;
     int sink_ack_attempts;
+    relay_metrics_counts counts; /* for the metrics endpoint (relay_observe.h) */
 
     /* Margin mode: ids passed while missing, delivered late if they appear. */
     relay_gaps gaps;

@@ -17,6 +17,7 @@
 #include "exit_codes.h"
 #include "lockers.h"
 #include "relay_durable.h"
+#include "relay_observe.h"
 
 static relay_outcome busy(void)
 {
@@ -121,6 +122,7 @@ static int receive_read(relay_pipeline *p, relay_batch *b, char *err, size_t err
     /* The pipeline's end is the commit's: a synchronous one has flushed the WAL past the read. */
     b->flushed_by_commit = synchronous;
     relay_note_read(p, b);
+    relay_observe_read(&p->counts, b);
     warn_if_held_by_future(p, b);
     return 0;
 }
@@ -242,6 +244,7 @@ static relay_outcome commit(relay_pipeline *p, const relay_batch *b, int64_t new
         p->position = new_position;
         remember_last(p, b, late);
         count_delivered(p, b, late);
+        relay_observe_ack(&p->counts, b, late, 0, relay_now_ms());
         return busy();
     }
 
@@ -260,6 +263,7 @@ static relay_outcome commit(relay_pipeline *p, const relay_batch *b, int64_t new
     p->position = p->stored_position = new_position;
     remember_last(p, b, late);
     count_delivered(p, b, late);
+    relay_observe_ack(&p->counts, b, late, u.n_dead_letters, relay_now_ms());
     for (size_t i = 0; i < u.n_dead_letters; i++)
         relay_warn(p->log,
                    "event %" PRId64 " refused by the sink for good: %s; recorded in "
@@ -608,6 +612,7 @@ static relay_outcome start_hand(relay_pipeline *p, relay_hand hand, char *err, s
 {
     relay_pipe_change(p, RELAY_PIPE_DURABLE);
     p->hand = hand;
+    relay_observe_hand(&p->counts, hand.batch);
     return advance_hand(p, err, errlen);
 }
 

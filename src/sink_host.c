@@ -53,6 +53,20 @@ static int relay_sink_host_waiting(void *ctx)
     return relay_stop_requested() ? 1 : 0;
 }
 
+static void relay_sink_host_report_metric(void *ctx, const char *name, const char *help,
+                                          double value)
+{
+    relay_sink *sink = ctx;
+    if (!sink->metrics || !name)
+        return;
+    if (relay_metrics_set_sink(sink->metrics, name, help, value) != 0 && !sink->metric_refused) {
+        sink->metric_refused = true;
+        relay_warn(sink->log,
+                   "sink %s: metric \"%.80s\" refused (1 to 63 of [a-z0-9_], at most %d)",
+                   sink->api ? sink->api->name : "?", name, RELAY_SINK_METRICS_MAX);
+    }
+}
+
 static void relay_sink_host_reject(void *ctx, int64_t event_id, const char *reason)
 {
     relay_sink *sink = ctx;
@@ -165,6 +179,7 @@ int relay_sink_load(relay_sink *sink, const char *path, const relay_logger *log,
         .log = relay_sink_host_log,
         .reject = relay_sink_host_reject,
         .waiting = relay_sink_host_waiting,
+        .report_metric = relay_sink_host_report_metric,
     };
     return 0;
 }

@@ -6,12 +6,14 @@
 #ifndef RELAY_PLUGIN_H
 #define RELAY_PLUGIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <outbox_relay/sink.h>
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "sink_rejection.h"
 
@@ -32,6 +34,8 @@ typedef struct relay_sink {
     int rejections_lost;
 
     relay_watchdog *watchdog; /* borrowed, the loop's: fed while the sink waits; NULL for none */
+    relay_metrics *metrics;   /* borrowed, the loop's: where report_metric writes; NULL: none */
+    bool metric_refused;      /* a refused name was logged */
 } relay_sink;
 
 /*

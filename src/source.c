@@ -643,6 +643,15 @@ int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const rela
     return 0;
 }
 
+bool relay_batch_created_us(const relay_batch *batch, size_t i, int64_t *us)
+{
+    size_t len;
+    if (!relay_rows_get(&batch->rows, i, RELAY_COLUMN_CREATED_AT, &len))
+        return false;
+    *us = relay_rows_int64(&batch->rows, i, RELAY_COLUMN_CREATED_AT);
+    return true;
+}
+
 int64_t relay_batch_held_settles_in(const relay_batch *batch, int64_t margin_ms)
 {
     if (!batch->held)

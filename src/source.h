@@ -152,6 +152,10 @@ int64_t relay_source_margin_ms(const relay_config *config);
 int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_source_info *info,
                             const relay_gaps *gaps, relay_batch *batch, char *err, size_t errlen);
 
+/* The created_at of the batch's event i (i < count) in PostgreSQL's microseconds; false when
+ * it is NULL. Cannot fail. */
+bool relay_batch_created_us(const relay_batch *batch, size_t i, int64_t *us);
+
 /* How many ms from now until the row the margin held leaves a margin of margin_ms, by the
  * database's clock at the read; 0 when none was held. */
 int64_t relay_batch_held_settles_in(const relay_batch *batch, int64_t margin_ms);

@@ -174,6 +174,14 @@ typedef struct relay_sink_host {
      * out the timeout. The relay stores no position for a batch that did not come back OK.
      */
     int (*waiting)(void *ctx);
+    /*
+     * Appended within ABI 2 (check RELAY_SINK_HAS before calling). Sets a gauge of the sink's
+     * own that the relay's metrics endpoint shows as outbox_relay_sink_<name>{relay="..."}, say
+     * the messages a broker has not acknowledged yet. name: 1 to 63 of [a-z0-9_]; help: one line.
+     * A sink has room for 8; a name refused is logged once. Call it from deliver() or flush(),
+     * on the relay's thread, as often as the value changes: it costs a copy.
+     */
+    void (*report_metric)(void *ctx, const char *name, const char *help, double value);
 } relay_sink_host;
 
 typedef struct relay_sink_api {

@@ -186,6 +186,18 @@ static int kafka_sink_stopping(kafka_sink *sink)
     return now - sink->stopping_since_ms >= KAFKA_STOP_GRACE_MS;
 }
 
+/* The messages librdkafka holds (queued or in flight, acknowledgements not yet served), for the
+ * relay's metrics endpoint, where the host has one. */
+static void kafka_sink_report_in_flight(kafka_sink *sink)
+{
+    const relay_sink_host *host = sink->host;
+    if (RELAY_SINK_HAS(relay_sink_host, host->struct_size, report_metric) && host->report_metric &&
+        sink->producer.rk != NULL)
+        host->report_metric(host->ctx, "kafka_in_flight_messages",
+                            "Messages librdkafka holds that the brokers have not acknowledged.",
+                            (double)rd_kafka_outq_len(sink->producer.rk));
+}
+
 /*
  * Enqueues message index. A failure that concerns this event alone marks it (failed, or refused
  * for good) and returns OK, so that flush() reports it; RETRY when librdkafka's queue stayed full,
@@ -333,6 +345,7 @@ relay_sink_status kafka_sink_flush(void *state, int timeout_ms, char *err, size_
         rd_kafka_poll(sink->producer.rk, 0);
     for (;;) {
         relay_sink_status status;
+        kafka_sink_report_in_flight(sink);
         if (kafka_sink_check_producer(sink, &status, err, errlen))
             return status;
         if (b->n_pending == 0)

@@ -1,0 +1,230 @@
+/*
+ * The metrics and probe endpoint (http.listen), scraped with curl as Prometheus and an
+ * orchestrator would, while events flow: counters that move by exactly the events delivered,
+ * readiness that follows the database, and a standby that is ready but does not lead.
+ */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+
+#include "../harness/harness.h"
+
+#define LONG_AGO "now() - interval '1 hour'"
+
+static th_scope scope;
+
+static void setup(void)
+{
+    th_scope_new(&scope);
+}
+
+static void teardown(void)
+{
+    th_scope_free(&scope);
+}
+
+TestSuite(http, .init = setup, .fini = teardown, .timeout = 120);
+
+/* A port nothing listens on now: the kernel's pick for a socket bound to port 0, closed again. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+              getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void write_config(th_scope *s, char path[TH_PATH_MAX], int port)
+{
+    th_write_config(s, path,
+                    "name: %s\ndatabase:\n  conninfo: %s\nsource:\n  safety_margin: 0s\n"
+                    "  batch_size: 100\n  poll_interval: 50ms\nsink:\n  plugin: stdout\n"
+                    "retry:\n  initial: 50ms\n  max: 200ms\nhttp:\n  listen: \"127.0.0.1:%d\"\n",
+                    s->schema, s->conninfo_yaml, port);
+}
+
+typedef struct scrape {
+    int status;
+    char *body;
+} scrape;
+
+/* GET http://127.0.0.1:port/path with curl: the status (0 when nothing answered) and body. */
+static scrape get(int port, const char *path)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    const char *argv[] = {"curl", "-s", "--max-time", "5", "-w", "\n%{http_code}", url, NULL};
+    char *out = NULL;
+    th_run_program(argv, &out, NULL);
+    scrape r = {0, out};
+    char *last = out ? strrchr(out, '\n') : NULL;
+    if (last) {
+        r.status = atoi(last + 1);
+        *last = '\0';
+    }
+    return r;
+}
+
+/* The value of a series in a /metrics body, by its name and labels as written; -1 if absent. */
+static double series(const char *body, const char *name)
+{
+    char want[256];
+    snprintf(want, sizeof want, "\n%s ", name);
+    const char *at = body ? strstr(body, want) : NULL;
+    return at ? strtod(at + strlen(want), NULL) : -1;
+}
+
+typedef struct probe_goal {
+    int port;
+    const char *path;
+    int status;
+    const char *text; /* in the body, or NULL */
+} probe_goal;
+
+static bool probe_says(void *arg)
+{
+    const probe_goal *g = arg;
+    scrape r = get(g->port, g->path);
+    bool ok = r.status == g->status && (!g->text || (r.body && strstr(r.body, g->text)));
+    free(r.body);
+    return ok;
+}
+
+static void wait_probe(th_scope *s, int port, const char *path, int status, const char *text)
+{
+    probe_goal g = {port, path, status, text};
+    char what[128];
+    snprintf(what, sizeof what, "%s to answer %d%s%s", path, status, text ? " with " : "",
+             text ? text : "");
+    th_wait_until(s, TH_DEADLINE_MS, probe_says, &g, what);
+}
+
+static double scrape_series(int port, const char *name)
+{
+    scrape r = get(port, "/metrics");
+    cr_assert_eq(r.status, 200, "/metrics answered %d", r.status);
+    double v = series(r.body, name);
+    free(r.body);
+    return v;
+}
+
+Test(http, counters_move_by_exactly_the_events_delivered)
+{
+    char config[TH_PATH_MAX], err[TH_PATH_MAX];
+    int port = free_port();
+    write_config(&scope, config, port);
+    th_migrate(config);
+    th_path(&scope, "relay.err", err);
+    th_insert_events(scope.conn, 250, LONG_AGO);
+    pid_t pid = th_relay_start(&scope, config, "/dev/null", err);
+    th_wait_position(&scope, scope.schema, 250);
+
+    char delivered[128], position[128], latency[128], leader[128];
+    snprintf(delivered, sizeof delivered, "outbox_relay_events_delivered_total{relay=\"%s\"}",
+             scope.schema);
+    snprintf(position, sizeof position, "outbox_relay_position{relay=\"%s\"}", scope.schema);
+    snprintf(latency, sizeof latency, "outbox_relay_delivery_latency_seconds_count{relay=\"%s\"}",
+             scope.schema);
+    snprintf(leader, sizeof leader, "outbox_relay_leader{relay=\"%s\"}", scope.schema);
+    /* The position is stored once the sink acknowledged: the snapshot follows within a turn. */
+    probe_goal counted = {port, "/metrics", 200, "_delivered_total"};
+    th_wait_until(&scope, TH_DEADLINE_MS, probe_says, &counted, "metrics");
+    cr_expect_eq(scrape_series(port, delivered), 250);
+    cr_expect_eq(scrape_series(port, position), 250);
+    cr_expect_eq(scrape_series(port, latency), 250, "every event's latency observed once");
+    cr_expect_eq(scrape_series(port, leader), 1);
+
+    th_insert_events(scope.conn, 130, LONG_AGO);
+    th_wait_position(&scope, scope.schema, 380);
+    cr_expect_eq(scrape_series(port, delivered), 380, "130 more events, 130 more counted");
+    cr_expect_eq(scrape_series(port, latency), 380);
+
+    scrape r = get(port, "/metrics");
+    cr_expect_not_null(strstr(r.body, "# TYPE outbox_relay_delivery_latency_seconds histogram"));
+    cr_expect_not_null(strstr(r.body, "outbox_relay_build_info{relay="));
+    cr_expect_not_null(strstr(r.body, "outbox_relay_lag_seconds{relay="));
+    free(r.body);
+    wait_probe(&scope, port, "/healthz", 200, "ok");
+    wait_probe(&scope, port, "/readyz", 200, "leading");
+    r = get(port, "/nowhere");
+    cr_expect_eq(r.status, 404);
+    free(r.body);
+    th_relay_stop(&scope, pid);
+}
+
+Test(http, readiness_follows_the_database)
+{
+    /* A database of its own, so that refusing connections to it disturbs no other test. */
+    char db[64], sql[256], base[1024];
+    snprintf(db, sizeof db, "http_%d", (int)getpid());
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+    th_exec(scope.conn, sql);
+    snprintf(base, sizeof base, "%s dbname=%s", th_env("RELAY_TEST_CONNINFO"), db);
+    th_scope own;
+    th_scope_new_at(&own, base);
+
+    char config[TH_PATH_MAX], err[TH_PATH_MAX];
+    int port = free_port();
+    write_config(&own, config, port);
+    th_migrate(config);
+    th_path(&own, "relay.err", err);
+    th_insert_events(own.conn, 10, LONG_AGO);
+    pid_t pid = th_relay_start(&own, config, "/dev/null", err);
+    th_wait_position(&own, own.schema, 10);
+    wait_probe(&own, port, "/readyz", 200, "leading");
+
+    /* The database goes away for the relay: no new session, the old one ended. */
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
+    th_exec(scope.conn, sql);
+    snprintf(sql, sizeof sql,
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+             " WHERE datname = '%s' AND application_name = '%s'",
+             db, own.schema);
+    th_exec(scope.conn, sql);
+    wait_probe(&own, port, "/readyz", 503, "database unavailable");
+    wait_probe(&own, port, "/healthz", 200, "ok"); /* the loop turns: retrying is its job */
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
+    th_exec(scope.conn, sql);
+    wait_probe(&own, port, "/readyz", 200, "leading");
+    th_insert_events(own.conn, 5, LONG_AGO);
+    th_wait_position(&own, own.schema, 15);
+    th_relay_stop(&own, pid);
+    th_scope_free(&own);
+    snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", db);
+    th_exec(scope.conn, sql);
+}
+
+Test(http, a_standby_is_ready_and_does_not_lead)
+{
+    char leader_cfg[TH_PATH_MAX], standby_cfg[TH_PATH_MAX], leader_err[TH_PATH_MAX],
+        standby_err[TH_PATH_MAX];
+    int leader_port = free_port(), standby_port = free_port();
+    write_config(&scope, leader_cfg, leader_port);
+    write_config(&scope, standby_cfg, standby_port);
+    th_migrate(leader_cfg);
+    th_path(&scope, "leader.err", leader_err);
+    th_path(&scope, "standby.err", standby_err);
+    pid_t leader = th_relay_start(&scope, leader_cfg, "/dev/null", leader_err);
+    wait_probe(&scope, leader_port, "/readyz", 200, "leading");
+    pid_t standby = th_relay_start(&scope, standby_cfg, "/dev/null", standby_err);
+    wait_probe(&scope, standby_port, "/readyz", 200, "standing by");
+
+    char name[128];
+    snprintf(name, sizeof name, "outbox_relay_leader{relay=\"%s\"}", scope.schema);
+    cr_expect_eq(scrape_series(standby_port, name), 0);
+    cr_expect_eq(scrape_series(leader_port, name), 1);
+    th_relay_stop(&scope, standby);
+    th_relay_stop(&scope, leader);
+}
