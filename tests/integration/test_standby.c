@@ -264,6 +264,14 @@ Test(standby, terminated_leader_is_fenced, .init = setup, .fini = teardown)
     th_wait_until(&scope, TH_DEADLINE_MS, has_ids, &more, "the new leader to deliver 6..10");
     th_wait_position(&scope, RELAY_NAME, 10);
     cr_assert_eq(count_ids(a_out), a_delivered, "the old leader delivered after its session ended");
+    /* status says who leads, under which epoch, and that one relay stands by. */
+    char *status_out, *status_err, leader_line[128];
+    cr_assert_eq(th_run_cli(&status_out, &status_err, "status", "-c", a_cfg), 0, "%s", status_err);
+    snprintf(leader_line, sizeof leader_line,
+             "leader       running (epoch %" PRId64 "), 1 standing by", new_epoch);
+    cr_assert(strstr(status_out, leader_line), "status says:\n%s", status_out);
+    free(status_out);
+    free(status_err);
 
     /* The old leader's write, forced: its epoch against the real server. */
     PGconn *stale = th_scope_connect(&scope);
