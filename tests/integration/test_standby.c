@@ -64,6 +64,26 @@ static void write_config(char config[TH_PATH_MAX], const char *sink_out)
                     RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), sink_out);
 }
 
+/* Two relays of the scope's name, each with its config, sink output and log; migrated. */
+typedef struct two_relays {
+    char cfg[2][TH_PATH_MAX], sink[2][TH_PATH_MAX], err[2][TH_PATH_MAX], out[TH_PATH_MAX];
+} two_relays;
+
+static void two_relays_setup(two_relays *t)
+{
+    static const char *const names[2] = {"a", "b"};
+    char file[32];
+    for (int i = 0; i < 2; i++) {
+        snprintf(file, sizeof file, "%s.sink", names[i]);
+        th_path(&scope, file, t->sink[i]);
+        snprintf(file, sizeof file, "%s.err", names[i]);
+        th_path(&scope, file, t->err[i]);
+        write_config(t->cfg[i], t->sink[i]);
+    }
+    th_path(&scope, "relay.out", t->out);
+    th_migrate(t->cfg[0]);
+}
+
 /* The relays' sessions on advisory locks (they carry the scope's application_name): granted,
  * or waiting. */
 static int64_t lock_sessions(bool granted)
@@ -183,22 +203,14 @@ static void assert_nothing_lost(const char *leader_out, const char *standby_out,
  * the kill, from the stored position: nothing is lost. */
 Test(standby, leader_killed_standby_delivers_within_5s, .init = setup, .fini = teardown)
 {
-    char leader_cfg[TH_PATH_MAX], standby_cfg[TH_PATH_MAX], leader_out[TH_PATH_MAX],
-        standby_out[TH_PATH_MAX], out[TH_PATH_MAX], leader_err[TH_PATH_MAX],
-        standby_err[TH_PATH_MAX];
-    th_path(&scope, "leader.sink", leader_out);
-    th_path(&scope, "standby.sink", standby_out);
-    th_path(&scope, "relay.out", out);
-    th_path(&scope, "leader.err", leader_err);
-    th_path(&scope, "standby.err", standby_err);
-    write_config(leader_cfg, leader_out);
-    write_config(standby_cfg, standby_out);
-    th_migrate(leader_cfg);
+    two_relays t;
+    two_relays_setup(&t);
+    const char *leader_out = t.sink[0], *standby_out = t.sink[1], *standby_err = t.err[1];
     th_insert_events(scope.conn, 20, LONG_AGO);
 
-    pid_t leader = th_relay_start(&scope, leader_cfg, out, leader_err);
+    pid_t leader = th_relay_start(&scope, t.cfg[0], t.out, t.err[0]);
     th_wait_position(&scope, RELAY_NAME, 20);
-    pid_t standby = th_relay_start(&scope, standby_cfg, out, standby_err);
+    pid_t standby = th_relay_start(&scope, t.cfg[1], t.out, standby_err);
     th_wait_until(&scope, TH_DEADLINE_MS, one_leads_one_waits, NULL,
                   "the standby to wait on the lock");
 
@@ -227,26 +239,18 @@ Test(standby, leader_killed_standby_delivers_within_5s, .init = setup, .fini = t
  */
 Test(standby, terminated_leader_is_fenced, .init = setup, .fini = teardown)
 {
-    char a_cfg[TH_PATH_MAX], b_cfg[TH_PATH_MAX], a_out[TH_PATH_MAX], b_out[TH_PATH_MAX],
-        out[TH_PATH_MAX], a_err[TH_PATH_MAX], b_err[TH_PATH_MAX];
-    th_path(&scope, "a.sink", a_out);
-    th_path(&scope, "b.sink", b_out);
-    th_path(&scope, "relay.out", out);
-    th_path(&scope, "a.err", a_err);
-    th_path(&scope, "b.err", b_err);
-    write_config(a_cfg, a_out);
-    write_config(b_cfg, b_out);
-    th_migrate(a_cfg);
+    two_relays t;
+    two_relays_setup(&t);
     th_insert_events(scope.conn, 5, LONG_AGO);
 
-    pid_t a = th_relay_start(&scope, a_cfg, out, a_err);
+    pid_t a = th_relay_start(&scope, t.cfg[0], t.out, t.err[0]);
     th_wait_position(&scope, RELAY_NAME, 5);
-    pid_t b = th_relay_start(&scope, b_cfg, out, b_err);
+    pid_t b = th_relay_start(&scope, t.cfg[1], t.out, t.err[1]);
     th_wait_until(&scope, TH_DEADLINE_MS, one_leads_one_waits, NULL,
                   "the standby to wait on the lock");
     int64_t old_epoch = epoch();
     cr_assert_gt(old_epoch, 0);
-    size_t a_delivered = count_ids(a_out);
+    size_t a_delivered = count_ids(t.sink[0]);
 
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%" PRId64 ", 10000)::int",
@@ -260,13 +264,15 @@ Test(standby, terminated_leader_is_fenced, .init = setup, .fini = teardown)
     int64_t new_epoch = epoch();
 
     th_insert_events(scope.conn, 5, LONG_AGO);
-    ids_goal more = {b_out, 6, 10};
+    ids_goal more = {t.sink[1], 6, 10};
     th_wait_until(&scope, TH_DEADLINE_MS, has_ids, &more, "the new leader to deliver 6..10");
     th_wait_position(&scope, RELAY_NAME, 10);
-    cr_assert_eq(count_ids(a_out), a_delivered, "the old leader delivered after its session ended");
+    cr_assert_eq(count_ids(t.sink[0]), a_delivered,
+                 "the old leader delivered after its session ended");
     /* status says who leads, under which epoch, and that one relay stands by. */
     char *status_out, *status_err, leader_line[128];
-    cr_assert_eq(th_run_cli(&status_out, &status_err, "status", "-c", a_cfg), 0, "%s", status_err);
+    cr_assert_eq(th_run_cli(&status_out, &status_err, "status", "-c", t.cfg[0]), 0, "%s",
+                 status_err);
     snprintf(leader_line, sizeof leader_line,
              "leader       running (epoch %" PRId64 "), 1 standing by", new_epoch);
     cr_assert(strstr(status_out, leader_line), "status says:\n%s", status_out);
@@ -302,7 +308,7 @@ Test(standby, terminated_leader_is_fenced, .init = setup, .fini = teardown)
     /* Still one deliverer. */
     th_insert_events(scope.conn, 3, LONG_AGO);
     th_wait_position(&scope, RELAY_NAME, 13);
-    count_goal unchanged = {a_out, a_delivered};
+    count_goal unchanged = {t.sink[0], a_delivered};
     th_hold_for(&scope, 300, count_stays, &unchanged, "the old leader to deliver nothing");
 
     /* The new leader stops: the old one, waiting, takes over under a newer epoch still. */
@@ -310,7 +316,7 @@ Test(standby, terminated_leader_is_fenced, .init = setup, .fini = teardown)
     epoch_goal again = {new_epoch};
     th_wait_until(&scope, TH_DEADLINE_MS, epoch_raised, &again, "the old leader to take over");
     th_insert_events(scope.conn, 2, LONG_AGO);
-    ids_goal back = {a_out, 14, 15};
+    ids_goal back = {t.sink[0], 14, 15};
     th_wait_until(&scope, TH_DEADLINE_MS, has_ids, &back, "the old leader to deliver 14..15");
     th_relay_stop(&scope, a);
 }
@@ -319,22 +325,14 @@ Test(standby, terminated_leader_is_fenced, .init = setup, .fini = teardown)
  * soon after (the server's wait is bounded too), leaving the leader alone on the lock. */
 Test(standby, standby_stops_on_sigterm, .init = setup, .fini = teardown)
 {
-    char a_cfg[TH_PATH_MAX], b_cfg[TH_PATH_MAX], a_out[TH_PATH_MAX], b_out[TH_PATH_MAX],
-        out[TH_PATH_MAX], a_err[TH_PATH_MAX], b_err[TH_PATH_MAX];
-    th_path(&scope, "a.sink", a_out);
-    th_path(&scope, "b.sink", b_out);
-    th_path(&scope, "relay.out", out);
-    th_path(&scope, "a.err", a_err);
-    th_path(&scope, "b.err", b_err);
-    write_config(a_cfg, a_out);
-    write_config(b_cfg, b_out);
-    th_migrate(a_cfg);
-    pid_t a = th_relay_start(&scope, a_cfg, out, a_err);
+    two_relays t;
+    two_relays_setup(&t);
+    pid_t a = th_relay_start(&scope, t.cfg[0], t.out, t.err[0]);
     th_wait_until(&scope, TH_DEADLINE_MS, one_leads, NULL, "the first relay to lead");
-    pid_t b = th_relay_start(&scope, b_cfg, out, b_err);
+    pid_t b = th_relay_start(&scope, t.cfg[1], t.out, t.err[1]);
     th_wait_until(&scope, TH_DEADLINE_MS, one_leads_one_waits, NULL,
                   "the standby to wait on the lock");
     th_relay_stop_within(&scope, b, 2000);
-    cr_assert(th_file_contains(b_err, "standing by"));
+    cr_assert(th_file_contains(t.err[1], "standing by"));
     th_relay_stop(&scope, a);
 }
