@@ -41,9 +41,9 @@ int relay_checkpoint_session_setup(PGconn *conn, char *err, size_t errlen)
                               "UPDATE relay_checkpoints"
                               "   SET position = $2, updated_at = clock_timestamp(),"
                               "       late_events = late_events + $3"
-                              " WHERE name = $1"
+                              " WHERE name = $1 AND relay_epoch_holds(name, epoch, $1, $5)"
                               "   AND set_config('synchronous_commit', $4, true) IS NOT NULL",
-                              4, NULL);
+                              5, NULL);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         relay_db_error(conn, res, "preparing the checkpoint update", err, errlen);
@@ -55,16 +55,9 @@ int relay_checkpoint_try_lock(PGconn *conn, const char *name, int *acquired, cha
                               size_t errlen)
 {
     const char *params[1] = {name};
-    /* Keyed by the name and the schema of the checkpoint table the session sees: unlike its
-     * oid, that stays when the table is dropped and re-created, or restored. */
     PGresult *res =
-        PQexecParams(conn,
-                     "SELECT pg_try_advisory_lock(hashtextextended('outbox-relay:' || $1,"
-                     " hashtext(coalesce((SELECT n.nspname FROM pg_class c"
-                     "                     JOIN pg_namespace n ON n.oid = c.relnamespace"
-                     "                    WHERE c.oid = to_regclass('relay_checkpoints')),"
-                     "                   current_schema(), ''))))",
-                     1, NULL, params, NULL, NULL, 0);
+        PQexecParams(conn, "SELECT pg_try_advisory_lock(" RELAY_CHECKPOINT_LOCK_KEY_SQL ")", 1,
+                     NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         relay_db_error(conn, res, "taking the relay lock", err, errlen);
         PQclear(res);
@@ -73,6 +66,54 @@ int relay_checkpoint_try_lock(PGconn *conn, const char *name, int *acquired, cha
     *acquired = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     return 0;
+}
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+int relay_checkpoint_send_lock(PGconn *conn, const char *name, char *err, size_t errlen)
+{
+    /* Bounded on the server too: a relay that stops (or whose host vanishes) while it waits
+     * leaves a backend in the lock's queue, which would otherwise take the lock once the leader
+     * goes and hold it, idle, until it notices that nobody is there. */
+    if (relay_db_exec(conn, "waiting for the relay lock",
+                      "SET lock_timeout = " STR(RELAY_CHECKPOINT_LOCK_WAIT_MS), err, errlen) != 0)
+        return -1;
+    const char *params[1] = {name};
+    if (!PQsendQueryParams(conn, "SELECT pg_advisory_lock(" RELAY_CHECKPOINT_LOCK_KEY_SQL ")", 1,
+                           NULL, params, NULL, NULL, 0)) {
+        relay_db_error(conn, NULL, "waiting for the relay lock", err, errlen);
+        return -1;
+    }
+    return 0;
+}
+
+/* SQLSTATE lock_not_available: the lock_timeout of the wait. */
+#define SQLSTATE_LOCK_NOT_AVAILABLE "55P03"
+
+int relay_checkpoint_receive_lock(PGconn *conn, int *answered, int *acquired, char *err,
+                                  size_t errlen)
+{
+    *answered = *acquired = 0;
+    if (!PQconsumeInput(conn)) {
+        relay_db_error(conn, NULL, "waiting for the relay lock", err, errlen);
+        return -1;
+    }
+    if (PQisBusy(conn))
+        return 0;
+    *answered = 1;
+    PGresult *res = PQgetResult(conn);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    int timed_out = !ok && state && strcmp(state, SQLSTATE_LOCK_NOT_AVAILABLE) == 0;
+    if (!ok && !timed_out)
+        relay_db_error(conn, res, "waiting for the relay lock", err, errlen);
+    PQclear(res);
+    relay_db_discard_results(conn);
+    if (!ok)
+        return timed_out ? 0 : -1;
+    *acquired = 1;
+    return relay_db_exec(conn, "taking the relay lock", "RESET lock_timeout", err, errlen);
 }
 
 int relay_checkpoint_confirm_lock(PGconn *conn, char *err, size_t errlen)
@@ -119,12 +160,13 @@ int relay_checkpoint_load(PGconn *conn, const char *name, const char *quoted_tab
      * restored with another oid, is counted by retention on the table it reads now. */
     PGresult *res =
         PQexecParams(conn,
-                     "INSERT INTO relay_checkpoints (name, source_table, source_table_name)"
-                     " SELECT $1, c.oid, " RELAY_CHECKPOINT_TABLE_NAME_SQL " FROM pg_class c"
+                     "INSERT INTO relay_checkpoints (name, source_table, source_table_name, epoch)"
+                     " SELECT $1, c.oid, " RELAY_CHECKPOINT_TABLE_NAME_SQL ", 1 FROM pg_class c"
                      "   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $2::regclass"
                      " ON CONFLICT (name) DO UPDATE SET source_table = EXCLUDED.source_table,"
-                     "     source_table_name = EXCLUDED.source_table_name"
-                     " RETURNING position, coalesce(system_identifier, -1), late_events",
+                     "     source_table_name = EXCLUDED.source_table_name,"
+                     "     epoch = relay_checkpoints.epoch + 1"
+                     " RETURNING position, coalesce(system_identifier, -1), late_events, epoch",
                      2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         *missing_table = relay_db_is_missing_object(res);
@@ -139,6 +181,7 @@ int relay_checkpoint_load(PGconn *conn, const char *name, const char *quoted_tab
     out->position = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     out->system_identifier = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     out->late_events = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    out->epoch = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     PQclear(res);
 
     relay_gaps_free(gaps);
@@ -253,11 +296,13 @@ int relay_checkpoint_send(PGconn *conn, const char *name, const relay_checkpoint
         (u->gaps && send_gaps(conn, name, u->gaps, u->position, statements, err, errlen) != 0))
         return -1;
 
-    char position_text[24], late_text[24];
+    char position_text[24], late_text[24], epoch_text[24];
     snprintf(position_text, sizeof position_text, "%" PRId64, u->position);
     snprintf(late_text, sizeof late_text, "%" PRId64, u->late_events);
-    const char *params[4] = {name, position_text, late_text, u->synchronous ? "local" : "off"};
-    if (!PQsendQueryPrepared(conn, STORE_POSITION_STATEMENT, 4, params, NULL, NULL, 0)) {
+    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, u->epoch);
+    const char *params[5] = {name, position_text, late_text, u->synchronous ? "local" : "off",
+                             epoch_text};
+    if (!PQsendQueryPrepared(conn, STORE_POSITION_STATEMENT, 5, params, NULL, NULL, 0)) {
         relay_db_error(conn, NULL, "storing the checkpoint", err, errlen);
         return -1;
     }
@@ -306,30 +351,36 @@ int relay_checkpoint_commit(PGconn *conn, const char *name, const relay_checkpoi
     return rc;
 }
 
-int relay_checkpoint_set_system(PGconn *conn, const char *name, int64_t system_identifier,
-                                char *err, size_t errlen)
+int relay_checkpoint_set_system(PGconn *conn, const char *name, int64_t epoch,
+                                int64_t system_identifier, char *err, size_t errlen)
 {
-    char sysid_text[24];
+    char sysid_text[24], epoch_text[24];
     snprintf(sysid_text, sizeof sysid_text, "%" PRId64, system_identifier);
-    const char *params[2] = {name, sysid_text};
+    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, epoch);
+    const char *params[3] = {name, sysid_text, epoch_text};
     return exec_params(conn, "recording the system identifier",
-                       "UPDATE relay_checkpoints SET system_identifier = $2 WHERE name = $1", 2,
-                       params, err, errlen);
+                       "UPDATE relay_checkpoints SET system_identifier = $2"
+                       " WHERE name = $1 AND relay_epoch_holds(name, epoch, $1, $3)",
+                       3, params, err, errlen);
 }
 
-int relay_checkpoint_reset(PGconn *conn, const char *name, int64_t position,
+int relay_checkpoint_reset(PGconn *conn, const char *name, int64_t epoch, int64_t position,
                            int64_t system_identifier, char *err, size_t errlen)
 {
-    char position_text[24], sysid_text[24];
+    char position_text[24], sysid_text[24], epoch_text[24];
     snprintf(position_text, sizeof position_text, "%" PRId64, position);
     snprintf(sysid_text, sizeof sysid_text, "%" PRId64, system_identifier);
-    const char *params[3] = {name, position_text, system_identifier < 0 ? NULL : sysid_text};
+    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, epoch);
+    const char *params[4] = {name, position_text, system_identifier < 0 ? NULL : sysid_text,
+                             epoch_text};
+    /* The row's update comes first: under a superseded epoch it fails, and with it the
+     * transaction, before the gaps are touched. */
     if (relay_db_exec(conn, "resetting the checkpoint", "BEGIN", err, errlen) == 0 &&
         exec_params(conn, "resetting the checkpoint",
-                    "INSERT INTO relay_checkpoints (name, position, system_identifier)"
-                    " VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE"
-                    " SET position = $2, system_identifier = $3, updated_at = clock_timestamp()",
-                    3, params, err, errlen) == 0 &&
+                    "UPDATE relay_checkpoints"
+                    "   SET position = $2, system_identifier = $3, updated_at = clock_timestamp()"
+                    " WHERE name = $1 AND relay_epoch_holds(name, epoch, $1, $4::bigint)",
+                    4, params, err, errlen) == 0 &&
         /* Gaps below the new position are still ids the relay passed while they were missing;
          * those above it are ahead again, and will be read as rows or seen anew as gaps. */
         exec_params(conn, "resetting the checkpoint",

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backoff.h"
+#include "checkpoint.h"
 #include "clock.h"
 #include "db.h"
 #include "exit_codes.h"
@@ -96,9 +97,9 @@ static void report_status(relay_loop *l, bool now)
     else if (p->pipe == RELAY_PIPE_DURABLE && p->hand.durable.standbys_warned)
         relay_notify_status("holding delivery for the standbys (%s)", p->config->durable_on);
     else
-        relay_notify_status("position %" PRId64 ", %" PRIu64 " events delivered, %" PRIu64
-                            " again after a reconnect",
-                            p->position, p->delivered, p->redelivered);
+        relay_notify_status("leading (epoch %" PRId64 "): position %" PRId64 ", %" PRIu64
+                            " events delivered, %" PRIu64 " again after a reconnect",
+                            p->epoch, p->position, p->delivered, p->redelivered);
 }
 
 /* Takes the NOTIFYs libpq holds; returns whether there were any. */
@@ -204,17 +205,42 @@ static bool sink_failed(relay_loop *l, const char *err)
     return pause_for(l, relay_backoff_next(&l->backoff), false, 0);
 }
 
-/* Another relay of the name runs: wait for it to stop, connecting again now and then. */
+/* Another relay of the name runs: wait on the lock's request, which the server answers the
+ * moment that relay's session ends. Returns true when a stop was requested meanwhile. */
 static bool stand_by(relay_loop *l, int64_t ms)
 {
     relay_pipeline *p = &l->pipeline;
-    relay_pipe_change(p, RELAY_PIPE_CLOSED);
     if (!l->standing_by)
         relay_warn(p->log, "another relay named '%s' is running; standing by until it stops",
                    p->config->name);
     l->standing_by = true;
     report_status(l, true);
-    return pause_for(l, ms, false, 0);
+    int64_t deadline = relay_now_ms() + ms;
+    for (;;) {
+        relay_watchdog_feed(&l->watchdog);
+        int64_t left = deadline - relay_now_ms();
+        if (left <= 0)
+            return relay_stop_requested();
+        if (l->watchdog.interval_ms > 0 && left > l->watchdog.interval_ms / 2)
+            left = l->watchdog.interval_ms / 2;
+        relay_wait_result r = relay_wait(PQsocket(p->conn), left);
+        if (r != RELAY_WAIT_TIMEOUT)
+            return r == RELAY_WAIT_STOP;
+    }
+}
+
+/* Another relay took the name over: this one's session lost the lock, and its epoch is
+ * superseded, so the database refused its write. Whatever it has in hand goes; it waits as a
+ * standby on a new session, like any relay that finds the lock taken. Returns true when a stop
+ * was requested meanwhile. */
+static bool fenced(relay_loop *l, const char *err)
+{
+    relay_pipeline *p = &l->pipeline;
+    relay_error(p->log,
+                "%s; delivering nothing more, standing by (position stays at %" PRId64 ", stored)",
+                err, p->stored_position);
+    relay_pipe_change(p, RELAY_PIPE_CLOSED);
+    return pause_for(l, relay_backoff_next(&l->backoff), false, 0);
 }
 
 static relay_outcome connect_database(relay_loop *l, char *err, size_t errlen)
@@ -271,7 +297,7 @@ static int run_turns(relay_loop *l)
             reload_noted = true;
         }
         uint64_t acks = p->sink_acks;
-        bool turned = p->pipe != RELAY_PIPE_CLOSED;
+        bool turned = p->pipe != RELAY_PIPE_CLOSED && p->pipe != RELAY_PIPE_STANDBY;
         relay_outcome o =
             turned ? relay_turn(p, err, sizeof err) : connect_database(l, err, sizeof err);
         if (turned && (o.kind == RELAY_OUTCOME_BUSY || o.kind == RELAY_OUTCOME_WAIT))
@@ -307,7 +333,8 @@ static int run_turns(relay_loop *l)
                             err, p->position);
                 return RELAY_EXIT_DATABASE;
             }
-            stop = database_failed(l, err);
+            stop = relay_db_error_is(err, RELAY_SQLSTATE_FENCED) ? fenced(l, err)
+                                                                 : database_failed(l, err);
             break;
         case RELAY_OUTCOME_SINK_RETRY:
             stop = sink_failed(l, err);
@@ -374,7 +401,7 @@ int relay_run(const relay_config *config, const relay_logger *log)
 
     relay_notify_stopping();
     /* Not behind a fetch still in flight: that is a sink's fatal error, stopping at once. */
-    if (p->pipe != RELAY_PIPE_CLOSED && p->pipe != RELAY_PIPE_PREFETCHING &&
+    if (relay_pipeline_leading(p) && p->pipe != RELAY_PIPE_PREFETCHING &&
         relay_turn_store_position(p, err, sizeof err) != 0)
         relay_warn(log, "%s; the last batch will be delivered again after a restart", err);
     if (exit_code == RELAY_EXIT_OK)

@@ -63,7 +63,7 @@ static relay_outcome check_restore(relay_pipeline *p, const relay_checkpoint *cp
         return fatal(RELAY_EXIT_CHECKPOINT);
     }
     if (sysid >= 0 && cp->system_identifier < 0 &&
-        relay_checkpoint_set_system(p->conn, c->name, sysid, err, errlen) != 0)
+        relay_checkpoint_set_system(p->conn, c->name, p->epoch, sysid, err, errlen) != 0)
         return db_failed();
     return connected();
 }
@@ -108,29 +108,31 @@ static relay_outcome inspect(relay_pipeline *p, char *err, size_t errlen)
     return connected();
 }
 
-relay_outcome relay_connect(relay_pipeline *p, char *err, size_t errlen)
+/* Waits for the lock behind the relay that holds it: the loop waits on the connection. */
+static relay_outcome stand_by(relay_pipeline *p, char *err, size_t errlen)
+{
+    if (relay_checkpoint_send_lock(p->conn, p->config->name, err, errlen) != 0)
+        return db_failed();
+    relay_pipe_change(p, RELAY_PIPE_STANDBY);
+    /* The server answers once the lock is free or its lock_timeout is over: a wait a little
+     * longer than that only ends without an answer when the server is gone. */
+    return (relay_outcome){.kind = RELAY_OUTCOME_STANDBY,
+                           .wait_ms = 2 * RELAY_CHECKPOINT_LOCK_WAIT_MS};
+}
+
+/* The lock is held: claims the epoch, reads the position and the watched gaps, and checks that
+ * they belong to this database and its history. */
+static relay_outcome lead(relay_pipeline *p, char *err, size_t errlen)
 {
     const relay_config *c = p->config;
-    p->conn = relay_db_connect(c, p->log, err, errlen);
-    if (!p->conn)
-        return db_failed();
-    relay_signals_set_stop_socket(PQsocket(p->conn));
     relay_pipe_change(p, RELAY_PIPE_IDLE);
-
-    relay_outcome o = inspect(p, err, errlen);
-    if (o.kind != RELAY_OUTCOME_BUSY)
-        return o;
-    int locked = 0;
-    if (relay_checkpoint_try_lock(p->conn, c->name, &locked, err, errlen) != 0)
-        return db_failed();
-    if (!locked)
-        return (relay_outcome){.kind = RELAY_OUTCOME_STANDBY, .wait_ms = c->poll_interval_ms * 5};
-
     relay_checkpoint cp;
     int missing = 0;
     if (relay_checkpoint_load(p->conn, c->name, p->source.quoted_table, &cp, &p->gaps, &missing,
                               err, errlen) != 0)
         return missing ? fatal(RELAY_EXIT_DATABASE) : db_failed();
+    p->epoch = cp.epoch;
+    relay_outcome o;
     if (relay_checkpoint_logged(p->conn, err, errlen) != 0)
         return fatal(RELAY_EXIT_DATABASE);
     if ((o = check_restore(p, &cp, err, errlen)).kind != RELAY_OUTCOME_BUSY ||
@@ -154,10 +156,46 @@ relay_outcome relay_connect(relay_pipeline *p, char *err, size_t errlen)
     p->quiet_reads = 0;
 
     relay_info(p->log,
-               "reading %s from position %" PRId64 " (%s mode, margin %" PRId64
-               "ms, batch %d, %zu gaps watched%s)",
-               p->source.quoted_table, p->position,
+               "leading '%s' (epoch %" PRId64 "): reading %s from position %" PRId64
+               " (%s mode, margin %" PRId64 "ms, batch %d, %zu gaps watched%s)",
+               c->name, p->epoch, p->source.quoted_table, p->position,
                c->mode == RELAY_MODE_SETTLED ? "settled" : "margin", relay_source_margin_ms(c),
                c->batch_size, p->gaps.count, p->listening ? ", woken by NOTIFY" : "");
     return connected();
+}
+
+/* A standby: takes the lead if the lock came, waits again if it did not. */
+static relay_outcome wait_for_lock(relay_pipeline *p, char *err, size_t errlen)
+{
+    int answered = 0, acquired = 0;
+    if (relay_checkpoint_receive_lock(p->conn, &answered, &acquired, err, errlen) != 0)
+        return db_failed();
+    if (acquired)
+        return lead(p, err, errlen);
+    if (!answered)
+        return (relay_outcome){.kind = RELAY_OUTCOME_STANDBY,
+                               .wait_ms = 2 * RELAY_CHECKPOINT_LOCK_WAIT_MS};
+    return stand_by(p, err, errlen);
+}
+
+relay_outcome relay_connect(relay_pipeline *p, char *err, size_t errlen)
+{
+    if (p->pipe == RELAY_PIPE_STANDBY)
+        return wait_for_lock(p, err, errlen);
+    const relay_config *c = p->config;
+    p->conn = relay_db_connect(c, p->log, err, errlen);
+    if (!p->conn)
+        return db_failed();
+    relay_signals_set_stop_socket(PQsocket(p->conn));
+    relay_pipe_change(p, RELAY_PIPE_IDLE);
+
+    relay_outcome o = inspect(p, err, errlen);
+    if (o.kind != RELAY_OUTCOME_BUSY)
+        return o;
+    /* A new session takes the lock before anything else, every time: a leader whose session was
+     * ended may find another relay leading, and then waits as a standby. */
+    int locked = 0;
+    if (relay_checkpoint_try_lock(p->conn, c->name, &locked, err, errlen) != 0)
+        return db_failed();
+    return locked ? lead(p, err, errlen) : stand_by(p, err, errlen);
 }

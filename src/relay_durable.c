@@ -72,18 +72,23 @@ static int read_flush_lsn(PGconn *conn, uint64_t *lsn, char *err, size_t errlen)
  * waits for the local flush only: with synchronous_standby_names set and that standby away, `on`
  * would block the relay inside libpq; the standbys of source.durable_on are waited for apart.
  */
-static int force_flush(PGconn *conn, const char *name, char *err, size_t errlen)
+static int force_flush(PGconn *conn, const char *name, int64_t epoch, char *err, size_t errlen)
 {
+    /* Under the epoch too: a fenced leader learns it here, before it hands the batch over. */
     static const char *const statements[] = {
         "BEGIN", "SET LOCAL synchronous_commit = local",
-        "UPDATE relay_checkpoints SET updated_at = clock_timestamp() WHERE name = $1", "COMMIT"};
+        "UPDATE relay_checkpoints SET updated_at = clock_timestamp()"
+        " WHERE name = $1 AND relay_epoch_holds(name, epoch, $1, $2::bigint)",
+        "COMMIT"};
     enum { N = sizeof statements / sizeof statements[0] };
-    const char *params[1] = {name};
+    char epoch_text[24];
+    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, epoch);
+    const char *params[2] = {name, epoch_text};
     if (relay_db_pipeline_begin(conn, err, errlen) != 0)
         return -1;
     for (int i = 0; i < N; i++) {
-        if (!PQsendQueryParams(conn, statements[i], i == 2, NULL, i == 2 ? params : NULL, NULL,
-                               NULL, 0)) {
+        if (!PQsendQueryParams(conn, statements[i], i == 2 ? 2 : 0, NULL, i == 2 ? params : NULL,
+                               NULL, NULL, 0)) {
             relay_db_error(conn, NULL, "flushing the WAL", err, errlen);
             return -1;
         }
@@ -219,7 +224,7 @@ static relay_outcome wal_flushed(relay_pipeline *p, relay_durable_wait *w, const
         char lsn[40];
         lsn_text(b->insert_lsn, lsn, sizeof lsn);
         relay_debug(p->log, "forcing the WAL flush past %s for %zu events", lsn, b->count);
-        if (force_flush(p->conn, p->config->name, err, errlen) != 0)
+        if (force_flush(p->conn, p->config->name, p->epoch, err, errlen) != 0)
             return failed();
         /* Its commit record lies past everything inserted before it: flushed. */
     }

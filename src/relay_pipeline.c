@@ -10,6 +10,8 @@ const char *relay_pipe_name(relay_pipe pipe)
     switch (pipe) {
     case RELAY_PIPE_CLOSED:
         return "closed";
+    case RELAY_PIPE_STANDBY:
+        return "standby";
     case RELAY_PIPE_IDLE:
         return "idle";
     case RELAY_PIPE_READ:
@@ -68,6 +70,7 @@ void relay_pipe_change(relay_pipeline *p, relay_pipe to)
         relay_batch_clear(p->next);
         p->storing = 0;
         p->listening = false;
+        p->epoch = 0; /* the lock went with the session */
         /* The next connection reloads the stored position: what was acknowledged after it is
          * delivered again. */
         p->position = p->stored_position;
@@ -78,8 +81,13 @@ void relay_pipe_change(relay_pipeline *p, relay_pipe to)
     }
 }
 
+bool relay_pipeline_leading(const relay_pipeline *p)
+{
+    return p->epoch > 0 && p->pipe != RELAY_PIPE_CLOSED && p->pipe != RELAY_PIPE_STANDBY;
+}
+
 bool relay_pipeline_position_unstored(const relay_pipeline *p)
 {
-    return p->pipe != RELAY_PIPE_CLOSED && p->position != p->stored_position &&
+    return relay_pipeline_leading(p) && p->position != p->stored_position &&
            !(p->pipe == RELAY_PIPE_PREFETCHING && p->storing > 0);
 }

@@ -28,6 +28,7 @@
  */
 typedef enum relay_pipe {
     RELAY_PIPE_CLOSED,      /* no connection; nothing in hand */
+    RELAY_PIPE_STANDBY,     /* connected, waiting for the name's lock; nothing read */
     RELAY_PIPE_IDLE,        /* connected; nothing in hand */
     RELAY_PIPE_READ,        /* current holds rows prefetched, not looked at yet */
     RELAY_PIPE_DURABLE,     /* the hand is cut; it waits until its commits are durable */
@@ -85,6 +86,10 @@ typedef struct relay_pipeline {
 
     relay_pipe pipe; /* changed only by relay_pipe_change */
     PGconn *conn;    /* non-NULL exactly when pipe is not CLOSED */
+    /* The fencing epoch claimed when this relay took its name's lock; 0 while it does not lead
+     * (closed, or STANDBY behind another relay). What `outbox_relay_leader` reports: see
+     * relay_pipeline_leading. */
+    int64_t epoch;
     relay_hand hand;
 
     /* Two batches: the database reads the next (prefetch) while the sink works on the current. */
@@ -156,6 +161,9 @@ void relay_pipeline_free(relay_pipeline *p);
  * batches after it are delivered again.
  */
 void relay_pipe_change(relay_pipeline *p, relay_pipe to);
+
+/* Whether this relay leads: it holds its name's lock and claimed an epoch. Cannot fail. */
+bool relay_pipeline_leading(const relay_pipeline *p);
 
 /* The acknowledged position is not stored yet, nor travelling to be. */
 bool relay_pipeline_position_unstored(const relay_pipeline *p);

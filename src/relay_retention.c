@@ -50,7 +50,8 @@ static int run_round(relay_retention *r, relay_pipeline *p, bool *more, char *er
     const relay_config *c = p->config;
     if (c->retention_drop_partitions) {
         relay_partition_round round;
-        if (relay_retention_drop_partition(p->conn, c, &p->source, &round, err, errlen) != 0)
+        if (relay_retention_drop_partition(p->conn, c, &p->source, p->epoch, &round, err, errlen) !=
+            0)
             return -1;
         if (round.by_id) {
             *more = note_partition(p, &round);
@@ -64,7 +65,7 @@ static int run_round(relay_retention *r, relay_pipeline *p, bool *more, char *er
         r->warned_not_partitioned = true;
     }
     relay_retention_round round;
-    if (relay_retention_delete(p->conn, c, &p->source, &round, err, errlen) != 0)
+    if (relay_retention_delete(p->conn, c, &p->source, p->epoch, &round, err, errlen) != 0)
         return -1;
     *more = note_delete(p, &round);
     return 0;

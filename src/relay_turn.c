@@ -37,8 +37,8 @@ static relay_outcome fatal(int exit_code)
 /* The update that stores the acknowledged position, with the gaps when they changed. */
 static relay_checkpoint_update position_update(relay_pipeline *p)
 {
-    return (relay_checkpoint_update){.position = p->position,
-                                     .gaps = p->gaps.dirty ? &p->gaps : NULL};
+    return (relay_checkpoint_update){
+        .epoch = p->epoch, .position = p->position, .gaps = p->gaps.dirty ? &p->gaps : NULL};
 }
 
 int relay_turn_store_position(relay_pipeline *p, char *err, size_t errlen)
@@ -183,8 +183,8 @@ static relay_outcome stop_at_rejection(relay_pipeline *p, bool late, char *err, 
 
     if (!late && first - 1 > p->position) {
         relay_gaps_trim(&p->gaps, first - 1);
-        relay_checkpoint_update u = {.position = first - 1,
-                                     .gaps = p->gaps.dirty ? &p->gaps : NULL};
+        relay_checkpoint_update u = {
+            .epoch = p->epoch, .position = first - 1, .gaps = p->gaps.dirty ? &p->gaps : NULL};
         if (relay_checkpoint_commit(p->conn, p->config->name, &u, err, errlen) == 0)
             p->position = p->stored_position = first - 1;
         else
@@ -248,7 +248,7 @@ static relay_outcome commit(relay_pipeline *p, const relay_batch *b, int64_t new
         return busy();
     }
 
-    relay_checkpoint_update u = {.position = new_position};
+    relay_checkpoint_update u = {.epoch = p->epoch, .position = new_position};
     if (sink->n_rejections > 0) {
         u.dead_letters = sink->rejections;
         u.n_dead_letters = sink->n_rejections;
@@ -655,7 +655,8 @@ relay_outcome relay_turn(relay_pipeline *p, char *err, size_t errlen)
 {
     switch (p->pipe) {
     case RELAY_PIPE_CLOSED:
-        snprintf(err, errlen, "not connected");
+    case RELAY_PIPE_STANDBY:
+        snprintf(err, errlen, "not connected as the leader");
         return db_failed();
     case RELAY_PIPE_DURABLE:
     case RELAY_PIPE_SINK:

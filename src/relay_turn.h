@@ -22,7 +22,8 @@ typedef enum relay_outcome_kind {
     RELAY_OUTCOME_DB_FAILED,
     /* The sink failed in a way retrying may cure (err): the hand stays; back off, turn again. */
     RELAY_OUTCOME_SINK_RETRY,
-    /* Another relay of this name holds the lock (from relay_connect only): wait wait_ms. */
+    /* Another relay of this name holds the lock (from relay_connect only): the pipeline is in
+     * STANDBY, its lock request in flight; wait up to wait_ms for its socket, then connect on. */
     RELAY_OUTCOME_STANDBY,
     /* Retrying cannot help (err): stop with exit_code. */
     RELAY_OUTCOME_FATAL,

@@ -22,7 +22,7 @@ static int reset_locked(PGconn *conn, const relay_config *config, const relay_lo
         (latest && relay_restore_max_id(conn, config, &info, &to, err, sizeof err) != 0) ||
         relay_checkpoint_load(conn, config->name, info.quoted_table, &cp, &gaps, &missing, err,
                               sizeof err) != 0 ||
-        relay_checkpoint_reset(conn, config->name, to, sysid, err, sizeof err) != 0) {
+        relay_checkpoint_reset(conn, config->name, cp.epoch, to, sysid, err, sizeof err) != 0) {
         relay_gaps_free(&gaps);
         relay_error(log, "reset: %s", err);
         return RELAY_EXIT_DATABASE;

@@ -160,7 +160,8 @@ static int delete_statement(PGconn *conn, const relay_config *config, const rela
         "   RETURNING 1),"
         " counted AS (UPDATE relay_checkpoints"
         "                SET retention_deleted = retention_deleted + (SELECT count(*) FROM gone)"
-        "              WHERE name = $4 AND EXISTS (SELECT 1 FROM gone))"
+        "              WHERE name = $4 AND EXISTS (SELECT 1 FROM gone)"
+        "                AND relay_epoch_holds(name, epoch, $4, $5::bigint))"
         " SELECT (SELECT mine FROM turn), (SELECT count(*) FROM gone), (SELECT id FROM bound)",
         t, id, id, t, id, created_at, keep_last, id, id);
     if (n < 0 || (size_t)n >= len) {
@@ -171,19 +172,21 @@ static int delete_statement(PGconn *conn, const relay_config *config, const rela
 }
 
 int relay_retention_delete(PGconn *conn, const relay_config *config, const relay_source_info *info,
-                           relay_retention_round *out, char *err, size_t errlen)
+                           int64_t epoch, relay_retention_round *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    char sql[12000], after[24], batch[24];
+    char sql[12000], after[24], batch[24], epoch_text[24];
     if (delete_statement(conn, config, info, sql, sizeof sql, err, errlen) != 0)
         return -1;
     snprintf(after, sizeof after, "%" PRId64, config->retention_delete_after_ms);
     snprintf(batch, sizeof batch, "%d", config->retention_batch_size);
-    const char *params[4] = {info->quoted_table, after, batch, config->name};
+    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, epoch);
+    /* A fenced relay's round fails (relay_epoch_holds) and deletes nothing. */
+    const char *params[5] = {info->quoted_table, after, batch, config->name, epoch_text};
 
     if (relay_retention_begin(conn, err, errlen) != 0)
         return -1;
-    PGresult *res = PQexecParams(conn, sql, 4, NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(conn, sql, 5, NULL, params, NULL, NULL, 0);
     int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
     if (ok) {
         out->turn = PQgetvalue(res, 0, 0)[0] == 't';

@@ -110,6 +110,6 @@ typedef struct relay_retention_round {
  * Returns 0, or -1 with err (rolled back: nothing deleted).
  */
 int relay_retention_delete(PGconn *conn, const relay_config *config, const relay_source_info *info,
-                           relay_retention_round *out, char *err, size_t errlen);
+                           int64_t epoch, relay_retention_round *out, char *err, size_t errlen);
 
 #endif

@@ -167,11 +167,12 @@ static PGresult *run(PGconn *conn, const char *what, const char *sql, int n,
  * a relay registers, or a reset moves one back, meanwhile, and then the partition stays.
  */
 static int drop(PGconn *conn, const relay_config *config, const relay_source_info *info,
-                relay_partition_round *out, char *err, size_t errlen)
+                int64_t epoch, relay_partition_round *out, char *err, size_t errlen)
 {
     const char *t = info->quoted_table;
-    char below[24], sql[4000];
+    char below[24], epoch_text[24], sql[4000];
     snprintf(below, sizeof below, "%" PRId64, out->below);
+    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, epoch);
     const char *table_param[1] = {t};
     PGresult *res = run(conn, "taking the retention turn",
                         "WITH " RELAY_RETENTION_BOUND_CTES " SELECT " RELAY_RETENTION_TURN_SQL, 1,
@@ -191,12 +192,14 @@ static int drop(PGconn *conn, const relay_config *config, const relay_source_inf
     snprintf(sql, sizeof sql, "DROP TABLE %s", out->partition);
     if (relay_db_exec(conn, "dropping a detached partition", sql, err, errlen) != 0)
         return -1;
-    const char *params[3] = {t, config->name, below};
+    /* Under the epoch: a fenced relay's drop fails, and the partition stays. */
+    const char *params[4] = {t, config->name, below, epoch_text};
     res = run(conn, "counting a dropped partition",
               "WITH " RELAY_RETENTION_BOUND_CTES
               " UPDATE relay_checkpoints SET retention_partitions = retention_partitions + 1"
-              "  WHERE name = $2 AND (SELECT id FROM bound) >= $3::bigint - 1",
-              3, params, PGRES_COMMAND_OK, err, errlen);
+              "  WHERE name = $2 AND (SELECT id FROM bound) >= $3::bigint - 1"
+              "    AND relay_epoch_holds(name, epoch, $2, $4::bigint)",
+              4, params, PGRES_COMMAND_OK, err, errlen);
     if (!res)
         return -1;
     out->dropped = strcmp(PQcmdTuples(res), "1") == 0;
@@ -205,8 +208,8 @@ static int drop(PGconn *conn, const relay_config *config, const relay_source_inf
 }
 
 int relay_retention_drop_partition(PGconn *conn, const relay_config *config,
-                                   const relay_source_info *info, relay_partition_round *out,
-                                   char *err, size_t errlen)
+                                   const relay_source_info *info, int64_t epoch,
+                                   relay_partition_round *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     out->rows = -1;
@@ -217,7 +220,7 @@ int relay_retention_drop_partition(PGconn *conn, const relay_config *config,
         return 0;
     if (relay_retention_begin(conn, err, errlen) != 0)
         return -1;
-    if (drop(conn, config, info, out, err, errlen) != 0) {
+    if (drop(conn, config, info, epoch, out, err, errlen) != 0) {
         relay_retention_rollback(conn);
         out->dropped = false;
         return -1;

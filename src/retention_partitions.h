@@ -46,10 +46,11 @@ typedef struct relay_partition_round {
 
 /*
  * One round: detaches and drops the lowest partition that may go, if any, and counts it for the
- * relay, in one transaction. Returns 0, or -1 with err (rolled back: nothing dropped).
+ * relay, in one transaction, under the relay's fencing epoch. Returns 0, or -1 with err (rolled
+ * back: nothing dropped).
  */
 int relay_retention_drop_partition(PGconn *conn, const relay_config *config,
-                                   const relay_source_info *info, relay_partition_round *out,
-                                   char *err, size_t errlen);
+                                   const relay_source_info *info, int64_t epoch,
+                                   relay_partition_round *out, char *err, size_t errlen);
 
 #endif

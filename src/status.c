@@ -5,9 +5,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "commands.h"
 #include "db.h"
 #include "exit_codes.h"
+
+/* Reads who leads and who stands by from the name's advisory lock (a bigint key shows in
+ * pg_locks as classid, its high half, and objid, objsubid 1), and the epoch. */
+static int read_leadership(PGconn *conn, const relay_config *config, relay_status_info *out,
+                           int *missing, char *err, size_t errlen)
+{
+    const char *params[1] = {config->name};
+    PGresult *res = PQexecParams(
+        conn,
+        "SELECT count(*) FILTER (WHERE l.granted), count(*) FILTER (WHERE NOT l.granted),"
+        "       coalesce((SELECT epoch FROM relay_checkpoints WHERE name = $1), 0)"
+        "  FROM pg_locks l"
+        " WHERE l.locktype = 'advisory' AND l.objsubid = 1"
+        "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        "   AND (l.classid::bigint << 32 | l.objid::bigint) = " RELAY_CHECKPOINT_LOCK_KEY_SQL,
+        1, NULL, params, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (ok) {
+        out->leaders = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        out->standbys = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        out->epoch = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    } else {
+        *missing = relay_db_is_missing_object(res);
+        relay_db_error(conn, res, "reading who leads", err, errlen);
+    }
+    PQclear(res);
+    return ok ? 0 : -1;
+}
 
 int relay_status_read(PGconn *conn, const relay_config *config, relay_status_info *out,
                       int *missing, char *err, size_t errlen)
@@ -75,6 +104,8 @@ int relay_status_read(PGconn *conn, const relay_config *config, relay_status_inf
         out->held_ahead_seconds = ahead;
     }
     PQclear(res);
+    if (read_leadership(conn, config, out, missing, err, errlen) != 0)
+        return -1;
     return relay_retention_read(conn, config, &out->retention, &out->retention_deleted,
                                 &out->retention_partitions, missing, err, errlen);
 }
@@ -163,7 +194,8 @@ void relay_status_print(FILE *out, const relay_config *config, const relay_statu
         else
             fprintf(out, "null");
         print_retention_json(out, status);
-        fprintf(out, "}\n");
+        fprintf(out, ",\"leader_running\":%s,\"standbys\":%" PRId64 ",\"epoch\":%" PRId64 "}\n",
+                status->leaders > 0 ? "true" : "false", status->standbys, status->epoch);
         return;
     }
     fprintf(out, "name         %s\n", config->name);
@@ -190,6 +222,8 @@ void relay_status_print(FILE *out, const relay_config *config, const relay_statu
             " events delivered late so far\n",
             status->watched_gaps, status->watched_ids, status->late_events);
     print_retention(out, config, status);
+    fprintf(out, "leader       %s (epoch %" PRId64 "), %" PRId64 " standing by\n",
+            status->leaders > 0 ? "running" : "none running", status->epoch, status->standbys);
 }
 
 int relay_cmd_status(const relay_cli_options *opts, const relay_config *config,

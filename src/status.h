@@ -32,6 +32,11 @@ typedef struct relay_status_info {
     relay_retention_bound retention;
     int64_t retention_deleted;    /* rows deleted */
     int64_t retention_partitions; /* partitions dropped */
+    /* Who holds the name's lock: sessions holding it (0 or 1) and waiting for it (standbys),
+     * and the fencing epoch the leader claimed. */
+    int64_t leaders;
+    int64_t standbys;
+    int64_t epoch;
 } relay_status_info;
 
 /* Reads the status. Returns 0, or -1 with err; *missing is set when a table does not exist. */

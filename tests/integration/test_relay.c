@@ -768,8 +768,8 @@ Test(relay, leader_that_lost_its_session_delivers_nothing_more, .init = setup, .
     th_path(&scope, "leader.err", leader_err);
     th_path(&scope, "standby.err", standby_err);
     th_write_file(fail, "failing\n");
-    /* The leader backs off for a second after each failure: the standby, which looks for the
-     * lock every 250 ms, takes it first once the leader's session is gone. */
+    /* The leader backs off for a second after each failure: the standby, waiting on the lock,
+     * takes it the moment the leader's session is gone. */
     write_switchable_config(leader_cfg, leader_out, fail, "1s");
     write_switchable_config(standby_cfg, standby_out, NULL, "50ms");
     th_migrate(leader_cfg);
