@@ -56,8 +56,7 @@ typedef struct relay_metrics {
     int64_t position;
     size_t gaps_watched;
     relay_readiness readiness;
-    char reason[256];     /* why not ready, for /readyz */
-    int64_t published_ms; /* the relay's monotonic clock when the loop published it */
+    char reason[256]; /* why not ready, for /readyz */
     relay_sink_metric sink[RELAY_SINK_METRICS_MAX];
     size_t n_sink;
 } relay_metrics;

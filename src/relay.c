@@ -74,7 +74,6 @@ static void publish_metrics(relay_loop *l)
         m->readiness = p->pipe == RELAY_PIPE_CLOSED ? RELAY_READY_STARTING : RELAY_READY_LEADING;
     if (m->readiness == RELAY_READY_DB_FAILING || m->readiness == RELAY_READY_SINK_FAILING)
         snprintf(m->reason, sizeof m->reason, "%.250s", l->failure);
-    m->published_ms = relay_now_ms();
     relay_http_publish(&l->http, m);
 }
 
@@ -100,6 +99,15 @@ static void report_status(relay_loop *l, bool now)
         relay_notify_status("leading (epoch %" PRId64 "): position %" PRId64 ", %" PRIu64
                             " events delivered, %" PRIu64 " again after a reconnect",
                             p->epoch, p->position, p->delivered, p->redelivered);
+}
+
+/* The longest one wait may last of the `left` ms still to wait: the watchdog is pinged at least
+ * every half interval, and /healthz sees a sign of life at least every second. */
+static int64_t wait_slice(const relay_loop *l, int64_t left)
+{
+    if (l->watchdog.interval_ms > 0 && left > l->watchdog.interval_ms / 2)
+        left = l->watchdog.interval_ms / 2;
+    return left > 1000 ? 1000 : left;
 }
 
 /* Takes the NOTIFYs libpq holds; returns whether there were any. */
@@ -133,12 +141,7 @@ static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify, int64_t li
         int64_t left = (wake_on_notify && p->woken ? linger_end : deadline) - now;
         if (left <= 0)
             return relay_stop_requested();
-        if (l->watchdog.interval_ms > 0 && left > l->watchdog.interval_ms / 2)
-            left = l->watchdog.interval_ms / 2;
-        /* A sign of life for /healthz at least every second, whatever the poll interval. */
-        if (left > 1000)
-            left = 1000;
-        relay_wait_result r = relay_wait(fd, left);
+        relay_wait_result r = relay_wait(fd, wait_slice(l, left));
         if (r == RELAY_WAIT_STOP)
             return true;
         /* A broken connection stays readable: wait out the rest without it, and let the next
@@ -221,9 +224,7 @@ static bool stand_by(relay_loop *l, int64_t ms)
         int64_t left = deadline - relay_now_ms();
         if (left <= 0)
             return relay_stop_requested();
-        if (l->watchdog.interval_ms > 0 && left > l->watchdog.interval_ms / 2)
-            left = l->watchdog.interval_ms / 2;
-        relay_wait_result r = relay_wait(PQsocket(p->conn), left);
+        relay_wait_result r = relay_wait(PQsocket(p->conn), wait_slice(l, left));
         if (r != RELAY_WAIT_TIMEOUT)
             return r == RELAY_WAIT_STOP;
     }
