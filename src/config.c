@@ -447,6 +447,33 @@ static int parse_conninfo(parse_ctx *ctx, const field *f, yaml_node_t *node, voi
     return 0;
 }
 
+/* password_file: a path, or "${CREDENTIALS_DIRECTORY}/ID", the credential ID that systemd passed
+ * the unit (LoadCredential=ID:...) in the directory it names in that variable. Nothing else is
+ * expanded: a path is not a conninfo, and a '$' in a file name stays one. */
+static int parse_password_file(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
+{
+    static const char credentials[] = "${CREDENTIALS_DIRECTORY}/";
+    char **slot = dest;
+    const char *text = NULL;
+    if (node->type != YAML_SCALAR_NODE || is_null(node) ||
+        strncmp(scalar_text(node), credentials, sizeof credentials - 1) != 0)
+        return parse_string(ctx, f, node, dest);
+    if (string_value(ctx, f, node, &text) < 0)
+        return -1;
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (!dir || dir[0] != '/')
+        return fail(ctx, node->start_mark,
+                    "environment variable CREDENTIALS_DIRECTORY is %s: systemd sets it for a unit "
+                    "with LoadCredential=",
+                    dir ? "not an absolute path" : "not set");
+    char *path = NULL;
+    if (asprintf(&path, "%s/%s", dir, text + sizeof credentials - 1) < 0)
+        return fail_oom(ctx, node->start_mark);
+    free(*slot);
+    *slot = path;
+    return 0;
+}
+
 static int parse_int(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
 {
     const char *text = is_plain(node) ? scalar_text(node) : "";
@@ -901,7 +928,7 @@ static const field columns_fields[] = {
 
 static const field database_fields[] = {
     TEXT("conninfo", parse_conninfo, conninfo, F_REQUIRED | F_EMPTY_OK, NULL),
-    STRING("password_file", password_file, F_NULLABLE, NULL),
+    TEXT("password_file", parse_password_file, password_file, F_NULLABLE, NULL),
     END,
 };
 

@@ -1,13 +1,43 @@
 #include "log.h"
 
+#include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+/* syslog's priorities, as sd-daemon.h's SD_DEBUG, SD_INFO, SD_WARNING and SD_ERR prefix them. */
+static const char *const journal_prefixes[] = {"<7>", "<6>", "<4>", "<3>"};
+
+bool relay_log_stream_is_journal(FILE *out)
+{
+    const char *stream = getenv("JOURNAL_STREAM");
+    struct stat st;
+    if (!stream || !out || fstat(fileno(out), &st) != 0)
+        return false;
+    char *end = NULL;
+    uintmax_t dev = strtoumax(stream, &end, 10);
+    if (end == stream || *end != ':')
+        return false;
+    const char *ino_text = end + 1;
+    uintmax_t ino = strtoumax(ino_text, &end, 10);
+    if (end == ino_text || *end != '\0')
+        return false;
+    return dev == (uintmax_t)st.st_dev && ino == (uintmax_t)st.st_ino;
+}
+
+relay_logger relay_logger_for(FILE *out)
+{
+    return (relay_logger){.level = RELAY_LOG_INFO,
+                          .format = RELAY_LOG_TEXT,
+                          .out = out,
+                          .journal = relay_log_stream_is_journal(out)};
+}
 
 relay_logger relay_logger_default(void)
 {
-    return (relay_logger){.level = RELAY_LOG_INFO, .format = RELAY_LOG_TEXT, .out = stderr};
+    return relay_logger_for(stderr);
 }
 
 int relay_log_level_parse(const char *name, relay_log_level *out)
@@ -101,16 +131,19 @@ void relay_logv(const relay_logger *log, relay_log_level level, const char *fmt,
     size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", now.tv_nsec / 1000000);
 
+    /* JSON gets the prefix too: journald strips it before it stores the line, so MESSAGE is
+     * still the whole object, and the level it keeps is the one a journal reader filters by. */
+    const char *prefix = log->journal ? journal_prefixes[level] : "";
     /* One fprintf per record: stdio locks the stream, so records never interleave. */
     if (log->format == RELAY_LOG_JSON) {
         char escaped[sizeof msg * 2];
         json_escape(msg, escaped, sizeof escaped);
-        fprintf(log->out, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", stamp,
+        fprintf(log->out, "%s{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", prefix, stamp,
                 level_names[level], escaped);
     } else {
         char escaped[sizeof msg * 4];
         text_escape(msg, escaped, sizeof escaped);
-        fprintf(log->out, "%s %-5s %s\n", stamp, level_names[level], escaped);
+        fprintf(log->out, "%s%s %-5s %s\n", prefix, stamp, level_names[level], escaped);
     }
     fflush(log->out);
 }

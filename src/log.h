@@ -1,11 +1,15 @@
 /*
  * Logging to stderr, as text lines or as one JSON object per line (for container log collectors).
  * A logger is a plain value owned by whoever runs the command; it is passed down, never global.
+ * When the stream is journald's (systemd's JOURNAL_STREAM names it), each record starts with a
+ * syslog priority, <3> to <7>: journald strips it and keeps the level, which it cannot read from
+ * the text (nor from the JSON, which it does not parse).
  */
 #ifndef RELAY_LOG_H
 #define RELAY_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 typedef enum relay_log_level {
@@ -23,11 +27,19 @@ typedef enum relay_log_format {
 typedef struct relay_logger {
     relay_log_level level;
     relay_log_format format;
-    FILE *out; /* borrowed; stderr in the daemon */
+    FILE *out;    /* borrowed; stderr in the daemon */
+    bool journal; /* out is the journal's stream: records carry a <N> priority prefix */
 } relay_logger;
 
-/* A logger writing text at INFO to stderr. */
+/* A logger writing text at INFO to out, with priority prefixes when out is the journal's. */
+relay_logger relay_logger_for(FILE *out);
+/* relay_logger_for(stderr). */
 relay_logger relay_logger_default(void);
+
+/* Whether out is the stream systemd connected to the journal: JOURNAL_STREAM holds its
+ * "device:inode", which only that descriptor matches (a child whose stderr was redirected
+ * inherits the variable, not the stream). Cannot fail: false when in doubt. */
+bool relay_log_stream_is_journal(FILE *out);
 
 /* Parses "debug", "info", "warn", "error"; returns 0, or -1 when the name is unknown. */
 int relay_log_level_parse(const char *name, relay_log_level *out);

@@ -18,7 +18,8 @@
 int relay_permissions_refuse_writable(const char *path, const char *what, char *err, size_t errlen);
 
 /* Warns when the password_file, or a config whose conninfo holds a password, can be read by
- * its group or by others. Cannot fail. */
+ * its group or by others, unless it is one of the unit's systemd credentials
+ * ($CREDENTIALS_DIRECTORY). Cannot fail. */
 void relay_permissions_warn_secrets(const relay_config *config, const relay_logger *log);
 
 #endif

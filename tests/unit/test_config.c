@@ -976,3 +976,40 @@ Test(config, an_error_through_an_alias_is_reported_where_the_alias_is)
                  "t.yaml:4:7: source.batch_size: expected an integer from 1 to 100000 (in the "
                  "anchored value at 3:48)");
 }
+
+Test(config, password_file_may_name_a_systemd_credential)
+{
+    cr_assert_eq(setenv("CREDENTIALS_DIRECTORY", "/run/credentials/outbox-relay@a.service", 1), 0);
+    relay_config c;
+    parse_ok("name: a\n"
+             "database:\n"
+             "  conninfo: dbname=app\n"
+             "  password_file: ${CREDENTIALS_DIRECTORY}/password\n"
+             "sink: {plugin: x}\n",
+             &c);
+    cr_assert_str_eq(c.password_file, "/run/credentials/outbox-relay@a.service/password");
+    free_config(&c);
+    /* Only that form: any other '$' is part of the file's name, as it always was. */
+    parse_ok("name: a\ndatabase:\n  conninfo: dbname=x\n  password_file: /s/${HOME}/pw\n"
+             "sink: {plugin: x}\n",
+             &c);
+    cr_assert_str_eq(c.password_file, "/s/${HOME}/pw");
+    free_config(&c);
+}
+
+Test(config, a_credential_without_its_directory_is_a_config_error)
+{
+    static const char text[] = "name: a\n"
+                               "database:\n"
+                               "  conninfo: dbname=x\n"
+                               "  password_file: ${CREDENTIALS_DIRECTORY}/password\n"
+                               "sink: {plugin: x}\n";
+    unsetenv("CREDENTIALS_DIRECTORY");
+    assert_error(text, "t.yaml:4:18: database.password_file: environment variable "
+                       "CREDENTIALS_DIRECTORY is not set: systemd sets it for a unit with "
+                       "LoadCredential=");
+    cr_assert_eq(setenv("CREDENTIALS_DIRECTORY", "relative", 1), 0);
+    assert_error(text, "t.yaml:4:18: database.password_file: environment variable "
+                       "CREDENTIALS_DIRECTORY is not an absolute path: systemd sets it for a unit "
+                       "with LoadCredential=");
+}
