@@ -239,6 +239,35 @@ static int check_retention(PGconn *conn, const relay_config *config, const relay
     return 0;
 }
 
+/* Names the migrations this database lacks: run would stop at the first statement that needs one.
+ * A role that may not read relay_migrations is warned about, not refused: the relay itself does not
+ * read it. Returns 0, or -1 after an error message. */
+static int check_schema(PGconn *conn, const relay_config *config, const relay_logger *log,
+                        FILE *out)
+{
+    char err[1024], pending[512];
+    int count = 0;
+    if (relay_migrate_pending(conn, config, pending, sizeof pending, &count, err, sizeof err) !=
+        0) {
+        if (!relay_db_error_is(err, "42501")) {
+            relay_error(log, "%s", err);
+            return -1;
+        }
+        relay_warn(log, "%s: cannot tell whether every migration is applied", err);
+        fprintf(out, "schema     not known (relay_migrations cannot be read)\n");
+        return 0;
+    }
+    if (count > 0) {
+        relay_error(log,
+                    "the database lacks %d migration%s of this relay: %s (run `outbox-relay "
+                    "migrate`)",
+                    count, count == 1 ? "" : "s", pending);
+        return -1;
+    }
+    fprintf(out, "schema     every migration applied\n");
+    return 0;
+}
+
 static int check_database(const relay_config *config, const relay_logger *log, FILE *out)
 {
     char err[1024];
@@ -250,6 +279,10 @@ static int check_database(const relay_config *config, const relay_logger *log, F
     const char *version = PQparameterStatus(conn, "server_version");
     fprintf(out, "database   connected: database %s on %s, PostgreSQL %s\n", PQdb(conn),
             PQhost(conn), version ? version : "(unknown version)");
+    if (check_schema(conn, config, log, out) != 0) {
+        PQfinish(conn);
+        return RELAY_EXIT_DATABASE;
+    }
 
     relay_source_info info;
     int missing = 0;

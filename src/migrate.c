@@ -1,5 +1,6 @@
 #include "migrate.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -155,6 +156,37 @@ static int sync_trigger(PGconn *conn, const relay_config *config, FILE *out, int
     fprintf(out, "installed trigger %s on %s: NOTIFY %s on insert\n", RELAY_NOTIFY_TRIGGER,
             config->table, channel);
     ++*changed;
+    return 0;
+}
+
+int relay_migrate_pending(PGconn *conn, const relay_config *config, char *pending,
+                          size_t pendinglen, int *count, char *err, size_t errlen)
+{
+    *count = 0;
+    pending[0] = '\0';
+    PGresult *res = PQexec(conn, "SELECT name FROM relay_migrations");
+    bool none = relay_db_is_missing_object(res);
+    if (!none && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        relay_db_error(conn, res, "reading relay_migrations", err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < relay_migrations_count; i++) {
+        const char *name = relay_migrations[i].name;
+        if (is_event_store_file(name) && !table_is_event_store(config))
+            continue;
+        bool applied = false;
+        for (int row = 0; !none && !applied && row < PQntuples(res); row++)
+            applied = strcmp(PQgetvalue(res, row, 0), name) == 0;
+        if (applied)
+            continue;
+        int n = snprintf(pending + used, pendinglen - used, "%s%s", *count ? ", " : "", name);
+        if (n > 0)
+            used = (size_t)n >= pendinglen - used ? pendinglen - 1 : used + (size_t)n;
+        ++*count;
+    }
+    PQclear(res);
     return 0;
 }
 

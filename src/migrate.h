@@ -33,6 +33,16 @@ extern const size_t relay_migrations_count;
 int relay_migrate(PGconn *conn, const relay_config *config, FILE *out, int *applied, char *err,
                   size_t errlen);
 
+/*
+ * Which of the embedded migrations this database lacks (the event store's files count only where
+ * source.table is `events`, as relay_migrate applies them): writes their names, comma-separated,
+ * into pending (truncated to pendinglen) and their number into *count; all of them when
+ * relay_migrations does not exist. Returns 0, or -1 with err (42501: the role may not read
+ * relay_migrations).
+ */
+int relay_migrate_pending(PGconn *conn, const relay_config *config, char *pending,
+                          size_t pendinglen, int *count, char *err, size_t errlen);
+
 /* The name of the wake-up trigger that migrate puts on source.table. */
 #define RELAY_NOTIFY_TRIGGER "outbox_relay_notify"
 

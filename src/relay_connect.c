@@ -1,6 +1,7 @@
 #include "relay_connect.h"
 
 #include <inttypes.h>
+#include <string.h>
 #include <stdio.h>
 
 #include "checkpoint.h"
@@ -103,8 +104,18 @@ static relay_outcome inspect(relay_pipeline *p, char *err, size_t errlen)
         relay_warn(p->log, "%s", why);
     if (relay_checkpoint_session_setup(p->conn, err, errlen) != 0 ||
         relay_source_prepare(p->conn, p->config, info, err, errlen) != 0 ||
-        relay_lockers_prepare(p->conn, info->quoted_table, &p->lockers, err, errlen) != 0)
-        return db_failed();
+        relay_lockers_prepare(p->conn, info->quoted_table, &p->lockers, err, errlen) != 0) {
+        /* The table was inspected: what a statement lacks now is the relay's own schema (a
+         * database migrated by an older release), which no retry will create. */
+        if (!relay_db_error_is(err, "42P01") && !relay_db_error_is(err, "42703") &&
+            !relay_db_error_is(err, "42883"))
+            return db_failed();
+        size_t len = strlen(err);
+        snprintf(err + len, errlen - len,
+                 ": the relay's tables are missing or out of date "
+                 "(run `outbox-relay migrate`)");
+        return fatal(RELAY_EXIT_DATABASE);
+    }
     return connected();
 }
 

@@ -195,6 +195,35 @@ Test(cli, an_unlogged_checkpoint_table_is_refused)
     free(err);
 }
 
+/* A database migrated by an older release: check names the migration it lacks, run stops at the
+ * statement that needs it, and once migrated both go on. */
+Test(cli, check_names_a_migration_not_applied)
+{
+    char config[TH_PATH_MAX];
+    th_write_stdout_config(&scope, config, "1s", 100);
+    th_migrate(config);
+    th_exec(scope.conn, "ALTER TABLE relay_checkpoints DROP COLUMN epoch;"
+                        " DELETE FROM relay_migrations WHERE name = '009_fencing_epoch.sql'");
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 4, "check exited %d on a database without 009:\n%s%s", code, out, err);
+    cr_assert_not_null(strstr(err, "lacks 1 migration of this relay: 009_fencing_epoch.sql"),
+                       "check says:\n%s", err);
+    free(out);
+    free(err);
+    code = th_run_cli(&out, &err, "run", "-c", config);
+    cr_assert_eq(code, 4, "run exited %d on a database without 009:\n%s", code, err);
+    cr_assert_not_null(strstr(err, "run `outbox-relay migrate`"), "run says:\n%s", err);
+    free(out);
+    free(err);
+    th_migrate(config);
+    code = th_run_cli(&out, &err, "check", "-c", config);
+    cr_assert_eq(code, 0, "check exited %d once migrated:\n%s", code, err);
+    cr_assert_not_null(strstr(out, "schema     every migration applied"), "check says:\n%s", out);
+    free(out);
+    free(err);
+}
+
 Test(cli, check_good_config)
 {
     char config[TH_PATH_MAX];
