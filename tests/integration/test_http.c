@@ -1,7 +1,8 @@
 /*
  * The metrics and probe endpoint (http.listen), scraped with curl as Prometheus and an
  * orchestrator would, while events flow: counters that move by exactly the events delivered,
- * readiness that follows the database, and a standby that is ready but does not lead.
+ * readiness that follows the database (stopped and started again), and a standby that is ready but
+ * does not lead.
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -15,11 +16,13 @@
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
 
+#include "../harness/cluster.h"
 #include "../harness/harness.h"
 
 #define LONG_AGO "now() - interval '1 hour'"
 
 static th_scope scope;
+static th_cluster server; /* readiness_follows_the_database's own */
 
 static void setup(void)
 {
@@ -29,6 +32,7 @@ static void setup(void)
 static void teardown(void)
 {
     th_scope_free(&scope);
+    th_clusters_free();
 }
 
 TestSuite(http, .init = setup, .fini = teardown, .timeout = 120);
@@ -165,14 +169,10 @@ Test(http, counters_move_by_exactly_the_events_delivered)
 
 Test(http, readiness_follows_the_database)
 {
-    /* A database of its own, so that refusing connections to it disturbs no other test. */
-    char db[64], sql[256], base[1024];
-    snprintf(db, sizeof db, "http_%d", (int)getpid());
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
-    th_exec(scope.conn, sql);
-    snprintf(base, sizeof base, "%s dbname=%s", th_env("RELAY_TEST_CONNINFO"), db);
+    /* A server of its own, so that stopping it disturbs no other test. */
+    th_cluster_start(&server, NULL);
     th_scope own;
-    th_scope_new_at(&own, base);
+    th_scope_new_at(&own, server.conninfo);
 
     char config[TH_PATH_MAX], err[TH_PATH_MAX];
     int port = free_port();
@@ -184,26 +184,21 @@ Test(http, readiness_follows_the_database)
     th_wait_position(&own, own.schema, 10);
     wait_probe(&own, port, "/readyz", 200, "leading");
 
-    /* The database goes away for the relay: no new session, the old one ended. */
-    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
-    th_exec(scope.conn, sql);
-    snprintf(sql, sizeof sql,
-             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-             " WHERE datname = '%s' AND application_name = '%s'",
-             db, own.schema);
-    th_exec(scope.conn, sql);
+    /* PostgreSQL stops: the relay's session ends and no new one can start. */
+    PQfinish(own.conn);
+    own.conn = NULL;
+    th_cluster_stop(&server, false);
     wait_probe(&own, port, "/readyz", 503, "database unavailable");
     wait_probe(&own, port, "/healthz", 200, "ok"); /* the loop turns: retrying is its job */
 
-    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
-    th_exec(scope.conn, sql);
+    th_cluster_restart_stopped(&server);
+    own.conn = PQconnectdb(own.harness_conninfo);
+    cr_assert_eq(PQstatus(own.conn), CONNECTION_OK, "%s", PQerrorMessage(own.conn));
     wait_probe(&own, port, "/readyz", 200, "leading");
     th_insert_events(own.conn, 5, LONG_AGO);
     th_wait_position(&own, own.schema, 15);
     th_relay_stop(&own, pid);
     th_scope_free(&own);
-    snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", db);
-    th_exec(scope.conn, sql);
 }
 
 Test(http, a_standby_is_ready_and_does_not_lead)
