@@ -466,7 +466,15 @@ time_relay_in_round() {
         perf_file=$PERF_FILE
     fi
     forget_relay_position
+    # A benchmark may run something beside a relay (bench-stdout's scraper): relay_starting and
+    # relay_timed, when it defines them, are called with the relay's index around its run.
+    if declare -F relay_starting >/dev/null; then
+        relay_starting "$index"
+    fi
     time_relay "$(relay_bin "$index")" "$perf_file"
+    if declare -F relay_timed >/dev/null; then
+        relay_timed "$index"
+    fi
     BIN_RUNS[index]="${BIN_RUNS[index]:-}${BIN_RUNS[index]:+ }$RELAY_SECONDS"
     BIN_LAST[index]=$RELAY_SECONDS
     BIN_CPU_SUM[index]=$((${BIN_CPU_SUM[index]:-0} + RELAY_CPU_TICKS))

@@ -8,13 +8,19 @@
 # its peak resident memory; per-round figures go to stderr.
 #
 #   tests/bench/bench-stdout.sh [--events N] [--batch-size N] [--aggregates N] [--rounds N]
-#                               [--timeout SECONDS] [--compare BIN] [--perf FILE]
+#                               [--timeout SECONDS] [--compare BIN] [--perf FILE] [--scrape RATE]
 #
 # --compare BIN times a second relay binary (an older build, say) in each round too, from the
 # start, against the same rows and with the same configuration (each loads the stdout plugin of
 # its own build, plugins/ beside it); the two take turns at going first. The report adds its
 # median, the CPU time of each (relay and PostgreSQL) and the median of the rounds' ratios relay
 # time / compare time: above 1 is a regression of the relay.
+#
+# --scrape RATE serves http.listen on a free local port and, while the relay (not the compare
+# binary) drains, has curl fetch /metrics RATE times a second, as a Prometheus gone wild would. With
+# --compare pointing at the same binary, "relay time / compare" is then what the scraping costs:
+# the endpoint serves a snapshot the loop publishes, so it should be 1 within the noise that the
+# same pair shows without --scrape. The report gives the scrapes answered 200 and their rate.
 #
 # --perf FILE records the relay's run in the first round (perf record -F 999 -g, the default
 # event, attached to the relay's process only) into FILE, and prints the relay's top 25 symbols at
@@ -39,13 +45,18 @@ readonly COPY_COLUMNS="id, aggregate_id, kind, aggregate_version, body::text, me
 REPORT_WIDTH=27
 
 ROUNDS=3
+SCRAPE_RATE=""
+HTTP_PORT=""
+SCRAPER_PID=""
+SCRAPES_OK=0
+SCRAPE_SECONDS=0
 # One entry per round.
 TEXT_RUNS=()
 BINARY_RUNS=()
 
 usage() {
     echo "usage: $0 [--events N] [--batch-size N] [--aggregates N] [--rounds N]" \
-        "[--timeout SECONDS] [--compare BIN] [--perf FILE]" >&2
+        "[--timeout SECONDS] [--compare BIN] [--perf FILE] [--scrape RATE]" >&2
     exit 2
 }
 
@@ -54,6 +65,7 @@ parse_arguments() {
         (($# >= 2)) || usage
         case "$1" in
         --rounds) ROUNDS=$(positive_integer "$1" "$2") ;;
+        --scrape) SCRAPE_RATE=$(positive_integer "$1" "$2") ;;
         *) parse_common_option "$1" "$2" || parse_round_option "$1" "$2" || usage ;;
         esac
         shift 2
@@ -76,6 +88,35 @@ time_copy() {
 # For the per-round lines: the relay's speed over the round's binary COPY.
 floor_text() {
     ratio_text "${BINARY_RUNS[-1]}" "$1" "binary COPY"
+}
+
+# A TCP port nothing listens on now, for http.listen.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# With --scrape, before relay $1 runs: curl fetches /metrics at SCRAPE_RATE a second, one
+# status code per line into the work directory, until relay_timed stops it. The URL's query
+# numbers the fetches (curl's globbing), which the endpoint ignores.
+relay_starting() {
+    [[ -n "$SCRAPE_RATE" && $1 -eq 0 ]] || return 0
+    SCRAPE_START=$EPOCHREALTIME
+    # The codes go to stderr, which curl does not buffer: it is killed, not let finish.
+    curl -s -o /dev/null -w '%{stderr}%{http_code}\n' --rate "$SCRAPE_RATE/s" \
+        --connect-timeout 1 "http://127.0.0.1:$HTTP_PORT/metrics?n=[1-100000000]" \
+        >/dev/null 2>"$WORK_DIR/scrapes" &
+    SCRAPER_PID=$!
+}
+
+# After relay $1 ran: stops the scraper and adds what it fetched (status 200) to the totals.
+relay_timed() {
+    [[ -n "$SCRAPER_PID" ]] || return 0
+    kill "$SCRAPER_PID" 2>/dev/null || true
+    wait "$SCRAPER_PID" 2>/dev/null || true
+    SCRAPER_PID=""
+    SCRAPE_SECONDS=$(awk -v a="$SCRAPE_SECONDS" -v b="$(seconds_since "$SCRAPE_START")" \
+        'BEGIN { printf "%.3f", a + b }')
+    SCRAPES_OK=$((SCRAPES_OK + $(grep -c '^200$' "$WORK_DIR/scrapes" || true)))
 }
 
 # One round: both COPYs, then the relays from position 0.
@@ -107,9 +148,17 @@ report_relay() {
     fi
 }
 
+# The exit trap: the scraper too, since it would go on fetching from nothing.
+cleanup() {
+    local status=$?
+    [[ -z "$SCRAPER_PID" ]] || kill "$SCRAPER_PID" 2>/dev/null || true
+    (exit "$status")
+    cleanup_relay_and_postgres
+}
+
 main() {
     parse_arguments "$@"
-    trap cleanup_relay_and_postgres EXIT
+    trap cleanup EXIT
     command -v psql >/dev/null 2>&1 || die "psql not found; run scripts/deps"
     if [[ -n "$COMPARE_BIN" ]]; then
         have_relay || die "--compare: no relay at $RELAY_BIN to compare"
@@ -118,6 +167,11 @@ main() {
 
     start_postgres
     write_config "  plugin: stdout"
+    if [[ -n "$SCRAPE_RATE" ]]; then
+        command -v curl >/dev/null 2>&1 || die "--scrape needs curl; run scripts/deps"
+        HTTP_PORT=$(free_port)
+        printf 'http:\n  listen: "127.0.0.1:%s"\n' "$HTTP_PORT" >>"$CONFIG"
+    fi
     create_schema
     preload
 
@@ -148,6 +202,10 @@ main() {
             report_relay "$index" "$binary" "$text"
         done
         report_compare
+        if [[ -n "$SCRAPE_RATE" ]]; then
+            report_line "scrapes of the relay" "$SCRAPES_OK answered 200, $(awk -v n="$SCRAPES_OK" \
+                -v s="$SCRAPE_SECONDS" 'BEGIN { printf "%.1f", (s > 0 ? n / s : 0) }')/s (asked: $SCRAPE_RATE/s)"
+        fi
     else
         report_line "relay" "skipped (not built)"
     fi
