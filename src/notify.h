@@ -9,6 +9,10 @@
 #include <stdint.h>
 
 void relay_notify_ready(void);
+/* A reload starts: RELOADING=1 with MONOTONIC_USEC, the CLOCK_MONOTONIC time in µs, which
+ * systemd (253 on, for Type=notify-reload) wants to tell this reload from an older one. READY=1
+ * ends it, whether it succeeded or kept the configuration in force. */
+void relay_notify_reloading(void);
 void relay_notify_stopping(void);
 void relay_notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
