@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -15,11 +16,18 @@ bool relay_reload_possible(const relay_pipeline *p)
     return p->pipe != RELAY_PIPE_PREFETCHING;
 }
 
+typedef struct change_count {
+    const relay_logger *log;
+    int changes;
+} change_count;
+
 /* Says what changed: WARN for what waits for a restart (the operator expected it to apply),
  * INFO for the rest. A secret's value is never written. */
 static void tell_change(const relay_config_change *c, void *arg)
 {
-    const relay_logger *log = arg;
+    change_count *count = arg;
+    const relay_logger *log = count->log;
+    count->changes++;
     if (!c->reloadable && c->secret)
         relay_warn(log,
                    "reload: %s changed (value not shown), but it takes effect only after a "
@@ -85,6 +93,26 @@ static void restart_sink(const relay_reload_target *t, relay_config *previous)
                 p->sink.api->name, err);
 }
 
+/*
+ * A file unchanged may be one that cannot change: systemd copies a credential
+ * (LoadCredential=) once, when the unit starts, and systemd 252 copies none again at a reload,
+ * so an edit of the file it came from shows only after a restart. Said, since `systemctl reload`
+ * itself reports success.
+ */
+static void tell_unchanged(const relay_logger *log, const char *path)
+{
+    const char *credentials = getenv("CREDENTIALS_DIRECTORY");
+    size_t len = credentials ? strlen(credentials) : 0;
+    if (len > 0 && strncmp(path, credentials, len) == 0 && path[len] == '/')
+        relay_warn(log,
+                   "reload: nothing changed in %s, a systemd credential: systemd copied it when "
+                   "the unit started and does not copy it again at a reload; `systemctl "
+                   "restart` the unit to apply an edit of the file it came from",
+                   path);
+    else
+        relay_info(log, "reload: nothing changed in %s", path);
+}
+
 bool relay_reload(const relay_reload_target *t)
 {
     relay_config *running = t->config;
@@ -105,7 +133,10 @@ bool relay_reload(const relay_reload_target *t)
         return false;
     }
 
-    relay_config_diff(running, &fresh, tell_change, t->log);
+    change_count count = {t->log, 0};
+    relay_config_diff(running, &fresh, tell_change, &count);
+    if (count.changes == 0)
+        tell_unchanged(t->log, running->path);
     bool new_options = !relay_config_same_sink_options(running, &fresh);
     bool new_sizes =
         fresh.batch_size != running->batch_size || fresh.batch_bytes != running->batch_bytes;

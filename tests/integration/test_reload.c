@@ -461,3 +461,26 @@ Test(reload, systemd_hears_reloading_then_ready)
     close(fd);
     th_relay_stop(&scope, pid);
 }
+
+Test(reload, an_unchanged_credential_says_that_a_restart_applies_an_edit)
+{
+    settings s = defaults();
+    write_settings(&s);
+    /* As under the unit: the config is a credential, a copy systemd made at start. */
+    setenv("CREDENTIALS_DIRECTORY", scope.dir, 1);
+    pid_t pid = start_relay("debug");
+    unsetenv("CREDENTIALS_DIRECTORY");
+    reload_and_wait(pid, "configuration reloaded");
+    char line[TH_PATH_MAX + 128];
+    snprintf(line, sizeof line, "warn  reload: nothing changed in %s, a systemd credential",
+             config);
+    cr_assert(th_file_contains(log_path, line), "no warning: %s", line);
+    th_relay_stop(&scope, pid);
+
+    /* Elsewhere a file unchanged is only that. */
+    pid = start_relay("debug");
+    reload_and_wait(pid, "configuration reloaded");
+    snprintf(line, sizeof line, "info  reload: nothing changed in %s\n", config);
+    cr_assert(th_file_contains(log_path, line), "not said: %s", line);
+    th_relay_stop(&scope, pid);
+}
