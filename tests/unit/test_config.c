@@ -1123,3 +1123,52 @@ Test(config, copy_is_deep_and_equal)
     free_config(&a);
     free_config(&b);
 }
+
+/* Each key of relay.yaml.example (its first part, above the Kafka examples) says whether a reload
+ * applies it, "# live" or "# restart": what it says must be what the code does, and every key
+ * that takes a value must say it. */
+Test(config, example_file_marks_each_key_live_or_restart)
+{
+    const char *dir = getenv("RELAY_SOURCE_DIR");
+    if (!dir)
+        cr_skip_test("RELAY_SOURCE_DIR is not set");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/relay.yaml.example", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "cannot open %s", path);
+    char line[512], stack[4][64] = {{0}};
+    size_t marked = 0, n = 0;
+    while (fgets(line, sizeof line, f) && !strstr(line, "--- Kafka")) {
+        n++;
+        /* "  key: value  # live", or a key shown commented out: "  # key: value  # restart" */
+        const char *at = line;
+        while (*at == ' ')
+            at++;
+        size_t depth = (size_t)(at - line) / 2;
+        bool commented = strncmp(at, "# ", 2) == 0;
+        if (commented)
+            at += 2;
+        size_t len = strspn(at, "abcdefghijklmnopqrstuvwxyz_");
+        if (len == 0 || at[len] != ':' || depth >= 4)
+            continue;
+        const char *value = at + len + 1;
+        bool mapping = strspn(value, " \n") == strlen(value);
+        /* A commented line is a key only with its mark; without one it is prose. */
+        if (commented && !strstr(value, "  # live") && !strstr(value, "  # restart"))
+            continue;
+        snprintf(stack[depth], sizeof stack[depth], "%.*s", (int)len, at);
+        if (mapping)
+            continue;
+        char key[256] = "";
+        for (size_t i = 0; i <= depth; i++)
+            snprintf(key + strlen(key), sizeof key - strlen(key), "%s%s", i ? "." : "", stack[i]);
+        bool live = strstr(value, "live") && strrchr(value, '#');
+        bool restart = strstr(value, "restart") && strrchr(value, '#');
+        cr_assert(live != restart, "line %zu: %s is marked neither live nor restart", n, key);
+        cr_assert_eq(live, relay_config_key_reloadable(key), "line %zu: %s is marked %s", n, key,
+                     live ? "live" : "restart");
+        marked++;
+    }
+    fclose(f);
+    cr_assert_geq(marked, 40, "only %zu keys marked", marked);
+}
