@@ -63,6 +63,10 @@ static int resize_batches(relay_pipeline *p, char *err, size_t errlen)
                     "reload: dropping the %s batch; it is read again from position %" PRId64,
                     relay_pipe_name(p->pipe), p->position);
         relay_pipe_change(p, RELAY_PIPE_IDLE);
+        /* The cut of a dropped batch watched the ids missing in it, above the position now: the
+         * watch would deliver a row that fills one late, before the events below it. The read
+         * from the position finds such rows in order. */
+        relay_gaps_trim(&p->gaps, p->position);
     }
     relay_batch_free(&p->batches[0]);
     relay_batch_free(&p->batches[1]);

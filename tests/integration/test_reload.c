@@ -484,3 +484,56 @@ Test(reload, an_unchanged_credential_says_that_a_restart_applies_an_edit)
     cr_assert(th_file_contains(log_path, line), "not said: %s", line);
     th_relay_stop(&scope, pid);
 }
+
+static bool failed_on_1_to_6(void *arg)
+{
+    (void)arg;
+    return th_file_contains(log_path, "sink failed on events 1..6");
+}
+
+Test(reload, a_new_batch_size_while_the_sink_fails_reads_the_batch_again)
+{
+    settings s = defaults();
+    write_settings(&s);
+    /* The first batch, 1..6 with id 4 missing (its transaction still open), meets a failing
+     * sink. */
+    th_write_file(fail, "on\n");
+    th_migrate(config);
+    th_insert_events(scope.conn, 3, LONG_AGO);
+    PGconn *writer = th_scope_connect(&scope);
+    th_exec(writer, "BEGIN");
+    th_exec(writer, "INSERT INTO events (aggregate_id, aggregate_type, aggregate_version, kind, "
+                    "body, created_at) VALUES ('held', 'order', 1, 'created', '{}', "
+                    "now() - interval '1 hour')");
+    th_insert_events(scope.conn, 3, LONG_AGO);
+    pid_t pid = start_relay("debug");
+    th_wait_until(&scope, TH_DEADLINE_MS, failed_on_1_to_6, NULL, "a failed flush of 1..6");
+
+    /* The batch in hand is dropped, and its gap with it: the gap is above the position again,
+     * where a read finds its row. Still watched, the row would go out late, before 1..3, and
+     * again when read. */
+    s.batch_size = 2;
+    write_settings(&s);
+    reload_and_wait(pid, "configuration reloaded");
+    th_exec(writer, "COMMIT");
+    cr_assert_eq(unlink(fail), 0);
+    th_wait_position(&scope, RELAY_NAME, 7);
+
+    /* Each once; 4 may come late (after 5: its transaction outlasted the margin of 0 s), but
+     * never before the events below it, which the position had not passed. */
+    int64_t *ids;
+    size_t n = th_read_testsink_ids(sink_out, &ids), at[8] = {0};
+    cr_assert_eq(n, 7, "%zu events delivered, expected 7", n);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(ids[i] >= 1 && ids[i] <= 7 && at[ids[i]] == 0, "line %zu: event %" PRId64, i + 1,
+                  ids[i]);
+        at[ids[i]] = i + 1;
+    }
+    free(ids);
+    for (int64_t id = 1; id <= 3; id++)
+        cr_assert_lt(at[id], at[4], "event 4 went out before event %" PRId64, id);
+    size_t smallest, largest, count;
+    batch_range(0, &smallest, &largest, &count);
+    cr_assert_leq(largest, 2, "a batch of %zu after the reload to 2", largest);
+    th_relay_stop(&scope, pid);
+}
