@@ -1,5 +1,6 @@
 /*
- * systemd service notifications (sd_notify): READY=1, STATUS=..., STOPPING=1 and watchdog pings.
+ * systemd service notifications (sd_notify): READY=1, RELOADING=1, STATUS=..., STOPPING=1 and
+ * watchdog pings.
  * Without libsystemd, or when not started by systemd (no NOTIFY_SOCKET), every call does nothing.
  */
 #ifndef RELAY_NOTIFY_H
