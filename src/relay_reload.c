@@ -2,7 +2,6 @@
 
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -105,9 +104,7 @@ static void restart_sink(const relay_reload_target *t, relay_config *previous)
  */
 static void tell_unchanged(const relay_logger *log, const char *path)
 {
-    const char *credentials = getenv("CREDENTIALS_DIRECTORY");
-    size_t len = credentials ? strlen(credentials) : 0;
-    if (len > 0 && strncmp(path, credentials, len) == 0 && path[len] == '/')
+    if (relay_permissions_is_credential(path))
         relay_warn(log,
                    "reload: nothing changed in %s, a systemd credential: systemd copied it when "
                    "the unit started and does not copy it again at a reload; `systemctl "

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -203,6 +204,17 @@ Test(reload, an_invalid_file_keeps_the_configuration_in_force)
              config);
     cr_assert(th_file_contains(log_path, expected), "the log does not say: %s", expected);
     cr_assert_eq(kill(pid, 0), 0, "the relay is gone");
+
+    /* A valid file that others may write is refused, as at start: it could name any plugin. */
+    s.batch_size = 50;
+    write_settings(&s);
+    cr_assert_eq(chmod(config, 0666), 0);
+    reload_and_wait(pid, "reload failed");
+    snprintf(expected, sizeof expected,
+             "reload failed, the configuration in force stays: config %s is writable by anyone",
+             config);
+    cr_assert(th_file_contains(log_path, expected), "the log does not say: %s", expected);
+    cr_assert_eq(chmod(config, 0644), 0);
 
     /* Events still flow, to the same sink, in batches of the old size. */
     size_t before = line_count(batches);
