@@ -1413,6 +1413,39 @@ static void value_text(const relay_config *c, const field *f, char *buf, size_t 
     }
 }
 
+static const char *option_value(const relay_config *c, const char *key)
+{
+    for (size_t i = 0; i < c->n_sink_options; i++)
+        if (strcmp(c->sink_options[i].key, key) == 0)
+            return c->sink_options[i].value;
+    return NULL;
+}
+
+/* One change per option added, removed or changed, named "sink.options.KEY"; then, if only their
+ * order differs, one for "sink.options". */
+static void diff_options(const relay_config *a, const relay_config *b, relay_config_change *change,
+                         relay_config_change_fn *fn, void *arg)
+{
+    const char *prefix = change->key;
+    char key[512];
+    bool told = false;
+    change->key = key;
+    for (int side = 0; side < 2; side++) {
+        const relay_config *from = side ? b : a, *to = side ? a : b;
+        for (size_t i = 0; i < from->n_sink_options; i++) {
+            const char *value = option_value(to, from->sink_options[i].key);
+            if (side == 0 ? same_text(value, from->sink_options[i].value) : value != NULL)
+                continue;
+            snprintf(key, sizeof key, "%s.%s", prefix, from->sink_options[i].key);
+            fn(change, arg);
+            told = true;
+        }
+    }
+    change->key = prefix;
+    if (!told && !same_options(a, b))
+        fn(change, arg);
+}
+
 static void diff_table(const relay_config *a, const relay_config *b, const field *table,
                        const char *prefix, relay_config_change_fn *fn, void *arg)
 {
@@ -1427,8 +1460,7 @@ static void diff_table(const relay_config *a, const relay_config *b, const field
                                       .reloadable = (f->flags & F_RELOAD) != 0,
                                       .secret = (f->flags & F_SECRET) != 0};
         if (f->flags & F_FREE_FORM) {
-            if (!same_options(a, b))
-                fn(&change, arg);
+            diff_options(a, b, &change, fn, arg);
             continue;
         }
         value_text(a, f, old_text, sizeof old_text);

@@ -119,7 +119,9 @@ bool relay_config_key_reloadable(const char *dotted_key);
 
 /* A key whose value differs between two configurations (relay_config_diff). */
 typedef struct relay_config_change {
-    const char *key; /* dotted, as in the file: "source.table"; "sink.options" for any option */
+    /* dotted, as in the file: "source.table", "sink.options.topic" (an option added, removed or
+     * changed; "sink.options" when only their order changed) */
+    const char *key;
     bool reloadable; /* relay_config_key_reloadable(key) */
     bool secret;     /* it may hold a password: old_value and new_value are NULL */
     const char *old_value, *new_value; /* as the file would spell them, "~" for none */

@@ -38,7 +38,7 @@ static void tell_change(const relay_config_change *c, void *arg)
                    "restart; '%s' stays in force",
                    c->key, c->old_value, c->new_value, c->old_value);
     else if (c->secret)
-        relay_info(log, "reload: %s changed (values not shown)", c->key);
+        relay_info(log, "reload: %s changed (value not shown)", c->key);
     else
         relay_info(log, "reload: %s: '%s' -> '%s'", c->key, c->old_value, c->new_value);
 }

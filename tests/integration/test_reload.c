@@ -360,7 +360,7 @@ Test(reload, new_sink_options_start_the_sink_anew_losing_nothing)
     s.tag = "b";
     write_settings(&s);
     reload_and_wait(pid, "configuration reloaded");
-    cr_assert(th_file_contains(log_path, "reload: sink.options changed (values not shown)"));
+    cr_assert(th_file_contains(log_path, "reload: sink.options.tag changed (value not shown)"));
     cr_assert(th_file_contains(log_path, "reload: sink testsink started anew"));
     char *text = th_read_file(inits, NULL);
     cr_assert_str_eq(text, "init a\ninit b\n");

@@ -1064,7 +1064,7 @@ Test(config, diff_names_each_changed_key_and_hides_secrets)
         "name restart orders invoices",       "database.conninfo restart (secret) (secret)",
         "source.table restart events other",  "source.columns.headers restart [a] [a, b]",
         "source.safety_margin live 1s 250ms", "source.batch_size live 10 20",
-        "source.mode restart margin settled", "sink.options live (secret) (secret)",
+        "source.mode restart margin settled", "sink.options.sasl.password live (secret) (secret)",
         "log.level live info debug",
     };
     cr_assert_eq(seen.n, sizeof expected / sizeof expected[0], "%zu changes", seen.n);
@@ -1171,4 +1171,27 @@ Test(config, example_file_marks_each_key_live_or_restart)
     }
     fclose(f);
     cr_assert_geq(marked, 40, "only %zu keys marked", marked);
+}
+
+Test(config, diff_names_each_sink_option_added_removed_or_changed)
+{
+    relay_config a, b, c;
+    parse_ok(MINIMAL "  options:\n    k1: x\n    k2: y\n", &a);
+    parse_ok(MINIMAL "  options:\n    k2: y\n    k3: z\n", &b);
+    parse_ok(MINIMAL "  options:\n    k2: y\n    k1: x\n", &c);
+    seen_changes seen = {0};
+    relay_config_diff(&a, &b, record_change, &seen);
+    cr_assert_eq(seen.n, 2, "%zu changes", seen.n);
+    cr_assert_str_eq(seen.lines[0], "sink.options.k1 live (secret) (secret)");
+    cr_assert_str_eq(seen.lines[1], "sink.options.k3 live (secret) (secret)");
+    cr_assert_not(relay_config_same_sink_options(&a, &b));
+
+    /* The same options in another order: said once, for the sink sees them in order. */
+    seen.n = 0;
+    relay_config_diff(&a, &c, record_change, &seen);
+    cr_assert_eq(seen.n, 1, "%zu changes", seen.n);
+    cr_assert_str_eq(seen.lines[0], "sink.options live (secret) (secret)");
+    free_config(&a);
+    free_config(&b);
+    free_config(&c);
 }
