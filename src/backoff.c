@@ -34,6 +34,15 @@ int64_t relay_backoff_next(relay_backoff *b)
     return delay;
 }
 
+void relay_backoff_configure(relay_backoff *b, int64_t initial_ms, int64_t max_ms)
+{
+    b->initial_ms = initial_ms > 0 ? initial_ms : 1;
+    b->max_ms = max_ms >= b->initial_ms ? max_ms : b->initial_ms;
+    b->ceiling_ms = b->ceiling_ms < b->initial_ms ? b->initial_ms
+                    : b->ceiling_ms > b->max_ms   ? b->max_ms
+                                                  : b->ceiling_ms;
+}
+
 void relay_backoff_reset(relay_backoff *b)
 {
     b->ceiling_ms = b->initial_ms;

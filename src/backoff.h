@@ -14,6 +14,8 @@ typedef struct relay_backoff {
 void relay_backoff_init(relay_backoff *b, int64_t initial_ms, int64_t max_ms);
 /* The delay before the next attempt: uniform in [ceiling/2, ceiling], then the ceiling doubles. */
 int64_t relay_backoff_next(relay_backoff *b);
+/* A reload's new bounds: the waits go on from where they are, within them. Cannot fail. */
+void relay_backoff_configure(relay_backoff *b, int64_t initial_ms, int64_t max_ms);
 /* After a success: start again from initial_ms. */
 void relay_backoff_reset(relay_backoff *b);
 

@@ -7,7 +7,6 @@
 int relay_cmd_run(const relay_cli_options *opts, const relay_config *config,
                   const relay_logger *log, FILE *out)
 {
-    (void)opts;
     (void)out;
-    return relay_run(config, log);
+    return relay_run(config, log, opts->has_log_level);
 }

@@ -49,6 +49,7 @@ enum {
     F_EMPTY_OK = 1 << 2,  /* "" is a meaningful value */
     F_RELOAD = 1 << 3,    /* may change on reload; see the rule above root_fields */
     F_FREE_FORM = 1 << 4, /* the keys below are not ours (sink.options: the plugin's) */
+    F_SECRET = 1 << 5,    /* may hold a password: a message names the key, never the value */
 };
 
 /* How a key's value is stored, which is what setting its default and freeing it depend on. */
@@ -900,16 +901,22 @@ static int parse_source(parse_ctx *ctx, const field *f, yaml_node_t *node, void 
 }
 
 /*
- * The keys. F_RELOAD marks those a reload (SIGHUP) may change: the ones that only pace or report
- * the work (how often, how much at once, how long to wait or back off, what to log), whose new
- * value can apply from the next batch without losing, repeating or reordering an event. The others
- * need a restart, because what they decide outlives a batch: which table and columns are read and
- * what the position means (name, table, columns, mode); when a row may go out or a gap be given up
- * (safety_margin, durable_on, gap_watch, gap_floor, ids_taken_ahead, gap_max_age); which rows may
- * be removed and how (retention.delete_after, retention.drop_partitions); what was opened
- * or loaded at start (database, notify_channel, plugin_dir, the sink plugin and its options); what
- * a refused event does to the position (on_reject); and the log's format, which whoever collects
- * the log reads one way for the whole stream.
+ * The keys. F_RELOAD marks those a reload (SIGHUP) may change: the ones that only pace, bound or
+ * report the work (how often, how much at once, how old a row must be, how long to wait or back
+ * off, what to log, the sink's options), whose new value can apply from the next batch without
+ * losing, repeating or reordering an event. The loop applies a reload between batches, with
+ * nothing in flight (relay_reload.h). The others need a restart, because what they decide
+ * outlives a batch: who the relay is and what the position means (name, database, table,
+ * columns, mode); when a gap may be given up (gap_watch, gap_floor, ids_taken_ahead,
+ * gap_max_age) or a row may go out at all (durable_on); which rows may be removed and how
+ * (retention.delete_after, retention.drop_partitions); what was opened or loaded at start
+ * (notify_channel, plugin_dir, the sink plugin, http.listen's socket); what a refused event does
+ * to the position (on_reject); and the log's format, which whoever collects the log reads one way
+ * for the whole stream.
+ *
+ * safety_margin is live: a shorter margin lets through rows of transactions that commit later
+ * than it, which the gap watch delivers late, as it does at any margin; a longer one only holds
+ * rows back.
  */
 
 static const field columns_fields[] = {
@@ -927,7 +934,7 @@ static const field columns_fields[] = {
 };
 
 static const field database_fields[] = {
-    TEXT("conninfo", parse_conninfo, conninfo, F_REQUIRED | F_EMPTY_OK, NULL),
+    TEXT("conninfo", parse_conninfo, conninfo, F_REQUIRED | F_EMPTY_OK | F_SECRET, NULL),
     TEXT("password_file", parse_password_file, password_file, F_NULLABLE, NULL),
     END,
 };
@@ -936,7 +943,7 @@ static const field source_fields[] = {
     STRING("table", table, 0, "events"),
     MAPPING("columns", parse_mapping, columns_fields, 0),
     /* a week bounds the microsecond arithmetic of the cut, and is past any sane transaction */
-    DURATION("safety_margin", safety_margin_ms, 0, 168 * MS_PER_HOUR, MS_PER_SECOND, 0),
+    DURATION("safety_margin", safety_margin_ms, 0, 168 * MS_PER_HOUR, MS_PER_SECOND, F_RELOAD),
     /* the batches are allocated at start: a reload must size them anew between batches */
     INT("batch_size", batch_size, 1, 100000, 1000, F_RELOAD),
     INT("batch_bytes", batch_bytes, 65536, 999999999, 16 * 1024 * 1024, F_RELOAD),
@@ -958,7 +965,8 @@ static const field sink_fields[] = {
     STRING("plugin", sink_plugin, F_REQUIRED, NULL),
     DURATION("flush_timeout", sink_flush_timeout_ms, 1, MS_PER_HOUR, 30 * MS_PER_SECOND, F_RELOAD),
     ENUM("on_reject", parse_on_reject, sink_on_reject, relay_on_reject, RELAY_ON_REJECT_STOP, 0),
-    MAPPING("options", parse_options, NULL, F_FREE_FORM),
+    /* live: the sink is started anew with them (relay_reload.c); any may be a password */
+    MAPPING("options", parse_options, NULL, F_FREE_FORM | F_RELOAD | F_SECRET),
     END,
 };
 
@@ -1319,4 +1327,285 @@ const char *relay_config_key_default_text(const char *dotted_key)
         p++;
     }
     return NULL;
+}
+
+/* ---- reloads ---- */
+
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_options(const relay_config *a, const relay_config *b)
+{
+    if (a->n_sink_options != b->n_sink_options)
+        return false;
+    for (size_t i = 0; i < a->n_sink_options; i++)
+        if (!same_text(a->sink_options[i].key, b->sink_options[i].key) ||
+            !same_text(a->sink_options[i].value, b->sink_options[i].value))
+            return false;
+    return true;
+}
+
+bool relay_config_same_sink_options(const relay_config *a, const relay_config *b)
+{
+    return same_options(a, b);
+}
+
+/* The enums' names, as the file spells them. */
+static const char *enum_text(const field *f, int value)
+{
+    static const char *const modes[] = {"margin", "settled"};
+    static const char *const rejects[] = {"stop", "dead_letter"};
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    static const char *const formats[] = {"text", "json"};
+    const char *const *names = NULL;
+    size_t n = 0;
+    if (f->parse == parse_mode)
+        names = modes, n = 2;
+    else if (f->parse == parse_on_reject)
+        names = rejects, n = 2;
+    else if (f->parse == parse_log_level)
+        names = levels, n = 4;
+    else if (f->parse == parse_log_format)
+        names = formats, n = 2;
+    return value >= 0 && (size_t)value < n ? names[value] : "?";
+}
+
+/* A value as the file would have it, "~" for none. Cannot fail (a long one is cut). */
+static void value_text(const relay_config *c, const field *f, char *buf, size_t len)
+{
+    const void *at = (const char *)c + f->offset;
+    switch (f->store) {
+    case STORE_STRING: {
+        const char *text = *(char *const *)at;
+        snprintf(buf, len, "%s", text ? text : "~");
+        break;
+    }
+    case STORE_LIST: {
+        char *const *items = *(char *const *const *)at;
+        size_t count = *(const size_t *)((const char *)c + f->count_offset), used = 0;
+        used += (size_t)snprintf(buf, len, "[");
+        for (size_t i = 0; i < count && used < len; i++)
+            used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", items[i]);
+        if (used < len)
+            snprintf(buf + used, len - used, "]");
+        break;
+    }
+    case STORE_INT:
+        snprintf(buf, len, "%d", *(const int *)at);
+        break;
+    case STORE_INT64:
+        if (*(const int64_t *)at < 0)
+            snprintf(buf, len, "~");
+        else
+            relay_duration_format(*(const int64_t *)at, buf, len);
+        break;
+    case STORE_BOOL:
+        snprintf(buf, len, "%s", *(const bool *)at ? "true" : "false");
+        break;
+    case STORE_ENUM:
+        snprintf(buf, len, "%s", enum_text(f, *(const int *)at));
+        break;
+    case STORE_NONE:
+        snprintf(buf, len, "?");
+        break;
+    }
+}
+
+static const char *option_value(const relay_config *c, const char *key)
+{
+    for (size_t i = 0; i < c->n_sink_options; i++)
+        if (strcmp(c->sink_options[i].key, key) == 0)
+            return c->sink_options[i].value;
+    return NULL;
+}
+
+/* One change per option added, removed or changed, named "sink.options.KEY"; then, if only their
+ * order differs, one for "sink.options". */
+static void diff_options(const relay_config *a, const relay_config *b, relay_config_change *change,
+                         relay_config_change_fn *fn, void *arg)
+{
+    const char *prefix = change->key;
+    char key[512];
+    bool told = false;
+    change->key = key;
+    for (int side = 0; side < 2; side++) {
+        const relay_config *from = side ? b : a, *to = side ? a : b;
+        for (size_t i = 0; i < from->n_sink_options; i++) {
+            const char *value = option_value(to, from->sink_options[i].key);
+            if (side == 0 ? same_text(value, from->sink_options[i].value) : value != NULL)
+                continue;
+            snprintf(key, sizeof key, "%s.%s", prefix, from->sink_options[i].key);
+            fn(change, arg);
+            told = true;
+        }
+    }
+    change->key = prefix;
+    if (!told && !same_options(a, b))
+        fn(change, arg);
+}
+
+static void diff_table(const relay_config *a, const relay_config *b, const field *table,
+                       const char *prefix, relay_config_change_fn *fn, void *arg)
+{
+    for (const field *f = table; f->key; f++) {
+        char key[128], old_text[256], new_text[256];
+        snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", f->key);
+        if (f->sub) {
+            diff_table(a, b, f->sub, key, fn, arg);
+            continue;
+        }
+        relay_config_change change = {.key = key,
+                                      .reloadable = (f->flags & F_RELOAD) != 0,
+                                      .secret = (f->flags & F_SECRET) != 0};
+        if (f->flags & F_FREE_FORM) {
+            diff_options(a, b, &change, fn, arg);
+            continue;
+        }
+        value_text(a, f, old_text, sizeof old_text);
+        value_text(b, f, new_text, sizeof new_text);
+        if (strcmp(old_text, new_text) == 0)
+            continue;
+        if (!change.secret) {
+            change.old_value = old_text;
+            change.new_value = new_text;
+        }
+        fn(&change, arg);
+    }
+}
+
+void relay_config_diff(const relay_config *a, const relay_config *b, relay_config_change_fn *fn,
+                       void *arg)
+{
+    diff_table(a, b, root_fields, "", fn, arg);
+}
+
+static void swap_bytes(void *a, void *b, size_t size)
+{
+    unsigned char tmp[sizeof(char **)];
+    _Static_assert(sizeof(char **) >= sizeof(int64_t), "the largest stored member fits");
+    memcpy(tmp, a, size);
+    memcpy(a, b, size);
+    memcpy(b, tmp, size);
+}
+
+static size_t stored_size(storage store)
+{
+    switch (store) {
+    case STORE_STRING:
+    case STORE_LIST:
+        return sizeof(char *);
+    case STORE_INT:
+    case STORE_ENUM:
+        return sizeof(int);
+    case STORE_INT64:
+        return sizeof(int64_t);
+    case STORE_BOOL:
+        return sizeof(bool);
+    case STORE_NONE:
+        break;
+    }
+    return 0;
+}
+
+static void adopt_table(relay_config *running, relay_config *fresh, const field *table)
+{
+    for (const field *f = table; f->key; f++) {
+        if (f->sub) {
+            adopt_table(running, fresh, f->sub);
+            continue;
+        }
+        if (!(f->flags & F_RELOAD))
+            continue;
+        if (f->flags & F_FREE_FORM) {
+            relay_config_swap_sink_options(running, fresh);
+            continue;
+        }
+        swap_bytes((char *)running + f->offset, (char *)fresh + f->offset, stored_size(f->store));
+        if (f->store == STORE_LIST)
+            swap_bytes((char *)running + f->count_offset, (char *)fresh + f->count_offset,
+                       sizeof(size_t));
+    }
+}
+
+void relay_config_adopt(relay_config *running, relay_config *fresh)
+{
+    adopt_table(running, fresh, root_fields);
+}
+
+void relay_config_swap_sink_options(relay_config *a, relay_config *b)
+{
+    relay_config_option *options = a->sink_options;
+    size_t n = a->n_sink_options;
+    a->sink_options = b->sink_options;
+    a->n_sink_options = b->n_sink_options;
+    b->sink_options = options;
+    b->n_sink_options = n;
+}
+
+/* Points every owned member of c at nothing, so that a copy half made can be freed. */
+static void forget_members(relay_config *c, const field *table)
+{
+    for (const field *f = table; f->key; f++) {
+        if (f->sub)
+            forget_members(c, f->sub);
+        if (f->store == STORE_STRING || f->store == STORE_LIST)
+            *(void **)((char *)c + f->offset) = NULL;
+        if (f->store == STORE_LIST)
+            *(size_t *)((char *)c + f->count_offset) = 0;
+    }
+}
+
+static int copy_members(relay_config *out, const relay_config *src, const field *table)
+{
+    for (const field *f = table; f->key; f++) {
+        if (f->sub && copy_members(out, src, f->sub) != 0)
+            return -1;
+        const char *from = (const char *)src + f->offset;
+        char *to = (char *)out + f->offset;
+        if (f->store == STORE_STRING && *(char *const *)from &&
+            !(*(char **)to = strdup(*(char *const *)from)))
+            return -1;
+        if (f->store == STORE_LIST) {
+            size_t count = *(const size_t *)((const char *)src + f->count_offset);
+            char *const *items = *(char *const *const *)from;
+            char **copy = count > 0 ? calloc(count, sizeof *copy) : NULL;
+            if (count > 0 && !copy)
+                return -1;
+            *(char ***)to = copy;
+            for (size_t i = 0; i < count; i++) {
+                if (!(copy[i] = strdup(items[i])))
+                    return -1;
+                *(size_t *)((char *)out + f->count_offset) = i + 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int relay_config_copy(relay_config *out, const relay_config *src, char *err, size_t errlen)
+{
+    *out = *src;
+    out->path = NULL;
+    out->sink_options = NULL;
+    out->n_sink_options = 0;
+    forget_members(out, root_fields);
+    int rc =
+        (src->path && !(out->path = strdup(src->path))) ? -1 : copy_members(out, src, root_fields);
+    if (rc == 0 && src->n_sink_options > 0 &&
+        !(out->sink_options = calloc(src->n_sink_options, sizeof *out->sink_options)))
+        rc = -1;
+    for (size_t i = 0; rc == 0 && i < src->n_sink_options; i++) {
+        relay_config_option *o = &out->sink_options[i];
+        out->n_sink_options = i + 1;
+        if (!(o->key = strdup(src->sink_options[i].key)) ||
+            !(o->value = strdup(src->sink_options[i].value)))
+            rc = -1;
+    }
+    if (rc != 0) {
+        relay_config_free(out);
+        snprintf(err, errlen, "out of memory copying the configuration");
+    }
+    return rc;
 }

@@ -117,6 +117,41 @@ void relay_config_free(relay_config *config);
  * A mapping ("retry") may change when every key below it may. False for unknown keys. */
 bool relay_config_key_reloadable(const char *dotted_key);
 
+/* A key whose value differs between two configurations (relay_config_diff). */
+typedef struct relay_config_change {
+    /* dotted, as in the file: "source.table", "sink.options.topic" (an option added, removed or
+     * changed; "sink.options" when only their order changed) */
+    const char *key;
+    bool reloadable; /* relay_config_key_reloadable(key) */
+    bool secret;     /* it may hold a password: old_value and new_value are NULL */
+    const char *old_value, *new_value; /* as the file would spell them, "~" for none */
+} relay_config_change;
+
+/* Told of one change; the strings are valid during the call only. */
+typedef void relay_config_change_fn(const relay_config_change *change, void *arg);
+
+/* Calls fn for each key whose value differs from a to b, in the file's order. Cannot fail. */
+void relay_config_diff(const relay_config *a, const relay_config *b, relay_config_change_fn *fn,
+                       void *arg);
+
+/* Whether both have the same sink.options, in the same order. Cannot fail. */
+bool relay_config_same_sink_options(const relay_config *a, const relay_config *b);
+
+/*
+ * Swaps the value of every reloadable key between running and fresh: running then holds fresh's
+ * values where a reload may change them and its own elsewhere, and relay_config_free(fresh) frees
+ * the values running gave up. What points into running's restart-only values (the column names,
+ * the name) stays valid. Cannot fail.
+ */
+void relay_config_adopt(relay_config *running, relay_config *fresh);
+
+/* Swaps the sink options of a and b (a reload that the sink refused is undone with it). */
+void relay_config_swap_sink_options(relay_config *a, relay_config *b);
+
+/* A deep copy of src into out, which the caller releases with relay_config_free(). Returns 0, or
+ * -1 with err (out of memory; out is then zeroed). */
+int relay_config_copy(relay_config *out, const relay_config *src, char *err, size_t errlen);
+
 /* The default of a string key ("source.columns.metadata": "metadata"); NULL when it has none or
  * is not a string key. Cannot fail. */
 const char *relay_config_key_default_text(const char *dotted_key);

@@ -1,7 +1,9 @@
 #include "notify.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "clock.h"
 #include "relay_build.h"
@@ -14,6 +16,16 @@ void relay_notify_ready(void)
 {
 #if RELAY_HAVE_SYSTEMD
     sd_notify(0, "READY=1");
+#endif
+}
+
+void relay_notify_reloading(void)
+{
+#if RELAY_HAVE_SYSTEMD
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t usec = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, usec);
 #endif
 }
 

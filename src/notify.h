@@ -1,5 +1,6 @@
 /*
- * systemd service notifications (sd_notify): READY=1, STATUS=..., STOPPING=1 and watchdog pings.
+ * systemd service notifications (sd_notify): READY=1, RELOADING=1, STATUS=..., STOPPING=1 and
+ * watchdog pings.
  * Without libsystemd, or when not started by systemd (no NOTIFY_SOCKET), every call does nothing.
  */
 #ifndef RELAY_NOTIFY_H
@@ -9,6 +10,10 @@
 #include <stdint.h>
 
 void relay_notify_ready(void);
+/* A reload starts: RELOADING=1 with MONOTONIC_USEC, the CLOCK_MONOTONIC time in µs, which
+ * systemd (253 on, for Type=notify-reload) wants to tell this reload from an older one. READY=1
+ * ends it, whether it succeeded or kept the configuration in force. */
+void relay_notify_reloading(void);
 void relay_notify_stopping(void);
 void relay_notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -26,7 +26,7 @@ int relay_permissions_refuse_writable(const char *path, const char *what, char *
 /* Whether path lies in the directory of credentials systemd made for the unit. Its mode says
  * nothing there: systemd grants the unit's user read access by an ACL, whose mask stat shows as
  * the group's bits (0440), and the directory itself is the user's alone. */
-static bool is_credential(const char *path)
+bool relay_permissions_is_credential(const char *path)
 {
     const char *dir = getenv("CREDENTIALS_DIRECTORY");
     char real_dir[PATH_MAX], real_path[PATH_MAX];
@@ -39,7 +39,8 @@ static bool is_credential(const char *path)
 static void warn_if_readable(const char *path, const char *what, const relay_logger *log)
 {
     struct stat st;
-    if (stat(path, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) && !is_credential(path))
+    if (stat(path, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) &&
+        !relay_permissions_is_credential(path))
         relay_warn(log, "%s %s can be read by %s (mode %04o): chmod go-r it", what, path,
                    st.st_mode & S_IROTH ? "anyone" : "its group", (unsigned)(st.st_mode & 07777));
 }

@@ -7,6 +7,7 @@
 #ifndef RELAY_PERMISSIONS_H
 #define RELAY_PERMISSIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -16,6 +17,10 @@
  * is not there passes: opening it says so. Returns 0, or -1 with err naming the file and its
  * mode. */
 int relay_permissions_refuse_writable(const char *path, const char *what, char *err, size_t errlen);
+
+/* Whether path lies in the directory of credentials systemd made for the unit
+ * ($CREDENTIALS_DIRECTORY), both resolved. Cannot fail: false when in doubt. */
+bool relay_permissions_is_credential(const char *path);
 
 /* Warns when the password_file, or a config whose conninfo holds a password, can be read by
  * its group or by others, unless it is one of the unit's systemd credentials

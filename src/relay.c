@@ -18,12 +18,19 @@
 #include "notify.h"
 #include "relay_connect.h"
 #include "relay_pipeline.h"
+#include "relay_reload.h"
 #include "relay_retention.h"
 #include "relay_turn.h"
 #include "signals.h"
 #include "sink_host.h"
 
 typedef struct relay_loop {
+    /* The configuration in force and the logger, the loop's own: a reload changes them in place
+     * (relay_reload.h), and the pipeline and the sink point at them. */
+    relay_config config;
+    relay_logger log;
+    bool log_level_fixed; /* --log-level outranks log.level, at a reload too */
+    bool reload_pending;  /* a SIGHUP came; applied between turns, with nothing in flight */
     relay_pipeline pipeline;
     relay_backoff backoff;
     relay_retention retention;
@@ -144,6 +151,10 @@ static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify, int64_t li
         relay_wait_result r = relay_wait(fd, wait_slice(l, left));
         if (r == RELAY_WAIT_STOP)
             return true;
+        /* The loop applies it between turns: a wait is cut short rather than the reload held
+         * up for as long as a poll or a backoff lasts. */
+        if (r == RELAY_WAIT_RELOAD)
+            return false;
         /* A broken connection stays readable: wait out the rest without it, and let the next
          * query find the break. */
         if (r == RELAY_WAIT_READABLE && !PQconsumeInput(p->conn)) {
@@ -289,13 +300,21 @@ static int run_turns(relay_loop *l)
 {
     relay_pipeline *p = &l->pipeline;
     char err[2048];
-    bool reload_noted = false;
+    const relay_reload_target reload = {.config = &l->config,
+                                        .log = &l->log,
+                                        .log_level_fixed = l->log_level_fixed,
+                                        .pipeline = p,
+                                        .backoff = &l->backoff,
+                                        .retention = &l->retention};
     while (!relay_stop_requested()) {
         relay_watchdog_feed(&l->watchdog);
-        if (relay_reload_requested() && !reload_noted) {
-            relay_warn(p->log, "SIGHUP: reloading the configuration is not supported yet; "
-                               "restart the relay to apply changes");
-            reload_noted = true;
+        /* Between turns the hand, if any, is acknowledged, or waits for its durability or for a
+         * failing sink: the position has not passed an unacknowledged event (relay_reload.h). */
+        l->reload_pending = relay_reload_requested() || l->reload_pending;
+        if (l->reload_pending && relay_reload_possible(p)) {
+            l->reload_pending = false;
+            relay_reload(&reload);
+            report_status(l, true);
         }
         uint64_t acks = p->sink_acks;
         bool turned = p->pipe != RELAY_PIPE_CLOSED && p->pipe != RELAY_PIPE_STANDBY;
@@ -354,13 +373,11 @@ static int run_turns(relay_loop *l)
     return RELAY_EXIT_OK;
 }
 
-int relay_run(const relay_config *config, const relay_logger *log)
+static int run_loop(relay_loop *l, const relay_config *config, const relay_logger *log)
 {
-    relay_loop l;
-    memset(&l, 0, sizeof l);
-    relay_watchdog_init(&l.watchdog);
-    relay_backoff_init(&l.backoff, config->retry_initial_ms, config->retry_max_ms);
-    relay_pipeline *p = &l.pipeline;
+    relay_watchdog_init(&l->watchdog);
+    relay_backoff_init(&l->backoff, config->retry_initial_ms, config->retry_max_ms);
+    relay_pipeline *p = &l->pipeline;
 
     char err[1024];
     if (relay_signals_install() != 0) {
@@ -377,20 +394,20 @@ int relay_run(const relay_config *config, const relay_logger *log)
         return RELAY_EXIT_SINK;
     }
     relay_info(log, "sink %s loaded from %s", p->sink.api->name, p->sink.path);
-    p->sink.watchdog = &l.watchdog;
-    p->sink.metrics = &l.metrics;
+    p->sink.watchdog = &l->watchdog;
+    p->sink.metrics = &l->metrics;
 
     /* After the sink: an endpoint that says "ready" must have a sink behind it. */
     if (config->http_listen) {
-        if (relay_http_start(&l.http, config->http_listen, config->name, &l.watchdog.alive_ms,
-                             health_ms(&l), err, sizeof err) != 0) {
+        if (relay_http_start(&l->http, config->http_listen, config->name, &l->watchdog.alive_ms,
+                             health_ms(l), err, sizeof err) != 0) {
             relay_error(log, "%s", err);
             relay_sink_unload(&p->sink);
             relay_pipeline_free(p);
             return RELAY_EXIT_CONFIG;
         }
         relay_info(log, "serving /metrics, /healthz and /readyz on %s", config->http_listen);
-        publish_metrics(&l);
+        publish_metrics(l);
     }
 
     /* Ready once the sink is up: a database outage is part of normal running (STATUS= says so),
@@ -398,7 +415,7 @@ int relay_run(const relay_config *config, const relay_logger *log)
     relay_notify_ready();
     relay_info(log, "relay '%s' started", config->name);
 
-    int exit_code = run_turns(&l);
+    int exit_code = run_turns(l);
 
     relay_notify_stopping();
     /* Not behind a fetch still in flight: that is a sink's fatal error, stopping at once. */
@@ -410,8 +427,33 @@ int relay_run(const relay_config *config, const relay_logger *log)
                    "stopped at position %" PRId64 " (stored) after delivering %" PRIu64
                    " events (and %" PRIu64 " again after a reconnect)",
                    p->stored_position, p->delivered, p->redelivered);
-    relay_http_stop(&l.http);
+    relay_http_stop(&l->http);
     relay_sink_unload(&p->sink);
     relay_pipeline_free(p);
+    return exit_code;
+}
+
+/* The loop's own copies of the configuration and the logger, which a reload changes. */
+static int take_config(relay_loop *l, const relay_config *config, const relay_logger *log,
+                       bool log_level_fixed, char *err, size_t errlen)
+{
+    l->log = *log;
+    l->log_level_fixed = log_level_fixed;
+    return relay_config_copy(&l->config, config, err, errlen);
+}
+
+int relay_run(const relay_config *initial, const relay_logger *initial_log, bool log_level_fixed)
+{
+    relay_loop l;
+    memset(&l, 0, sizeof l);
+    char err[1024];
+    if (take_config(&l, initial, initial_log, log_level_fixed, err, sizeof err) != 0) {
+        relay_error(initial_log, "%s", err);
+        return RELAY_EXIT_RUNTIME;
+    }
+    const relay_config *config = &l.config;
+    const relay_logger *log = &l.log;
+    int exit_code = run_loop(&l, config, log);
+    relay_config_free(&l.config);
     return exit_code;
 }

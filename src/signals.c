@@ -87,10 +87,11 @@ relay_wait_result relay_wait(int fd, int64_t timeout_ms)
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
     sigprocmask(SIG_BLOCK, &block, &saved);
-    if (stop_signal) {
+    if (stop_signal || reload_signal) {
         sigprocmask(SIG_SETMASK, &saved, NULL);
-        return RELAY_WAIT_STOP;
+        return stop_signal ? RELAY_WAIT_STOP : RELAY_WAIT_RELOAD;
     }
 
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -101,5 +102,7 @@ relay_wait_result relay_wait(int fd, int64_t timeout_ms)
     sigprocmask(SIG_SETMASK, &saved, NULL);
     if (stop_signal)
         return RELAY_WAIT_STOP;
+    if (reload_signal)
+        return RELAY_WAIT_RELOAD;
     return ready > 0 ? RELAY_WAIT_READABLE : RELAY_WAIT_TIMEOUT;
 }

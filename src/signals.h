@@ -22,17 +22,20 @@ bool relay_stop_requested(void);
  * loop is still waiting on the server. Set it after every connect, -1 before closing. */
 void relay_signals_set_stop_socket(int fd);
 
-/* True once per SIGHUP received since the last call. */
+/* True once per SIGHUP received since the last call: SIGHUPs that come together make one
+ * reload. */
 bool relay_reload_requested(void);
 
 typedef enum relay_wait_result {
     RELAY_WAIT_TIMEOUT = 0,
     RELAY_WAIT_READABLE = 1, /* fd has input */
     RELAY_WAIT_STOP = 2,     /* a stop was requested */
+    RELAY_WAIT_RELOAD = 3,   /* a SIGHUP came and is not taken yet (relay_reload_requested) */
 } relay_wait_result;
 
 /*
- * Waits until fd (when >= 0) is readable, timeout_ms has passed, or a stop was requested.
+ * Waits until fd (when >= 0) is readable, timeout_ms has passed, a stop was requested, or a
+ * reload (which a stop outranks).
  * Race-free: a signal arriving just before the wait still ends it (signals are blocked between the
  * flag check and an atomic unblock in ppoll).
  */

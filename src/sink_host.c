@@ -245,6 +245,20 @@ relay_sink_status relay_sink_init(relay_sink *sink, const relay_config_option *o
     return status;
 }
 
+relay_sink_status relay_sink_reinit(relay_sink *sink, const relay_config_option *options,
+                                    size_t n_options, char *err, size_t errlen)
+{
+    void *old = sink->state;
+    relay_sink_status status = relay_sink_init(sink, options, n_options, err, errlen);
+    if (status != RELAY_SINK_OK) {
+        sink->state = old;
+        return status;
+    }
+    if (old != NULL)
+        sink->api->destroy(old);
+    return RELAY_SINK_OK;
+}
+
 void relay_sink_forget_rejections(relay_sink *sink)
 {
     sink->n_rejections = 0;

@@ -50,6 +50,17 @@ int relay_sink_load(relay_sink *sink, const char *path, const relay_logger *log,
 relay_sink_status relay_sink_init(relay_sink *sink, const relay_config_option *options,
                                   size_t n_options, char *err, size_t errlen);
 
+/*
+ * Starts a new instance of the loaded plugin with options, and only once it is up destroys the
+ * one in use: a sink whose new options it refuses goes on with the old ones, so the relay keeps a
+ * working sink either way. The two instances coexist for the length of the init (sink.h allows
+ * it); call it only when the current instance has nothing unacknowledged that matters (the relay:
+ * between batches, its hand acknowledged or to be handed over again). Returns the init's status;
+ * on failure err says why and the old instance is still in use.
+ */
+relay_sink_status relay_sink_reinit(relay_sink *sink, const relay_config_option *options,
+                                    size_t n_options, char *err, size_t errlen);
+
 /* The hand-over's rejections are recorded (or the hand-over is abandoned): forgets them, so that
  * no later commit records them again. */
 void relay_sink_forget_rejections(relay_sink *sink);

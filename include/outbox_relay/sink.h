@@ -190,7 +190,11 @@ typedef struct relay_sink_api {
     const char *name;
 
     /* Creates the sink's state from its options. On failure returns RETRY or FATAL and writes a
-     * message into err (NUL-terminated, at most errlen bytes); *state is then ignored. */
+     * message into err (NUL-terminated, at most errlen bytes); *state is then ignored. A reload
+     * of the relay's configuration that changes the options calls init again while the old
+     * state still exists (nothing of it is pending: the relay flushed it, or will hand its
+     * events over again), and destroys the old state only once the new init succeeded; so two
+     * states of a sink may exist at once, for the length of an init. */
     relay_sink_status (*init)(const relay_sink_host *host, const relay_sink_option *options,
                               size_t n_options, void **state, char *err, size_t errlen);
 

@@ -41,6 +41,44 @@ static bool is_zeroed(const relay_config *config)
     return memcmp(config, &zero, sizeof zero) == 0;
 }
 
+/* A reload's report of what changed: it names secrets but never says their values. */
+static void check_change(const relay_config_change *c, void *arg)
+{
+    int *changes = arg;
+    (*changes)++;
+    bool secret = strcmp(c->key, "database.conninfo") == 0 ||
+                  strncmp(c->key, "sink.options", strlen("sink.options")) == 0;
+    FUZZ_CHECK(c->secret == secret, "%s is %s secret", c->key, c->secret ? "" : "not");
+    FUZZ_CHECK(c->secret ? !c->old_value && !c->new_value : c->old_value && c->new_value,
+               "%s: values %s", c->key, c->secret ? "shown" : "missing");
+    FUZZ_CHECK(c->reloadable == relay_config_key_reloadable(c->key), "%s: reloadable differs",
+               c->key);
+}
+
+/* What a reload does with the parsed config: a copy equals it, a diff against another hides
+ * secrets, and adopting swaps values without a leak or a double free. */
+static void check_reload(const relay_config *config)
+{
+    static const char other_text[] = "name: other\ndatabase:\n  conninfo: \"dbname=x "
+                                     "password=p\"\nsink:\n  plugin: stdout\n  options:\n"
+                                     "    k: v\n";
+    relay_config copy, other;
+    char err[512];
+    if (relay_config_copy(&copy, config, err, sizeof err) != 0)
+        return;
+    int changes = 0;
+    relay_config_diff(config, &copy, check_change, &changes);
+    FUZZ_CHECK(changes == 0, "a copy differs from its original in %d keys", changes);
+    FUZZ_CHECK(relay_config_same_sink_options(config, &copy), "a copy has other sink options");
+    if (relay_config_parse("other.yaml", other_text, sizeof other_text - 1, &other, err,
+                           sizeof err) == 0) {
+        relay_config_diff(&copy, &other, check_change, &changes);
+        relay_config_adopt(&copy, &other);
+        relay_config_free(&other);
+    }
+    relay_config_free(&copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* A copy of exactly size bytes: a read past the end is AddressSanitizer's to see. */
@@ -77,6 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_duration(config.retention_interval_ms);
     if (relay_retention_enabled(&config))
         check_duration(config.retention_delete_after_ms);
+    check_reload(&config);
     relay_config_free(&config);
     free(text);
     return 0;

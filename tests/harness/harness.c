@@ -506,9 +506,17 @@ int th_run_cli_argv(char **out, char **err, const char *const args[])
 pid_t th_relay_start(th_scope *s, const char *config, const char *stdout_path,
                      const char *stderr_path)
 {
+    return th_relay_start_at_level(s, config, stdout_path, stderr_path, "debug");
+}
+
+pid_t th_relay_start_at_level(th_scope *s, const char *config, const char *stdout_path,
+                              const char *stderr_path, const char *level)
+{
     if (s->n_relays == TH_MAX_RELAYS)
         cr_assert_fail("more than %d relays in one test", TH_MAX_RELAYS);
-    const char *argv[] = {th_env("RELAY_BIN"), "run", "-c", config, "--log-level", "debug", NULL};
+    const char *argv[] = {th_env("RELAY_BIN"), "run", "-c", config, "--log-level", level, NULL};
+    if (!level)
+        argv[4] = NULL;
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);

@@ -100,6 +100,9 @@ int th_run_cli_argv(char **out, char **err, const char *const args[]);
  * stderr, th_scope_free kills it. */
 pid_t th_relay_start(th_scope *s, const char *config, const char *stdout_path,
                      const char *stderr_path);
+/* The same at a log level of the config's choosing (level NULL: no --log-level), or level's. */
+pid_t th_relay_start_at_level(th_scope *s, const char *config, const char *stdout_path,
+                              const char *stderr_path, const char *level);
 void th_relay_signal(pid_t pid, int sig);
 /* Waits for the relay to exit; returns its exit code, or 128 + signal number. Past deadline_ms
  * the relay is killed with SIGKILL and the test fails. */

@@ -1366,6 +1366,48 @@ Test(kafka, the_watchdog_is_fed_while_a_flush_waits)
     th_relay_stop(&scope, pid);
 }
 
+/* ---- a reload with new options -------------------------------------------------------- */
+
+static const char *const TWO_TOPICS[] = {"orders.a", "orders.b"};
+
+Test(kafka, a_reload_with_a_new_topic_starts_a_new_producer)
+{
+    kt_cluster_start(&kafka, TWO_TOPICS, 2, 3);
+    char config[TH_PATH_MAX], edited[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 16, "orders.a", "", "", "");
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_migrate(config);
+    insert_events(100);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    kt_wait_ids(&kafka, 1, 100);
+
+    /* The same file with another topic: the relay reads its own path again. */
+    write_kafka_config(edited, 16, "orders.b", "", "", "");
+    char *text = th_read_file(edited, NULL);
+    th_write_file(config, "%s", text);
+    free(text);
+    th_relay_signal(pid, SIGHUP);
+    text_goal reloaded = {err, "reload: sink kafka started anew"};
+    th_wait_until(&scope, TH_DEADLINE_MS, file_contains, &reloaded, "the sink started anew");
+
+    insert_events(100);
+    kt_wait_ids(&kafka, 101, 200);
+    th_wait_position(&scope, RELAY_NAME, 200);
+    th_relay_stop(&scope, pid);
+    kt_collect(&kafka);
+
+    /* No fault: each event once, those before the reload on the old topic, the rest on the
+     * new one, both producers' deliveries acknowledged. */
+    cr_assert_eq(kafka.n_messages, 200, "%zu messages for 200 events", kafka.n_messages);
+    for (size_t i = 0; i < kafka.n_messages; i++) {
+        const kt_message *m = &kafka.messages[i];
+        cr_assert_eq(kt_times_seen(&kafka, m->id), 1, "event %" PRId64 " arrived %u times", m->id,
+                     kt_times_seen(&kafka, m->id));
+        cr_assert_str_eq(m->topic, m->id <= 100 ? "orders.a" : "orders.b", "event %" PRId64, m->id);
+    }
+}
+
 /* ---- check reaches the cluster ------------------------------------------------------------ */
 
 Test(kafka, check_reaches_the_cluster)

@@ -323,9 +323,21 @@ Test(config, headers_errors)
 Test(config, reloadable_keys)
 {
     static const char *const reloadable[] = {
-        "source.batch_size",  "source.poll_interval", "source.max_wait",    "source.max_gaps",
-        "sink.flush_timeout", "retry.initial",        "retry.max",          "retry",
-        "log.level",          "retention.batch_size", "retention.interval",
+        "source.batch_size",
+        "source.poll_interval",
+        "source.max_wait",
+        "source.max_gaps",
+        "sink.flush_timeout",
+        "retry.initial",
+        "retry.max",
+        "retry",
+        "log.level",
+        "retention.batch_size",
+        "retention.interval",
+        "source.safety_margin",
+        "sink.options",
+        "sink.options.topic",
+        "sink.options.properties.bootstrap.servers",
     };
     static const char *const restart[] = {
         "name",
@@ -345,7 +357,6 @@ Test(config, reloadable_keys)
         "source.columns.aggregate_type",
         "source.columns.event_id",
         "source.columns.headers",
-        "source.safety_margin",
         "source.mode",
         "source.gap_watch",
         "source.gap_floor",
@@ -356,15 +367,14 @@ Test(config, reloadable_keys)
         "sink",
         "sink.plugin",
         "sink.on_reject",
-        "sink.options",
-        "sink.options.topic",
-        "sink.options.properties.bootstrap.servers",
         "plugin_dir",
         "log",
         "log.format",
         "retention",
         "retention.delete_after",
         "retention.drop_partitions",
+        "http",
+        "http.listen",
     };
     for (size_t i = 0; i < sizeof reloadable / sizeof reloadable[0]; i++)
         cr_assert(relay_config_key_reloadable(reloadable[i]), "%s", reloadable[i]);
@@ -1012,4 +1022,176 @@ Test(config, a_credential_without_its_directory_is_a_config_error)
     assert_error(text, "t.yaml:4:18: database.password_file: environment variable "
                        "CREDENTIALS_DIRECTORY is not an absolute path: systemd sets it for a unit "
                        "with LoadCredential=");
+}
+
+/* ---- reloads: what changed, and what a running configuration takes of a new one ---- */
+
+typedef struct seen_changes {
+    char lines[16][512];
+    size_t n;
+} seen_changes;
+
+static void record_change(const relay_config_change *c, void *arg)
+{
+    seen_changes *seen = arg;
+    cr_assert_lt(seen->n, 16, "too many changes");
+    snprintf(seen->lines[seen->n++], sizeof seen->lines[0], "%s %s %s %s", c->key,
+             c->reloadable ? "live" : "restart", c->old_value ? c->old_value : "(secret)",
+             c->new_value ? c->new_value : "(secret)");
+}
+
+#define RELOAD_OLD                                                                                 \
+    "name: orders\ndatabase:\n  conninfo: \"dbname=app password=old-secret\"\n"                    \
+    "source:\n  table: events\n  batch_size: 10\n  safety_margin: 1s\n  mode: margin\n"            \
+    "  columns:\n    headers: [a]\n"                                                               \
+    "sink:\n  plugin: stdout\n  options:\n    sasl.password: old-pw\n"                             \
+    "log:\n  level: info\n"
+#define RELOAD_NEW                                                                                 \
+    "name: invoices\ndatabase:\n  conninfo: \"dbname=app password=new-secret\"\n"                  \
+    "source:\n  table: other\n  batch_size: 20\n  safety_margin: 250ms\n  mode: settled\n"         \
+    "  columns:\n    headers: [a, b]\n"                                                            \
+    "sink:\n  plugin: stdout\n  options:\n    sasl.password: new-pw\n"                             \
+    "log:\n  level: debug\n"
+
+Test(config, diff_names_each_changed_key_and_hides_secrets)
+{
+    relay_config a, b;
+    parse_ok(RELOAD_OLD, &a);
+    parse_ok(RELOAD_NEW, &b);
+    seen_changes seen = {0};
+    relay_config_diff(&a, &b, record_change, &seen);
+    const char *expected[] = {
+        "name restart orders invoices",       "database.conninfo restart (secret) (secret)",
+        "source.table restart events other",  "source.columns.headers restart [a] [a, b]",
+        "source.safety_margin live 1s 250ms", "source.batch_size live 10 20",
+        "source.mode restart margin settled", "sink.options.sasl.password live (secret) (secret)",
+        "log.level live info debug",
+    };
+    cr_assert_eq(seen.n, sizeof expected / sizeof expected[0], "%zu changes", seen.n);
+    for (size_t i = 0; i < seen.n; i++)
+        cr_assert_str_eq(seen.lines[i], expected[i]);
+
+    seen.n = 0;
+    relay_config_diff(&a, &a, record_change, &seen);
+    cr_assert_eq(seen.n, 0, "a configuration differs from itself: %s", seen.lines[0]);
+    free_config(&a);
+    free_config(&b);
+}
+
+Test(config, adopt_takes_live_keys_and_keeps_the_rest)
+{
+    relay_config running, fresh;
+    parse_ok(RELOAD_OLD, &running);
+    parse_ok(RELOAD_NEW, &fresh);
+    char **headers = running.columns.headers; /* batches point at them: they must not move */
+    relay_config_adopt(&running, &fresh);
+
+    cr_assert_eq(running.batch_size, 20);
+    cr_assert_eq(running.safety_margin_ms, 250);
+    cr_assert_eq(running.log_level, RELAY_LOG_DEBUG);
+    cr_assert_str_eq(option(&running, "sasl.password"), "new-pw");
+    cr_assert_str_eq(running.name, "orders");
+    cr_assert_str_eq(running.table, "events");
+    cr_assert_eq(running.mode, RELAY_MODE_MARGIN);
+    cr_assert_eq(running.columns.headers, headers);
+    cr_assert_eq(running.columns.n_headers, 1);
+    cr_assert(strstr(running.conninfo, "old-secret"));
+    /* fresh holds what running gave up, and frees it */
+    cr_assert_eq(fresh.batch_size, 10);
+    cr_assert_str_eq(option(&fresh, "sasl.password"), "old-pw");
+
+    relay_config_swap_sink_options(&running, &fresh);
+    cr_assert_str_eq(option(&running, "sasl.password"), "old-pw");
+    free_config(&fresh);
+    free_config(&running);
+}
+
+Test(config, copy_is_deep_and_equal)
+{
+    relay_config a, b;
+    parse_ok(RELOAD_NEW, &a);
+    char err[256] = "";
+    cr_assert_eq(relay_config_copy(&b, &a, err, sizeof err), 0, "%s", err);
+    seen_changes seen = {0};
+    relay_config_diff(&a, &b, record_change, &seen);
+    cr_assert_eq(seen.n, 0, "the copy differs: %s", seen.lines[0]);
+    cr_assert(relay_config_same_sink_options(&a, &b));
+    cr_assert_neq(a.name, b.name);
+    cr_assert_neq(a.columns.headers, b.columns.headers);
+    cr_assert_neq(a.sink_options, b.sink_options);
+    cr_assert_str_eq(b.path, "t.yaml");
+    free_config(&a);
+    free_config(&b);
+}
+
+/* Each key of relay.yaml.example (its first part, above the Kafka examples) says whether a reload
+ * applies it, "# live" or "# restart": what it says must be what the code does, and every key
+ * that takes a value must say it. */
+Test(config, example_file_marks_each_key_live_or_restart)
+{
+    const char *dir = getenv("RELAY_SOURCE_DIR");
+    if (!dir)
+        cr_skip_test("RELAY_SOURCE_DIR is not set");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/relay.yaml.example", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "cannot open %s", path);
+    char line[512], stack[4][64] = {{0}};
+    size_t marked = 0, n = 0;
+    while (fgets(line, sizeof line, f) && !strstr(line, "--- Kafka")) {
+        n++;
+        /* "  key: value  # live", or a key shown commented out: "  # key: value  # restart" */
+        const char *at = line;
+        while (*at == ' ')
+            at++;
+        size_t depth = (size_t)(at - line) / 2;
+        bool commented = strncmp(at, "# ", 2) == 0;
+        if (commented)
+            at += 2;
+        size_t len = strspn(at, "abcdefghijklmnopqrstuvwxyz_");
+        if (len == 0 || at[len] != ':' || depth >= 4)
+            continue;
+        const char *value = at + len + 1;
+        bool mapping = strspn(value, " \n") == strlen(value);
+        /* A commented line is a key only with its mark; without one it is prose. */
+        if (commented && !strstr(value, "  # live") && !strstr(value, "  # restart"))
+            continue;
+        snprintf(stack[depth], sizeof stack[depth], "%.*s", (int)len, at);
+        if (mapping)
+            continue;
+        char key[256] = "";
+        for (size_t i = 0; i <= depth; i++)
+            snprintf(key + strlen(key), sizeof key - strlen(key), "%s%s", i ? "." : "", stack[i]);
+        bool live = strstr(value, "live") && strrchr(value, '#');
+        bool restart = strstr(value, "restart") && strrchr(value, '#');
+        cr_assert(live != restart, "line %zu: %s is marked neither live nor restart", n, key);
+        cr_assert_eq(live, relay_config_key_reloadable(key), "line %zu: %s is marked %s", n, key,
+                     live ? "live" : "restart");
+        marked++;
+    }
+    fclose(f);
+    cr_assert_geq(marked, 40, "only %zu keys marked", marked);
+}
+
+Test(config, diff_names_each_sink_option_added_removed_or_changed)
+{
+    relay_config a, b, c;
+    parse_ok(MINIMAL "  options:\n    k1: x\n    k2: y\n", &a);
+    parse_ok(MINIMAL "  options:\n    k2: y\n    k3: z\n", &b);
+    parse_ok(MINIMAL "  options:\n    k2: y\n    k1: x\n", &c);
+    seen_changes seen = {0};
+    relay_config_diff(&a, &b, record_change, &seen);
+    cr_assert_eq(seen.n, 2, "%zu changes", seen.n);
+    cr_assert_str_eq(seen.lines[0], "sink.options.k1 live (secret) (secret)");
+    cr_assert_str_eq(seen.lines[1], "sink.options.k3 live (secret) (secret)");
+    cr_assert_not(relay_config_same_sink_options(&a, &b));
+
+    /* The same options in another order: said once, for the sink sees them in order. */
+    seen.n = 0;
+    relay_config_diff(&a, &c, record_change, &seen);
+    cr_assert_eq(seen.n, 1, "%zu changes", seen.n);
+    cr_assert_str_eq(seen.lines[0], "sink.options live (secret) (secret)");
+    free_config(&a);
+    free_config(&b);
+    free_config(&c);
 }

@@ -9,6 +9,11 @@
  *   init_error         text: init fails FATAL with it.
  *   reject_ids         comma-separated event ids ("3,7") that the destination refuses for good:
  *                      flush reports each through host->reject and does not write it to `out`.
+ *   batches            path: every successful flush appends the number of events delivered
+ *                      since the last flush, one line each (how the relay cut its batches).
+ *   inits              path: every successful init appends "init TAG", TAG the option `tag`
+ *                      (or "-"): a reload that starts the sink anew shows as a second line.
+ *   tag                text: does nothing but show in `inits`.
  *
  * A failed flush drops what was pending: the relay hands those events over again, so `out` holds
  * exactly what flush accepted.
@@ -29,6 +34,10 @@ typedef struct testsink {
     char *out;
     char *fail_while_exists; /* NULL when not set */
     char *attempts;          /* NULL when not set */
+    char *batches;           /* NULL when not set */
+    char *inits;             /* NULL when not set */
+    char *tag;               /* NULL when not set */
+    size_t pending_events;   /* delivered since the last flush */
     char *pending;           /* the lines delivered since the last flush, owned */
     size_t pending_len;
     size_t pending_cap;
@@ -48,6 +57,9 @@ static void testsink_destroy(void *state)
     free(sink->out);
     free(sink->fail_while_exists);
     free(sink->attempts);
+    free(sink->batches);
+    free(sink->inits);
+    free(sink->tag);
     free(sink->pending);
     free(sink->reject_ids);
     free(sink->pending_rejects);
@@ -100,6 +112,9 @@ static int testsink_parse_reject_ids(testsink *sink, const char *value, char *er
     return 0;
 }
 
+static int testsink_append(const char *path, const char *text, size_t len, char *err,
+                           size_t errlen);
+
 static bool testsink_refuses(const testsink *sink, int64_t id)
 {
     for (size_t i = 0; i < sink->n_reject_ids; i++) {
@@ -133,6 +148,12 @@ static relay_sink_status testsink_init(const relay_sink_host *host,
             slot = &sink->fail_while_exists;
         } else if (strcmp(key, "attempts") == 0) {
             slot = &sink->attempts;
+        } else if (strcmp(key, "batches") == 0) {
+            slot = &sink->batches;
+        } else if (strcmp(key, "inits") == 0) {
+            slot = &sink->inits;
+        } else if (strcmp(key, "tag") == 0) {
+            slot = &sink->tag;
         } else if (strcmp(key, "reject_ids") == 0) {
             if (testsink_parse_reject_ids(sink, value, err, errlen) != 0) {
                 testsink_destroy(sink);
@@ -155,6 +176,15 @@ static relay_sink_status testsink_init(const relay_sink_host *host,
         testsink_destroy(sink);
         return RELAY_SINK_FATAL;
     }
+    if (sink->inits != NULL) {
+        char line[512];
+        int n = snprintf(line, sizeof line, "init %s\n", sink->tag ? sink->tag : "-");
+        if (testsink_append(sink->inits, line, (size_t)n < sizeof line ? (size_t)n : 0, err,
+                            errlen) != 0) {
+            testsink_destroy(sink);
+            return RELAY_SINK_FATAL;
+        }
+    }
     host->log(host->ctx, RELAY_SINK_LOG_INFO, "writing to %s", sink->out);
     *state = sink;
     return RELAY_SINK_OK;
@@ -166,6 +196,7 @@ static relay_sink_status testsink_deliver(void *state, const relay_sink_batch *b
     testsink *sink = state;
     for (size_t i = 0; i < batch->count; i++) {
         const relay_sink_event *e = relay_sink_batch_event(batch, i);
+        sink->pending_events++;
         if (testsink_refuses(sink, e->id)) {
             /* Reported at flush, as a broker's refusal arrives with the delivery reports. */
             if (sink->n_pending_rejects < sink->n_reject_ids)
@@ -242,12 +273,19 @@ static relay_sink_status testsink_flush(void *state, int timeout_ms, char *err, 
     } else if (testsink_append(sink->out, sink->pending, sink->pending_len, err, errlen) != 0) {
         status = RELAY_SINK_RETRY;
     }
+    if (status == RELAY_SINK_OK && sink->batches != NULL && sink->pending_events > 0) {
+        char line[32];
+        int n = snprintf(line, sizeof line, "%zu\n", sink->pending_events);
+        if (testsink_append(sink->batches, line, (size_t)n, err, errlen) != 0)
+            status = RELAY_SINK_RETRY;
+    }
     if (status == RELAY_SINK_OK) {
         for (size_t i = 0; i < sink->n_pending_rejects; i++)
             sink->host->reject(sink->host->ctx, sink->pending_rejects[i],
                                "testsink: refused on purpose");
     }
     sink->pending_len = 0;
+    sink->pending_events = 0;
     sink->n_pending_rejects = 0;
 
     /* Recorded last, so that a test seeing "ok" also sees the events in `out`. */
