@@ -10,21 +10,6 @@
 #include "redeliver.h"
 #include "source.h"
 
-/* ids as a bigint[] literal, "{3,7}" (the caller frees it), or NULL (out of memory). */
-static char *id_array(const int64_t *ids, size_t n)
-{
-    char *array = malloc(n * 21 + 3);
-    if (!array)
-        return NULL;
-    size_t used = 0;
-    array[used++] = '{';
-    for (size_t i = 0; i < n; i++)
-        used += (size_t)sprintf(array + used, "%s%" PRId64, i > 0 ? "," : "", ids[i]);
-    array[used++] = '}';
-    array[used] = '\0';
-    return array;
-}
-
 /* Whether the ascending ids hold id. */
 static bool holds(const int64_t *ids, size_t n, int64_t id)
 {
@@ -47,18 +32,21 @@ static size_t log_missing(const relay_logger *log, const char *what, const int64
                           size_t n_wanted, const int64_t *have, size_t n_have)
 {
     char list[1024] = "";
-    size_t missing = 0, used = 0;
+    size_t missing = 0, used = 0, listed = 0;
     for (size_t i = 0; i < n_wanted; i++) {
         if (holds(have, n_have, wanted[i]))
             continue;
-        if (used < sizeof list - 32)
+        /* "event " and 20 digits and ", " fit in 32; the rest is counted. */
+        if (used < sizeof list - 32) {
             used += (size_t)snprintf(list + used, sizeof list - used, "%sevent %" PRId64,
                                      missing > 0 ? ", " : "", wanted[i]);
-        else if (used < sizeof list - 4)
-            used += (size_t)snprintf(list + used, sizeof list - used, "...");
+            listed++;
+        }
         missing++;
     }
-    if (missing > 0)
+    if (missing > listed)
+        relay_error(log, "%s: %s and %zu more", what, list, missing - listed);
+    else if (missing > 0)
         relay_error(log, "%s: %s", what, list);
     return missing;
 }
@@ -74,9 +62,9 @@ static int check_known(PGconn *conn, const relay_cli_options *opts, const relay_
 {
     *known_out = NULL;
     *n_known = 0;
-    char *array = id_array(opts->ids, opts->n_ids);
-    if (!array) {
-        relay_error(log, "out of memory");
+    char err[1024], *array;
+    if (relay_db_id_array(opts->ids, opts->n_ids, &array, err, sizeof err) != 0) {
+        relay_error(log, "%s", err);
         return RELAY_EXIT_DATABASE;
     }
     const char *params[2] = {config->name, array};
@@ -90,7 +78,6 @@ static int check_known(PGconn *conn, const relay_cli_options *opts, const relay_
                                  2, NULL, params, NULL, NULL, 0);
     free(array);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        char err[1024];
         relay_db_error(conn, res, "reading the dead letters", err, sizeof err);
         relay_error(log, "%s", err);
         PQclear(res);
@@ -131,11 +118,9 @@ static int remove_dead_letters(PGconn *conn, const relay_config *config, const i
     *removed = 0;
     if (n == 0)
         return 0;
-    char *array = id_array(ids, n);
-    if (!array) {
-        snprintf(err, errlen, "out of memory");
+    char *array;
+    if (relay_db_id_array(ids, n, &array, err, errlen) != 0)
         return -1;
-    }
     const char *params[2] = {config->name, array};
     PGresult *res = PQexecParams(conn,
                                  "DELETE FROM relay_dead_letters"

@@ -747,18 +747,9 @@ int relay_source_fetch_ids(PGconn *conn, const relay_config *config, const relay
                  config->batch_size);
         return -1;
     }
-    /* "{1,2,3}": at most 20 digits and a comma each. */
-    char *array = malloc(n_ids * 21 + 3);
-    if (!array) {
-        snprintf(err, errlen, "out of memory listing %zu ids", n_ids);
+    char *array;
+    if (relay_db_id_array(ids, n_ids, &array, err, errlen) != 0)
         return -1;
-    }
-    size_t used = 0;
-    array[used++] = '{';
-    for (size_t i = 0; i < n_ids; i++)
-        used += (size_t)sprintf(array + used, "%s%" PRId64, i > 0 ? "," : "", ids[i]);
-    array[used++] = '}';
-    array[used] = '\0';
     char limit_text[24], sequence_text[16];
     snprintf(limit_text, sizeof limit_text, "%zu", n_ids);
     const char *params[3] = {array, limit_text,
