@@ -312,6 +312,38 @@ Test(operator, retry_of_an_event_gone_from_the_table_names_it_and_keeps_it)
     assert_dead_letters("7", "after the retry");
 }
 
+static bool relay_alive(void *arg)
+{
+    return kill(*(pid_t *)arg, 0) == 0;
+}
+
+/* retry takes no lock either: the relay that made the dead letters goes on leading meanwhile. */
+Test(operator, retry_runs_beside_the_running_relay)
+{
+    char rejecting[TH_PATH_MAX], config[TH_PATH_MAX], relay_sink[TH_PATH_MAX];
+    char retry_sink[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_path(&scope, "relay.sink", relay_sink);
+    th_path(&scope, "retry.sink", retry_sink);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    write_testsink_config(rejecting, relay_sink, "3,7", 100);
+    write_testsink_config(config, retry_sink, NULL, 100);
+    th_migrate(rejecting);
+    th_insert_events(scope.conn, 10, LONG_AGO);
+    pid_t pid = th_relay_start(&scope, rejecting, out, err);
+    th_wait_position(&scope, RELAY_NAME, 10);
+
+    const char *argv[] = {"dead-letters", "-c", config, "retry", "3", "7", NULL};
+    assert_cli(argv, 0, NULL);
+    const int64_t ids[] = {3, 7};
+    assert_sink_lines(retry_sink, ids, 2, true, "the retry's deliveries");
+    assert_dead_letters("", "after the retry");
+    th_hold_for(&scope, 200, relay_alive, &pid, "the relay running");
+    th_insert_events(scope.conn, 2, LONG_AGO);
+    th_wait_position(&scope, RELAY_NAME, 12);
+    th_relay_stop(&scope, pid);
+}
+
 /* The sink failing (not refusing) delivers nothing for sure: every dead letter stays. */
 Test(operator, retry_with_a_failing_sink_keeps_the_dead_letters)
 {
@@ -488,11 +520,6 @@ Test(operator, replay_leaves_watched_gaps_out)
     assert_sink_lines(replay_out, ids, 4, true, "the replay");
 }
 
-static bool process_alive(void *arg)
-{
-    return kill(*(pid_t *)arg, 0) == 0;
-}
-
 Test(operator, replay_runs_beside_a_running_relay_of_the_same_name)
 {
     char config[TH_PATH_MAX], sink_out[TH_PATH_MAX], replay[TH_PATH_MAX], replay_out[TH_PATH_MAX];
@@ -517,7 +544,7 @@ Test(operator, replay_runs_beside_a_running_relay_of_the_same_name)
     assert_sink_lines(replay_out, all, 20, true, "the replay");
 
     /* The relay kept its lock and its epoch, and goes on delivering. */
-    th_hold_for(&scope, 200, process_alive, &pid, "the relay running");
+    th_hold_for(&scope, 200, relay_alive, &pid, "the relay running");
     char *epoch_after = checkpoint_text_of(false);
     cr_assert_str_eq(epoch_after, epoch_before, "the replay touched the checkpoint");
     free(epoch_before);
