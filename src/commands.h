@@ -13,8 +13,15 @@
 #include "config.h"
 #include "log.h"
 
-/* The command line as parsed. A command ignores the options of the others: `status --to 5` is not
- * an error. */
+/* What `dead-letters` does. */
+typedef enum relay_dead_letters_action {
+    RELAY_DEAD_LETTERS_LIST,
+    RELAY_DEAD_LETTERS_RETRY,
+    RELAY_DEAD_LETTERS_DROP,
+} relay_dead_letters_action;
+
+/* The command line as parsed. An option of another command is a usage error (`status --to 5`),
+ * refused before the command runs. */
 typedef struct relay_cli_options {
     const char *command;
     const char *config_path;
@@ -23,10 +30,20 @@ typedef struct relay_cli_options {
     bool has_log_level, has_log_format;
     relay_log_level log_level;
     relay_log_format log_format;
-    bool json;              /* status */
-    const char *reset_to;   /* reset: --to as given */
+    bool json;              /* status, dead-letters list */
+    const char *to;         /* reset, replay: --to as given */
+    const char *from;       /* replay: --from as given */
     bool reset_latest;      /* reset: --latest */
     int64_t reset_position; /* reset: --to as checked by the command line, 0 with --latest */
+    /* The arguments after the command's name, borrowed from argv (dead-letters). */
+    char *const *args;
+    size_t n_args;
+    relay_dead_letters_action dead_letters_action;
+    /* dead-letters retry and drop: the event ids, ascending and distinct; owned by the command
+     * line (freed after the command returns). */
+    int64_t *ids;
+    size_t n_ids;
+    int64_t replay_from, replay_to; /* replay: --from and --to as checked, from <= to */
 } relay_cli_options;
 
 /*
@@ -61,5 +78,24 @@ int relay_cmd_status(const relay_cli_options *opts, const relay_config *config,
  */
 int relay_cmd_reset(const relay_cli_options *opts, const relay_config *config,
                     const relay_logger *log, FILE *out);
+
+/*
+ * `dead-letters` (cmd_dead_letters.c): this relay's entries in relay_dead_letters. list prints
+ * them (opts->json: one JSON object a line); retry reads the events opts->ids from the table,
+ * delivers them through the configured sink marked RELAY_SINK_EVENT_REDELIVERED and, once the sink
+ * acknowledged them, removes their dead letters; drop removes them. An id that is not a dead letter
+ * of this relay refuses the whole command (RELAY_EXIT_REFUSED) before anything changes.
+ */
+int relay_cmd_dead_letters(const relay_cli_options *opts, const relay_config *config,
+                           const relay_logger *log, FILE *out);
+
+/*
+ * `replay` (cmd_replay.c): delivers the events of ids opts->replay_from..replay_to again through
+ * the configured sink, marked RELAY_SINK_EVENT_REDELIVERED, in id order and in batches, each
+ * acknowledged before the next. Refuses a range that reaches above the stored position. Neither
+ * takes the name's lock nor writes the checkpoint: it runs beside the relay.
+ */
+int relay_cmd_replay(const relay_cli_options *opts, const relay_config *config,
+                     const relay_logger *log, FILE *out);
 
 #endif

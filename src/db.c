@@ -2,6 +2,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,6 +268,24 @@ int relay_db_is_missing_object(const PGresult *res)
 void relay_db_rollback(PGconn *conn)
 {
     PQclear(PQexec(conn, "ROLLBACK"));
+}
+
+int relay_db_id_array(const int64_t *ids, size_t n, char **out, char *err, size_t errlen)
+{
+    /* At most 20 characters and a comma each, the braces and the NUL. */
+    char *array = malloc(n * 21 + 3);
+    if (!array) {
+        snprintf(err, errlen, "out of memory listing %zu ids", n);
+        return -1;
+    }
+    size_t used = 0;
+    array[used++] = '{';
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)sprintf(array + used, "%s%" PRId64, i > 0 ? "," : "", ids[i]);
+    array[used++] = '}';
+    array[used] = '\0';
+    *out = array;
+    return 0;
 }
 
 void relay_db_discard_results(PGconn *conn)

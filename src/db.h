@@ -34,6 +34,10 @@ int relay_db_quote_table(PGconn *conn, const char *table, char *out, size_t outl
 int relay_db_quote_ident(PGconn *conn, const char *ident, char *out, size_t outlen, char *err,
                          size_t errlen);
 
+/* Writes ids as a bigint[] parameter's text, "{3,7}", into *out (the caller frees it). Returns 0,
+ * or -1 with err (out of memory). */
+int relay_db_id_array(const int64_t *ids, size_t n, char **out, char *err, size_t errlen);
+
 /* Reads and drops the rest of a sent statement's results, up to the NULL that ends them (in a
  * pipeline too, where a sync point follows). Cannot fail: an error result is dropped as well. */
 void relay_db_discard_results(PGconn *conn);

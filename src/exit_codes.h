@@ -11,6 +11,9 @@ enum relay_exit_code {
     RELAY_EXIT_SINK = 5,       /* the plugin cannot be loaded, speaks another ABI, or fails init */
     RELAY_EXIT_CHECKPOINT = 6, /* the position belongs to another database or an older table:
                                   restored or truncated; `outbox-relay reset` decides */
+    RELAY_EXIT_REFUSED = 7,    /* dead-letters, replay: the ids given do not fit the database (not
+                                  a dead letter of this relay, an event's row gone, a range above
+                                  the position); nothing was changed for them */
 };
 
 #endif

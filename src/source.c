@@ -13,6 +13,8 @@
 
 #define FETCH_STATEMENT "relay_fetch"
 #define FETCH_GAPS_STATEMENT "relay_fetch_gaps"
+#define REREAD_RANGE_STATEMENT "relay_reread_range"
+#define REREAD_IDS_STATEMENT "relay_reread_ids"
 
 /* pg_type OIDs, fixed since PostgreSQL's first catalogs (pg_lsn since 9.4). */
 enum { INT8OID = 20, TEXTOID = 25, XIDOID = 28, TIMESTAMPTZOID = 1184 };
@@ -231,6 +233,24 @@ prepare(PGconn *conn, const char *name, int n_params, char *err, size_t errlen, 
     return ok ? 0 : -1;
 }
 
+/* Row 0 of every read, before the events: what the relay must know of the database at the
+ * moment of the read (see relay_batch), in one text column that is NULL in the events' rows: a
+ * column per figure would cost every event row a field each way. It is computed while the
+ * statement runs, so after its snapshot: every commit the read sees lies below that WAL insert
+ * position. now() goes as microseconds since PostgreSQL's epoch (2000-01-01), as the binary
+ * created_at does. Its arguments: the NULLs of the roles, the sequence's parameter number, the
+ * NULLs of the headers. */
+static const char header_format[] =
+    "SELECT %s, NULL::xid,"
+    " concat_ws(' ', pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn(),"
+    " coalesce(pg_sequence_last_value($%d::oid::regclass)::text, '-'),"
+    " pg_snapshot_xmin(pg_current_snapshot()),"
+    " ((extract(epoch FROM now()) - 946684800) * 1000000)::bigint)%s UNION ALL ";
+
+/* The events' own: the transaction that wrote the row, as xid (32 bits, sent as 4 bytes:
+ * xmin::text::bigint cost the server a tenth of a read). */
+static const char no_header[] = ", t.xmin, NULL::text";
+
 int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_source_info *info,
                          char *err, size_t errlen)
 {
@@ -246,24 +266,9 @@ int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_s
         0)
         return -1;
 
-    /* Row 0 of every read, before the events: what the relay must know of the database at the
-     * moment of the read (see relay_batch), in one text column that is NULL in the events' rows:
-     * a column per figure would cost every event row a field each way. It is computed while the
-     * statement runs, so after its snapshot: every commit the read sees lies below that WAL
-     * insert position. now() goes as microseconds since PostgreSQL's epoch (2000-01-01), as the
-     * binary created_at does. */
     char header[LIST * 2 + 512], gaps_header[LIST * 2 + 512];
-    static const char header_format[] =
-        "SELECT %s, NULL::xid,"
-        " concat_ws(' ', pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn(),"
-        " coalesce(pg_sequence_last_value($%d::oid::regclass)::text, '-'),"
-        " pg_snapshot_xmin(pg_current_snapshot()),"
-        " ((extract(epoch FROM now()) - 946684800) * 1000000)::bigint)%s UNION ALL ";
     snprintf(header, sizeof header, header_format, nulls, 3, header_nulls);
     snprintf(gaps_header, sizeof gaps_header, header_format, nulls, 4, header_nulls);
-    /* The events' own: the transaction that wrote the row, as xid (32 bits, sent as 4 bytes:
-     * xmin::text::bigint cost the server a tenth of a read). */
-    static const char no_header[] = ", t.xmin, NULL::text";
 
     /* Whether a row is older than the margin is the relay's to judge (take_row), from its
      * created_at and the header's now(): the server does not spend an expression and a column
@@ -665,4 +670,93 @@ int64_t relay_batch_held_settles_in(const relay_batch *batch, int64_t margin_ms)
         return created > 0 ? INT64_MAX : 0;
     int64_t left = left_us / 1000 + (left_us % 1000 > 0) - (relay_now_ms() - batch->read_ms);
     return left > 0 ? left : 0;
+}
+
+int relay_source_prepare_reread(PGconn *conn, const relay_config *config,
+                                const relay_source_info *info, char *err, size_t errlen)
+{
+    char id[600];
+    if (relay_db_quote_ident(conn, config->columns.id, id, sizeof id, err, errlen) != 0)
+        return -1;
+    enum { LIST = 4096 };
+    char roles[LIST], headers[LIST], nulls[LIST], header_nulls[LIST];
+    if (select_lists(conn, config, info, roles, headers, nulls, header_nulls, LIST, err, errlen) !=
+        0)
+        return -1;
+    char range_header[LIST * 2 + 512], ids_header[LIST * 2 + 512];
+    snprintf(range_header, sizeof range_header, header_format, nulls, 5, header_nulls);
+    snprintf(ids_header, sizeof ids_header, header_format, nulls, 3, header_nulls);
+
+    /* A replay sends again what the sink acknowledged: not the dead letters (never accepted:
+     * `dead-letters retry` is theirs) nor the watched gaps (missing when the position passed
+     * them: the relay delivers them, late, if they appear). Both are index probes. */
+    if (prepare(conn, REREAD_RANGE_STATEMENT, 5, err, errlen,
+                "%s(SELECT %s%s%s FROM %s t WHERE t.%s BETWEEN $1::bigint AND $2::bigint"
+                " AND NOT EXISTS (SELECT 1 FROM relay_dead_letters d"
+                "                  WHERE d.relay_name = $4 AND d.event_id = t.%s)"
+                " AND NOT EXISTS (SELECT 1 FROM relay_gaps g WHERE g.relay_name = $4"
+                "                    AND t.%s BETWEEN g.low_id AND g.high_id)"
+                " ORDER BY t.%s LIMIT $3)",
+                range_header, roles, no_header, headers, info->quoted_table, id, id, id, id) != 0)
+        return -1;
+    return prepare(conn, REREAD_IDS_STATEMENT, 3, err, errlen,
+                   "%s(SELECT %s%s%s FROM %s t WHERE t.%s = ANY($1::bigint[]) ORDER BY t.%s"
+                   " LIMIT $2)",
+                   ids_header, roles, no_header, headers, info->quoted_table, id, id);
+}
+
+/* Sends a prepared reread in binary and single-row mode, receives its rows (every one settled,
+ * cut by max_bytes) and marks them redelivered. Returns 0, or -1 with err. */
+static int reread(PGconn *conn, const char *statement, int n_params, const char *const *params,
+                  int limit, size_t max_bytes, relay_batch *batch, char *err, size_t errlen)
+{
+    if (!PQsendQueryPrepared(conn, statement, n_params, params, NULL, NULL, 1) ||
+        !PQsetSingleRowMode(conn)) {
+        relay_db_error(conn, NULL, "reading events again", err, errlen);
+        relay_db_discard_results(conn);
+        return -1;
+    }
+    batch->limit = (size_t)limit;
+    if (receive_rows(conn, batch, -1, max_bytes, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < batch->count; i++)
+        batch->events[i].flags |= RELAY_SINK_EVENT_REDELIVERED;
+    return 0;
+}
+
+int relay_source_fetch_range(PGconn *conn, const relay_config *config,
+                             const relay_source_info *info, int64_t from, int64_t to,
+                             relay_batch *batch, char *err, size_t errlen)
+{
+    char from_text[24], to_text[24], limit_text[24], sequence_text[16];
+    snprintf(from_text, sizeof from_text, "%" PRId64, from);
+    snprintf(to_text, sizeof to_text, "%" PRId64, to);
+    snprintf(limit_text, sizeof limit_text, "%d", config->batch_size);
+    const char *params[5] = {from_text, to_text, limit_text, config->name,
+                             sequence_param(info, sequence_text, sizeof sequence_text)};
+    return reread(conn, REREAD_RANGE_STATEMENT, 5, params, config->batch_size,
+                  (size_t)config->batch_bytes, batch, err, errlen);
+}
+
+int relay_source_fetch_ids(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                           const int64_t *ids, size_t n_ids, relay_batch *batch, char *err,
+                           size_t errlen)
+{
+    if (n_ids == 0 || n_ids > (size_t)config->batch_size) {
+        snprintf(err, errlen, "reading events again: %zu ids, expected 1 to %d", n_ids,
+                 config->batch_size);
+        return -1;
+    }
+    char *array;
+    if (relay_db_id_array(ids, n_ids, &array, err, errlen) != 0)
+        return -1;
+    char limit_text[24], sequence_text[16];
+    snprintf(limit_text, sizeof limit_text, "%zu", n_ids);
+    const char *params[3] = {array, limit_text,
+                             sequence_param(info, sequence_text, sizeof sequence_text)};
+    /* Not cut by bytes: the caller asks for as many ids as it wants delivered together. */
+    int rc =
+        reread(conn, REREAD_IDS_STATEMENT, 3, params, (int)n_ids, SIZE_MAX, batch, err, errlen);
+    free(array);
+    return rc;
 }

@@ -152,6 +152,24 @@ int64_t relay_source_margin_ms(const relay_config *config);
 int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const relay_source_info *info,
                             const relay_gaps *gaps, relay_batch *batch, char *err, size_t errlen);
 
+/*
+ * Reading events again, for the operator's commands rather than the relay: every row counts as
+ * settled, and each comes marked RELAY_SINK_EVENT_REDELIVERED. relay_source_prepare_reread
+ * prepares both reads on conn (once per connection). relay_source_fetch_range reads the next
+ * rows of [from, to] in id order, at most batch_size and cut by batch_bytes (batch->cut), leaving
+ * out this relay's dead letters and watched gaps (they were never acknowledged); a batch with
+ * fewer rows than batch_size and not cut is the range's last. relay_source_fetch_ids reads the
+ * rows of ids (1 to batch_size of them) that exist, in id order. Each returns 0, or -1 with err.
+ */
+int relay_source_prepare_reread(PGconn *conn, const relay_config *config,
+                                const relay_source_info *info, char *err, size_t errlen);
+int relay_source_fetch_range(PGconn *conn, const relay_config *config,
+                             const relay_source_info *info, int64_t from, int64_t to,
+                             relay_batch *batch, char *err, size_t errlen);
+int relay_source_fetch_ids(PGconn *conn, const relay_config *config, const relay_source_info *info,
+                           const int64_t *ids, size_t n_ids, relay_batch *batch, char *err,
+                           size_t errlen);
+
 /* The created_at of the batch's event i (i < count) in PostgreSQL's microseconds; false when
  * it is NULL. Cannot fail. */
 bool relay_batch_created_us(const relay_batch *batch, size_t i, int64_t *us);

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "db.h"
 #include "exit_codes.h"
+#include "json_text.h"
 
 /* Reads who leads and who stands by from the name's advisory lock (a bigint key shows in
  * pg_locks as classid, its high half, and objid, objsubid 1), and the epoch. */
@@ -110,21 +111,6 @@ int relay_status_read(PGconn *conn, const relay_config *config, relay_status_inf
                                 &out->retention_partitions, missing, err, errlen);
 }
 
-/* A JSON string of text, which comes from the database (a relay's name as written there). */
-static void print_json_string(FILE *out, const char *text)
-{
-    fputc('"', out);
-    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(out, "\\%c", *c);
-        else if (*c < 0x20)
-            fprintf(out, "\\u%04x", *c);
-        else
-            fputc(*c, out);
-    }
-    fputc('"', out);
-}
-
 static void print_retention_json(FILE *out, const relay_status_info *status)
 {
     const relay_retention_bound *b = &status->retention;
@@ -135,7 +121,7 @@ static void print_retention_json(FILE *out, const relay_status_info *status)
         return;
     }
     fprintf(out, ",\"retention_bound\":%" PRId64 ",\"retention_held_by\":", b->id);
-    print_json_string(out, b->held_by);
+    relay_json_print_string(out, b->held_by);
     fprintf(out, ",\"retention_held_by_gap\":%s", b->by_gap ? "true" : "false");
 }
 

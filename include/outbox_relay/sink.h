@@ -135,6 +135,11 @@ typedef struct relay_sink_event {
 #define RELAY_SINK_EVENT_KEY_NULL 0x4u
 #define RELAY_SINK_EVENT_TYPE_NULL 0x8u
 #define RELAY_SINK_EVENT_CREATED_AT_NULL 0x10u
+/* The event was delivered before and goes again because an operator asked: `outbox-relay
+ * dead-letters retry` (its destination had refused it) or `outbox-relay replay` (a consumer lost
+ * it). Sinks should pass this on (a header, a field), so that a consumer can tell a deliberate
+ * redelivery from the first one. (A flag bit added within ABI 2: older sinks ignore it.) */
+#define RELAY_SINK_EVENT_REDELIVERED 0x20u
 
 typedef struct relay_sink_batch {
     const void *events; /* count events, event_size bytes apart, in ascending id order */

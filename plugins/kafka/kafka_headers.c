@@ -52,7 +52,7 @@ static void kafka_headers_add_metadata(kafka_headers *h, rd_kafka_headers_t *hdr
 
 rd_kafka_headers_t *kafka_headers_build(kafka_headers *h, const relay_sink_event *e)
 {
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5 + e->n_headers + h->n_metadata_names);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(6 + e->n_headers + h->n_metadata_names);
     if (hdrs == NULL)
         return NULL;
     /* The event's public id, as Debezium's outbox router sets it; the ordering id (event_id
@@ -75,6 +75,8 @@ rd_kafka_headers_t *kafka_headers_build(kafka_headers *h, const relay_sink_event
         rd_kafka_header_add(hdrs, "created_at", 10, e->created_at, -1);
     if (e->flags & RELAY_SINK_EVENT_LATE)
         rd_kafka_header_add(hdrs, "late", 4, "true", 4);
+    if (e->flags & RELAY_SINK_EVENT_REDELIVERED)
+        rd_kafka_header_add(hdrs, "redelivered", 11, "true", 4);
     /* The columns of source.columns.headers, by name; a NULL value gives no header. */
     for (size_t i = 0; i < e->n_headers; i++) {
         const relay_sink_header *c = &e->headers[i];

@@ -1,7 +1,7 @@
 /*
- * The headers of a message: the event's id (its public one), type, version, created_at and late
- * flag, the columns of source.columns.headers, and the metadata fields the operator listed
- * (parsed with json-c, only when some are listed).
+ * The headers of a message: the event's id (its public one), type, version, created_at, the late
+ * and redelivered flags, the columns of source.columns.headers, and the metadata fields the
+ * operator listed (parsed with json-c, only when some are listed).
  */
 #ifndef KAFKA_HEADERS_H
 #define KAFKA_HEADERS_H

@@ -145,8 +145,8 @@ static int stdout_sink_drain(stdout_sink *sink)
 /* The worst case of every append below, so the formatters need not check room byte by byte. */
 static size_t stdout_sink_line_bound(const relay_sink_event *e, size_t created_at_len)
 {
-    /* Keys, punctuation, the late flag and two 20-digit integers stay well below 200 bytes; a
-     * header's name, value and punctuation take at most 6 bytes a byte and 16 more. */
+    /* Keys, punctuation, the late and redelivered flags and two 20-digit integers stay well below
+     * 200 bytes; a header's name, value and punctuation take at most 6 bytes a byte and 16 more. */
     size_t bound =
         200 +
         6 * (e->key_len + e->type_len + created_at_len + e->aggregate_type_len + e->event_id_len) +
@@ -282,6 +282,8 @@ static char *put_event(char *p, const relay_sink_event *e, size_t created_at_len
     }
     if (e->flags & RELAY_SINK_EVENT_LATE)
         p = PUT_LITERAL(p, ",\"late\":true");
+    if (e->flags & RELAY_SINK_EVENT_REDELIVERED)
+        p = PUT_LITERAL(p, ",\"redelivered\":true");
     p = PUT_LITERAL(p, "}\n");
     return p;
 }

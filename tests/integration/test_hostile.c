@@ -793,7 +793,7 @@ Test(hostile, command_line_mistakes_are_usage_errors)
     const char *to[] = {"reset", "-c", config, "--to", " +5", NULL};
     assert_cli_refuses(to, 2, "--to: expected an id");
     const char *status[] = {"status", "-c", config, "--to", "7", "--latest", NULL};
-    assert_cli_refuses(status, 2, "options of reset only");
+    assert_cli_refuses(status, 2, "--to is not an option of status");
     /* A config that cannot be read is reported in the format asked for. */
     const char *json[] = {"check", "-c", "/nonexistent.yaml", "--log-format", "json", NULL};
     assert_cli_refuses(json, 3, "{\"ts\":");

@@ -3,7 +3,8 @@
  *
  * Options:
  *   out                path (required): each successful flush appends "ID KEY TYPE\n" for every
- *                      event delivered since the last flush, then fsyncs.
+ *                      event delivered since the last flush ("ID KEY TYPE redelivered\n" for one
+ *                      marked RELAY_SINK_EVENT_REDELIVERED), then fsyncs.
  *   fail_while_exists  path: while it exists, flush fails with RETRY and accepts nothing.
  *   attempts           path: every flush appends "ok\n" or "fail\n", once its outcome is final.
  *   init_error         text: init fails FATAL with it.
@@ -204,8 +205,9 @@ static relay_sink_status testsink_deliver(void *state, const relay_sink_batch *b
             continue;
         }
         /* The event's strings are borrowed: the line is rendered now, into memory we own. */
-        int n = snprintf(NULL, 0, "%lld %.*s %.*s\n", (long long)e->id, (int)e->key_len, e->key,
-                         (int)e->type_len, e->type);
+        const char *mark = e->flags & RELAY_SINK_EVENT_REDELIVERED ? " redelivered" : "";
+        int n = snprintf(NULL, 0, "%lld %.*s %.*s%s\n", (long long)e->id, (int)e->key_len, e->key,
+                         (int)e->type_len, e->type, mark);
         if (n < 0) {
             snprintf(err, errlen, "testsink: cannot format event %lld", (long long)e->id);
             return RELAY_SINK_FATAL;
@@ -223,8 +225,8 @@ static relay_sink_status testsink_deliver(void *state, const relay_sink_batch *b
             sink->pending = grown;
             sink->pending_cap = cap;
         }
-        snprintf(sink->pending + sink->pending_len, need, "%lld %.*s %.*s\n", (long long)e->id,
-                 (int)e->key_len, e->key, (int)e->type_len, e->type);
+        snprintf(sink->pending + sink->pending_len, need, "%lld %.*s %.*s%s\n", (long long)e->id,
+                 (int)e->key_len, e->key, (int)e->type_len, e->type, mark);
         sink->pending_len += (size_t)n;
     }
     return RELAY_SINK_OK;
