@@ -106,6 +106,7 @@ make_base_image() {
         say "making the base image with mmdebstrap (once per build directory)"
         # What debian:bookworm-slim leaves out (docs but their copyright, man pages, locales), and
         # perl, which mmdebstrap's minbase has only for usrmerge, whose work is done by then.
+        # shellcheck disable=SC2016 # "$1" is the hooks' own, expanded by mmdebstrap's shell
         mmdebstrap --variant=minbase --format=tar --quiet \
             --dpkgopt='path-exclude=/usr/share/man/*' \
             --dpkgopt='path-exclude=/usr/share/doc/*' \
@@ -157,6 +158,7 @@ check_image() {
     pm image inspect --format '{{.Config.Healthcheck.Test}}' "$IMAGE" | grep -q healthz ||
         fail "the image has no HEALTHCHECK on /healthz"
     # The runtime only: no compiler, no headers, no source, no meson build.
+    # shellcheck disable=SC2016 # "$p" is the container shell's
     pm run --rm --network none --entrypoint /bin/sh "$IMAGE" -c '
         for p in /usr/bin/gcc /usr/bin/cc /usr/bin/meson /usr/include/libpq-fe.h \
                  /usr/local/include/outbox_relay /usr/local/lib/pkgconfig /src /build /out; do
