@@ -4,8 +4,9 @@
 # read-only root filesystem and every capability dropped. It applies the migrations with the
 # documented one-off (`podman run IMAGE migrate`), seeds events and waits until the container's
 # stdout shows them all, asks /healthz and /readyz (200) and the image's HEALTHCHECK, checks the
-# logs are JSON and the process is not root, stops it with `podman stop` (SIGTERM) and requires exit
-# code 0 with the position stored past every event. Prints the image's size (goal: under 100 MB).
+# logs are JSON and the process is not root, stops it with `podman stop` (SIGTERM) and requires
+# exit code 0 with the position stored past every event. The configs of deploy/ go through the
+# image's `check` too. Prints the image's size (goal: under 100 MB).
 #
 # No registry is needed: the base image is made with mmdebstrap from Debian's mirror (as
 # debian:bookworm-slim is made, docs and locales left out) and `podman import`ed, unless
@@ -171,6 +172,27 @@ check_image() {
         fail "the image does not hold just the binary, plugins and migrations (see above)"
 }
 
+# The configs of deploy/ as the image's relay reads them, each with a password file where it names
+# one: `check` must find the config ok and stop only at the database, which is not there (exit 4;
+# 3 would be the config, 5 the plugin).
+check_examples() {
+    local example secret out code
+    for example in kubernetes/relay.yaml:/secrets/db/password \
+        compose/relay.yaml:/run/secrets/db_password; do
+        secret=${example#*:}
+        example="$SOURCE_DIR/deploy/${example%%:*}"
+        code=0
+        out=$(pm run --rm --network none -v "$example:/config/relay.yaml:ro" \
+            -v "$WORK/example.password:$secret:ro" "$IMAGE" check -c /config/relay.yaml 2>&1) ||
+            code=$?
+        if ((code != 4)) || ! grep -q 'config .*/config/relay.yaml: ok' <<<"$out"; then
+            printf '%s\n' "$out" >&2
+            fail "check of $example in the image: exit $code, not 4 after 'config ... ok'"
+        fi
+    done
+    say "the configs of deploy/ pass the image's check up to the database"
+}
+
 # How the container reaches the suite's server: its TCP address (the host's network is the
 # container's), or its unix socket, bind-mounted where Debian puts it.
 connect_args() {
@@ -220,6 +242,9 @@ main() {
     build_image
     report_size
     check_image
+    printf 'example\n' >"$WORK/example.password"
+    chmod 0644 "$WORK/example.password"
+    check_examples
 
     NAME="ctr_$$_$RANDOM"
     DATABASE="relay_$NAME"
