@@ -86,15 +86,19 @@ relay_command() {
     RELAY_CMD+=("$1")
 }
 
-delivered_all() {
-    (($(grep -o '"id":[0-9]*' "$WORK/relay.out" | sort -u | wc -l) >= EVENTS))
-}
 
 # Exited: no process, or a zombie waiting for `wait` (which kill -0 would still find).
 relay_gone() {
     local stat
     stat=$(cat "/proc/$RELAY_PID/stat" 2>/dev/null) || return 0
     [[ "${stat##*) }" == Z* ]]
+}
+
+# Every event delivered; a relay that exited meanwhile (a plugin not found: exit 5) fails at once.
+delivered_all() {
+    (($(grep -o '"id":[0-9]*' "$WORK/relay.out" | sort -u | wc -l) >= EVENTS)) && return 0
+    ! relay_gone || fail "the relay exited before delivering the $EVENTS events"
+    return 1
 }
 
 main() {
