@@ -129,9 +129,31 @@ static bool take_notifications(relay_pipeline *p)
     return any;
 }
 
+/* Applies a SIGHUP that came (or one left pending) once relay_reload_possible: between
+ * turns, where the hand, if any, is acknowledged, or waits for its durability or for a failing
+ * sink, so that the position has not passed an unacknowledged event (relay_reload.h). Returns
+ * whether a reload was applied. */
+static bool take_reload(relay_loop *l)
+{
+    l->reload_pending = relay_reload_requested() || l->reload_pending;
+    if (!l->reload_pending || !relay_reload_possible(&l->pipeline))
+        return false;
+    l->reload_pending = false;
+    const relay_reload_target target = {.config = &l->config,
+                                        .log = &l->log,
+                                        .log_level_fixed = l->log_level_fixed,
+                                        .pipeline = &l->pipeline,
+                                        .backoff = &l->backoff,
+                                        .retention = &l->retention};
+    relay_reload(&target);
+    report_status(l, true);
+    return true;
+}
+
 /* Waits ms, or less when a stop is requested (then returns true) or, if wake_on_notify, when a
  * NOTIFY arrives after the first linger_ms (then returns false). Any NOTIFY taken sets the
- * pipeline's woken. Feeds the watchdog. */
+ * pipeline's woken. A SIGHUP is applied on the spot, and the wait goes on: a backoff stays one
+ * however often the relay is reloaded. Feeds the watchdog. */
 static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify, int64_t linger_ms)
 {
     relay_pipeline *p = &l->pipeline;
@@ -151,10 +173,12 @@ static bool pause_for(relay_loop *l, int64_t ms, bool wake_on_notify, int64_t li
         relay_wait_result r = relay_wait(fd, wait_slice(l, left));
         if (r == RELAY_WAIT_STOP)
             return true;
-        /* The loop applies it between turns: a wait is cut short rather than the reload held
-         * up for as long as a poll or a backoff lasts. */
-        if (r == RELAY_WAIT_RELOAD)
-            return false;
+        /* Rather than held up for as long as a poll or a backoff lasts. */
+        if (r == RELAY_WAIT_RELOAD) {
+            if (!take_reload(l))
+                return false; /* not possible here: the loop applies it after this turn */
+            continue;
+        }
         /* A broken connection stays readable: wait out the rest without it, and let the next
          * query find the break. */
         if (r == RELAY_WAIT_READABLE && !PQconsumeInput(p->conn)) {
@@ -300,22 +324,9 @@ static int run_turns(relay_loop *l)
 {
     relay_pipeline *p = &l->pipeline;
     char err[2048];
-    const relay_reload_target reload = {.config = &l->config,
-                                        .log = &l->log,
-                                        .log_level_fixed = l->log_level_fixed,
-                                        .pipeline = p,
-                                        .backoff = &l->backoff,
-                                        .retention = &l->retention};
     while (!relay_stop_requested()) {
         relay_watchdog_feed(&l->watchdog);
-        /* Between turns the hand, if any, is acknowledged, or waits for its durability or for a
-         * failing sink: the position has not passed an unacknowledged event (relay_reload.h). */
-        l->reload_pending = relay_reload_requested() || l->reload_pending;
-        if (l->reload_pending && relay_reload_possible(p)) {
-            l->reload_pending = false;
-            relay_reload(&reload);
-            report_status(l, true);
-        }
+        take_reload(l);
         uint64_t acks = p->sink_acks;
         bool turned = p->pipe != RELAY_PIPE_CLOSED && p->pipe != RELAY_PIPE_STANDBY;
         relay_outcome o =

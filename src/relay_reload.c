@@ -17,6 +17,7 @@ bool relay_reload_possible(const relay_pipeline *p)
 
 typedef struct change_count {
     const relay_logger *log;
+    bool log_level_fixed; /* --log-level: log.level changes nothing */
     int changes;
 } change_count;
 
@@ -37,6 +38,11 @@ static void tell_change(const relay_config_change *c, void *arg)
                    "reload: %s changed from '%s' to '%s', but it takes effect only after a "
                    "restart; '%s' stays in force",
                    c->key, c->old_value, c->new_value, c->old_value);
+    else if (count->log_level_fixed && strcmp(c->key, "log.level") == 0)
+        relay_info(log,
+                   "reload: log.level changed from '%s' to '%s', but --log-level outranks it: "
+                   "the level in force stays",
+                   c->old_value, c->new_value);
     else if (c->secret)
         relay_info(log, "reload: %s changed (value not shown)", c->key);
     else
@@ -134,7 +140,7 @@ bool relay_reload(const relay_reload_target *t)
         return false;
     }
 
-    change_count count = {t->log, 0};
+    change_count count = {t->log, t->log_level_fixed, 0};
     relay_config_diff(running, &fresh, tell_change, &count);
     if (count.changes == 0)
         tell_unchanged(t->log, running->path);

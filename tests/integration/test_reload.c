@@ -549,3 +549,45 @@ Test(reload, a_new_batch_size_while_the_sink_fails_reads_the_batch_again)
     cr_assert_leq(largest, 2, "a batch of %zu after the reload to 2", largest);
     th_relay_stop(&scope, pid);
 }
+
+/* A reload applies within a backoff's wait and the wait goes on: reloading a relay whose sink
+ * fails, however often, does not turn the backoff into retries at the pace of the reloads. */
+Test(reload, reloads_during_a_backoff_do_not_retry_the_sink_sooner)
+{
+    /* The first retry comes 15 to 30 s after the failure: far beyond what the reloads take. */
+    th_write_file(config,
+                  "name: %s\ndatabase:\n  conninfo: %s\nsource:\n  safety_margin: 0s\n"
+                  "  poll_interval: 50ms\nsink:\n  plugin: %s\n  options:\n"
+                  "    out: %s\n    fail_while_exists: %s\n"
+                  "retry:\n  initial: 30s\n  max: 60s\n",
+                  RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), sink_out, fail);
+    th_write_file(fail, "on\n");
+    pid_t pid = start_relay("debug");
+    th_insert_events(scope.conn, 3, LONG_AGO);
+    wait_log("sink failed on");
+    for (int i = 0; i < 5; i++)
+        reload_and_wait(pid, "reload: nothing changed");
+    cr_assert_eq(log_count("sink still failing"), 0,
+                 "the sink was retried during its backoff, at a reload");
+    cr_assert_eq(line_count(sink_out), 0);
+    th_relay_stop(&scope, pid);
+}
+
+/* --log-level outranks log.level, at a reload too, and the log says so rather than announce a
+ * change that does not happen. */
+Test(reload, a_log_level_given_on_the_command_line_outranks_a_reloaded_one)
+{
+    settings s = defaults();
+    write_settings(&s);
+    pid_t pid = start_relay("debug");
+    s.level = "error";
+    write_settings(&s);
+    reload_and_wait(pid, "configuration reloaded");
+    cr_assert(th_file_contains(log_path, "reload: log.level changed from 'info' to 'error', but "
+                                         "--log-level outranks it"),
+              "the reload does not say that --log-level keeps the level");
+    cr_assert_eq(log_count("reload: log.level: "), 0, "the reload announces a new level");
+    th_insert_events(scope.conn, 5, LONG_AGO);
+    wait_log("Z debug delivered 5 events, position 5");
+    th_relay_stop(&scope, pid);
+}
