@@ -216,7 +216,7 @@ static const cli_command commands[] = {
      "             letter (exit 1); one whose row is gone (retention) is named (exit 7) and keeps\n"
      "             it. Runs beside the relay.\n"
      "  drop       removes the dead letters without delivering (retention may then delete the\n"
-     "             rows)\n"
+     "             rows; a replay over their ids then delivers them like any other)\n"
      "\n"
      "An id that is not a dead letter of this relay refuses the command (exit 7) before anything\n"
      "is delivered or removed.\n",

@@ -227,13 +227,23 @@ typedef struct retry_outcome {
  * table, recording what became of each in o. Returns 0, or an exit code with the cause logged
  * (the sink's failure is o->sink_failed, not an error here). */
 static int retry_batch(relay_redelivery *r, const relay_config *config, const relay_logger *log,
-                       const int64_t *ids, size_t n, retry_outcome *o)
+                       const int64_t *ids, size_t n, size_t *taken, retry_outcome *o)
 {
     char err[2048];
+    *taken = n;
     if (relay_source_fetch_ids(r->conn, config, &r->info, ids, n, &r->batch, err, sizeof err) !=
         0) {
         relay_error(log, "dead-letters retry: %s", err);
         return RELAY_EXIT_DATABASE;
+    }
+    /* Cut by batch_bytes: the ids above its last event are read by the next batch (the ids are
+     * in order, as the rows are). */
+    if (r->batch.cut && r->batch.count > 0) {
+        int64_t last = r->batch.events[r->batch.count - 1].id;
+        *taken = 0;
+        while (*taken < n && ids[*taken] <= last)
+            ++*taken;
+        n = *taken;
     }
     int64_t *found = calloc(r->batch.count + 1, sizeof *found);
     if (!found) {
@@ -294,9 +304,10 @@ static int retry(relay_redelivery *r, const relay_cli_options *opts, const relay
         relay_error(log, "out of memory");
         return RELAY_EXIT_DATABASE;
     }
-    size_t step = (size_t)config->batch_size;
-    for (size_t at = 0; at < n_known && rc == 0 && !o.sink_failed; at += step)
-        rc = retry_batch(r, config, log, known + at, n_known - at < step ? n_known - at : step, &o);
+    size_t step = (size_t)config->batch_size, taken = 0;
+    for (size_t at = 0; at < n_known && rc == 0 && !o.sink_failed; at += taken)
+        rc = retry_batch(r, config, log, known + at, n_known - at < step ? n_known - at : step,
+                         &taken, &o);
     free(known);
 
     /* What the sink acknowledged loses its dead letter, whatever failed after it: else the next

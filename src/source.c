@@ -754,9 +754,10 @@ int relay_source_fetch_ids(PGconn *conn, const relay_config *config, const relay
     snprintf(limit_text, sizeof limit_text, "%zu", n_ids);
     const char *params[3] = {array, limit_text,
                              sequence_param(info, sequence_text, sizeof sequence_text)};
-    /* Not cut by bytes: the caller asks for as many ids as it wants delivered together. */
-    int rc =
-        reread(conn, REREAD_IDS_STATEMENT, 3, params, (int)n_ids, SIZE_MAX, batch, err, errlen);
+    /* Cut by bytes like every read: dead letters are often the events too large for the
+     * destination, and a thousand of them would otherwise be one batch in memory. */
+    int rc = reread(conn, REREAD_IDS_STATEMENT, 3, params, (int)n_ids, (size_t)config->batch_bytes,
+                    batch, err, errlen);
     free(array);
     return rc;
 }

@@ -159,7 +159,8 @@ int relay_source_fetch_gaps(PGconn *conn, const relay_config *config, const rela
  * rows of [from, to] in id order, at most batch_size and cut by batch_bytes (batch->cut), leaving
  * out this relay's dead letters and watched gaps (they were never acknowledged); a batch with
  * fewer rows than batch_size and not cut is the range's last. relay_source_fetch_ids reads the
- * rows of ids (1 to batch_size of them) that exist, in id order. Each returns 0, or -1 with err.
+ * rows of ids (1 to batch_size of them) that exist, in id order, cut by batch_bytes too: when
+ * batch->cut, the ids above the batch's last were not read. Each returns 0, or -1 with err.
  */
 int relay_source_prepare_reread(PGconn *conn, const relay_config *config,
                                 const relay_source_info *info, char *err, size_t errlen);

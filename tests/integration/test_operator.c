@@ -255,6 +255,38 @@ Test(operator, retry_delivers_exactly_those_events_marked_and_removes_them)
     cr_assert_eq(th_position(&scope, RELAY_NAME), 10, "the retry moved the position");
 }
 
+/* Dead letters are often the events too large for the destination: a retry reads them cut by
+ * batch_bytes, as the relay does, and goes on with the ids the cut left for the next batch. */
+Test(operator, retry_cuts_its_batches_by_batch_bytes)
+{
+    char rejecting[TH_PATH_MAX], config[TH_PATH_MAX], sink_out[TH_PATH_MAX], batches[TH_PATH_MAX];
+    make_dead_letters(rejecting);
+    /* 40 kB each: two do not fit in 64 kB. */
+    th_exec(scope.conn, "UPDATE events SET body = jsonb_build_object('blob', repeat('x', 40000))"
+                        " WHERE id IN (3, 7)");
+    th_path(&scope, "retry.sink", sink_out);
+    th_path(&scope, "retry.batches", batches);
+    th_write_config(&scope, config,
+                    "name: %s\ndatabase:\n  conninfo: %s\nsource:\n  batch_size: 100\n"
+                    "  batch_bytes: 65536\nsink:\n  plugin: %s\n  options:\n    out: %s\n"
+                    "    batches: %s\n",
+                    RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), sink_out, batches);
+
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "dead-letters", "-c", config, "retry", "3", "7");
+    cr_assert_eq(code, 0, "retry exited %d:\n%s%s", code, out, err);
+    cr_assert_not_null(strstr(out, "2 delivered (dead letters removed)\n"), "retry says:\n%s", out);
+    cr_assert_null(strstr(out, "no longer in the table"), "retry says:\n%s", out);
+    free(out);
+    free(err);
+    const int64_t ids[] = {3, 7};
+    assert_sink_lines(sink_out, ids, 2, true, "the retry's deliveries");
+    char *sizes = th_read_file(batches, NULL);
+    cr_assert_str_eq(sizes, "1\n1\n", "the retry's batches were not cut by batch_bytes");
+    free(sizes);
+    assert_dead_letters("", "after the retry");
+}
+
 Test(operator, retry_of_an_unknown_id_fails_and_changes_nothing)
 {
     char rejecting[TH_PATH_MAX], config[TH_PATH_MAX], sink_out[TH_PATH_MAX];
