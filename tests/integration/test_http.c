@@ -156,8 +156,28 @@ Test(http, counters_move_by_exactly_the_events_delivered)
 
     scrape r = get(port, "/metrics");
     cr_expect_not_null(strstr(r.body, "# TYPE outbox_relay_delivery_latency_seconds histogram"));
-    cr_expect_not_null(strstr(r.body, "outbox_relay_build_info{relay="));
-    cr_expect_not_null(strstr(r.body, "outbox_relay_lag_seconds{relay="));
+    /* Every series an operator may alert on, each with the relay's label. */
+    static const char *const names[] = {"events_delivered_total",
+                                        "batches_total",
+                                        "sink_errors_total",
+                                        "database_errors_total",
+                                        "position",
+                                        "table_max_id",
+                                        "lag_events",
+                                        "lag_seconds",
+                                        "gaps_watched",
+                                        "late_events_total",
+                                        "dead_letters_total",
+                                        "leader",
+                                        "delivery_latency_seconds_bucket",
+                                        "delivery_latency_seconds_sum",
+                                        "build_info"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char want[192];
+        snprintf(want, sizeof want, "\noutbox_relay_%s{relay=\"%s\"", names[i], scope.schema);
+        cr_expect_not_null(strstr(r.body, want), "no series outbox_relay_%s for the relay",
+                           names[i]);
+    }
     free(r.body);
     wait_probe(&scope, port, "/healthz", 200, "ok");
     wait_probe(&scope, port, "/readyz", 200, "leading");

@@ -4,7 +4,9 @@
  * TCP. The test injects the faults (brokers down, produce errors) and reads the topics back with a
  * consumer of its own, so every assertion is about what actually reached "Kafka".
  */
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1489,6 +1491,68 @@ Test(kafka, a_reload_with_a_new_topic_starts_a_new_producer)
                      kt_times_seen(&kafka, m->id));
         cr_assert_str_eq(m->topic, m->id <= 100 ? "orders.a" : "orders.b", "event %" PRId64, m->id);
     }
+}
+
+/* ---- the sink's own metrics ---------------------------------------------------------------- */
+
+/* A port nothing listens on now: the kernel's pick for a socket bound to port 0, closed again. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+              getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+typedef struct metric_goal {
+    int port;
+    const char *series; /* a whole line of /metrics */
+} metric_goal;
+
+static bool metrics_show(void *arg)
+{
+    const metric_goal *g = arg;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", g->port);
+    const char *argv[] = {"curl", "-s", "--max-time", "5", url, NULL};
+    char *body = NULL;
+    th_run_program(argv, &body, NULL);
+    bool shown = body && strstr(body, g->series) != NULL;
+    free(body);
+    return shown;
+}
+
+/* The sink reports its in-flight messages through the host (ABI 2's report_metric): the relay's
+ * endpoint shows them as a series of the sink's, 0 once the brokers acknowledged everything. */
+Test(kafka, the_sinks_in_flight_messages_are_a_metric)
+{
+    kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 1);
+    char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
+    write_kafka_config(config, 50, "orders", "", "", "");
+    int port = free_port();
+    FILE *f = fopen(config, "a");
+    cr_assert_not_null(f);
+    fprintf(f, "http:\n  listen: \"127.0.0.1:%d\"\n", port);
+    fclose(f);
+    th_path(&scope, "relay.out", out);
+    th_path(&scope, "relay.err", err);
+    th_migrate(config);
+    insert_events(120);
+    pid_t pid = th_relay_start(&scope, config, out, err);
+    kt_wait_ids(&kafka, 1, 120);
+    th_wait_position(&scope, RELAY_NAME, 120);
+
+    char line[256];
+    snprintf(line, sizeof line,
+             "# TYPE outbox_relay_sink_kafka_in_flight_messages gauge\n"
+             "outbox_relay_sink_kafka_in_flight_messages{relay=\"%s\"} 0\n",
+             RELAY_NAME);
+    metric_goal goal = {port, line};
+    th_wait_until(&scope, TH_DEADLINE_MS, metrics_show, &goal, "the sink's in-flight gauge at 0");
+    th_relay_stop(&scope, pid);
 }
 
 /* ---- check reaches the cluster ------------------------------------------------------------ */
