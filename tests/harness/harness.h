@@ -162,6 +162,10 @@ bool th_file_contains(const char *path, const char *text);
 size_t th_read_lines(const char *path, char ***lines);
 void th_free_lines(char **lines, size_t n);
 
+/* A loopback TCP port nothing listens on now (the kernel's pick for a socket bound to port 0,
+ * closed again), for a relay's http.listen. */
+int th_free_port(void);
+
 /* The ids of a testsink out file, whose lines are "ID KEY TYPE". Same contract as above. */
 size_t th_read_testsink_ids(const char *path, int64_t **ids);
 

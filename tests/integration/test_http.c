@@ -4,13 +4,10 @@
  * readiness that follows the database (stopped and started again), and a standby that is ready but
  * does not lead.
  */
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -36,18 +33,6 @@ static void teardown(void)
 }
 
 TestSuite(http, .init = setup, .fini = teardown, .timeout = 120);
-
-/* A port nothing listens on now: the kernel's pick for a socket bound to port 0, closed again. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-              getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static void write_config(th_scope *s, char path[TH_PATH_MAX], int port)
 {
@@ -126,7 +111,7 @@ static double scrape_series(int port, const char *name)
 Test(http, counters_move_by_exactly_the_events_delivered)
 {
     char config[TH_PATH_MAX], err[TH_PATH_MAX];
-    int port = free_port();
+    int port = th_free_port();
     write_config(&scope, config, port);
     th_migrate(config);
     th_path(&scope, "relay.err", err);
@@ -195,7 +180,7 @@ Test(http, readiness_follows_the_database)
     th_scope_new_at(&own, server.conninfo);
 
     char config[TH_PATH_MAX], err[TH_PATH_MAX];
-    int port = free_port();
+    int port = th_free_port();
     write_config(&own, config, port);
     th_migrate(config);
     th_path(&own, "relay.err", err);
@@ -225,7 +210,7 @@ Test(http, a_standby_is_ready_and_does_not_lead)
 {
     char leader_cfg[TH_PATH_MAX], standby_cfg[TH_PATH_MAX], leader_err[TH_PATH_MAX],
         standby_err[TH_PATH_MAX];
-    int leader_port = free_port(), standby_port = free_port();
+    int leader_port = th_free_port(), standby_port = th_free_port();
     write_config(&scope, leader_cfg, leader_port);
     write_config(&scope, standby_cfg, standby_port);
     th_migrate(leader_cfg);

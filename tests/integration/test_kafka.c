@@ -4,9 +4,7 @@
  * TCP. The test injects the faults (brokers down, produce errors) and reads the topics back with a
  * consumer of its own, so every assertion is about what actually reached "Kafka".
  */
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1495,18 +1493,6 @@ Test(kafka, a_reload_with_a_new_topic_starts_a_new_producer)
 
 /* ---- the sink's own metrics ---------------------------------------------------------------- */
 
-/* A port nothing listens on now: the kernel's pick for a socket bound to port 0, closed again. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-              getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 typedef struct metric_goal {
     int port;
     const char *series; /* a whole line of /metrics */
@@ -1532,7 +1518,7 @@ Test(kafka, the_sinks_in_flight_messages_are_a_metric)
     kt_cluster_start(&kafka, ORDERS_TOPIC, 1, 1);
     char config[TH_PATH_MAX], out[TH_PATH_MAX], err[TH_PATH_MAX];
     write_kafka_config(config, 50, "orders", "", "", "");
-    int port = free_port();
+    int port = th_free_port();
     FILE *f = fopen(config, "a");
     cr_assert_not_null(f);
     fprintf(f, "http:\n  listen: \"127.0.0.1:%d\"\n", port);
