@@ -34,14 +34,9 @@ DATABASE=""
 CONTAINER=""
 ADMIN_CONNINFO=""
 
-say() {
-    echo "container-test: $*" >&2
-}
-
-fail() {
-    say "FAIL: $*"
-    exit 1
-}
+TEST_NAME=container-test
+# shellcheck source=tests/lib/script-test.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/script-test.sh"
 
 for tool in podman runc mmdebstrap; do
     if ! command -v "$tool" >/dev/null 2>&1; then
@@ -75,25 +70,11 @@ cleanup() {
         fi
         pm rm -f "$CONTAINER" >/dev/null 2>&1 || true
     fi
-    if [[ -n "$DATABASE" ]]; then
-        psql "$ADMIN_CONNINFO" -X -q -c "DROP DATABASE IF EXISTS \"$DATABASE\" WITH (FORCE)" \
-            >/dev/null 2>&1 || true
-    fi
+    drop_test_database "$ADMIN_CONNINFO" "$DATABASE"
     [[ -z "$WORK" ]] || rm -rf "$WORK"
     exit "$status"
 }
 trap cleanup EXIT
-
-# Waits until the command succeeds, at most DEADLINE_S seconds; fails the test naming what.
-wait_until() {
-    local what=$1
-    shift
-    local end=$((SECONDS + DEADLINE_S))
-    until "$@"; do
-        ((SECONDS < end)) || fail "no $what within ${DEADLINE_S}s"
-        sleep 0.1
-    done
-}
 
 make_base_image() {
     if [[ -n "${RELAY_CONTAINER_BASE:-}" ]]; then

@@ -20,14 +20,9 @@ DATABASE=""
 ADMIN_CONNINFO=""
 RELAY_PID=""
 
-say() {
-    echo "install-test: $*" >&2
-}
-
-fail() {
-    say "FAIL: $*"
-    exit 1
-}
+TEST_NAME=install-test
+# shellcheck source=tests/lib/script-test.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/script-test.sh"
 
 : "${RELAY_TEST_CONNINFO:?RELAY_TEST_CONNINFO must name the suite PostgreSQL}"
 
@@ -42,24 +37,11 @@ cleanup() {
         say "the relay's log:"
         tail -n 30 "$WORK/relay.err" >&2
     fi
-    if [[ -n "$DATABASE" ]]; then
-        psql "$ADMIN_CONNINFO" -X -q -c "DROP DATABASE IF EXISTS \"$DATABASE\" WITH (FORCE)" \
-            >/dev/null 2>&1 || true
-    fi
+    drop_test_database "$ADMIN_CONNINFO" "$DATABASE"
     [[ -z "$WORK" ]] || rm -rf "$WORK"
     exit "$status"
 }
 trap cleanup EXIT
-
-wait_until() {
-    local what=$1
-    shift
-    local end=$((SECONDS + DEADLINE_S))
-    until "$@"; do
-        ((SECONDS < end)) || fail "no $what within ${DEADLINE_S}s"
-        sleep 0.1
-    done
-}
 
 # The install path meson gives a build target (without the destdir).
 installed_path_of() {
