@@ -251,24 +251,44 @@ static const char header_format[] =
  * xmin::text::bigint cost the server a tenth of a read). */
 static const char no_header[] = ", t.xmin, NULL::text";
 
+enum { SELECT_LIST_MAX = 4096 };
+
+/* What every read's statement is made of: the quoted id column and the select lists. */
+typedef struct statement_parts {
+    char id[600];
+    char roles[SELECT_LIST_MAX], headers[SELECT_LIST_MAX], nulls[SELECT_LIST_MAX],
+        header_nulls[SELECT_LIST_MAX];
+} statement_parts;
+
+/* Returns 0, or -1 with err. */
+static int statement_parts_make(PGconn *conn, const relay_config *config,
+                                const relay_source_info *info, statement_parts *parts, char *err,
+                                size_t errlen)
+{
+    if (relay_db_quote_ident(conn, config->columns.id, parts->id, sizeof parts->id, err, errlen) !=
+        0)
+        return -1;
+    return select_lists(conn, config, info, parts->roles, parts->headers, parts->nulls,
+                        parts->header_nulls, SELECT_LIST_MAX, err, errlen);
+}
+
+/* The header row of a read whose sequence is parameter sequence_param. */
+static void statement_header(const statement_parts *parts, int sequence_param, char *out,
+                             size_t len)
+{
+    snprintf(out, len, header_format, parts->nulls, sequence_param, parts->header_nulls);
+}
+
 int relay_source_prepare(PGconn *conn, const relay_config *config, const relay_source_info *info,
                          char *err, size_t errlen)
 {
-    char id[600], created_at[600];
-    if (relay_db_quote_ident(conn, config->columns.id, id, sizeof id, err, errlen) != 0 ||
-        relay_db_quote_ident(conn, config->columns.created_at, created_at, sizeof created_at, err,
-                             errlen) != 0)
+    statement_parts parts;
+    if (statement_parts_make(conn, config, info, &parts, err, errlen) != 0)
         return -1;
-
-    enum { LIST = 4096 };
-    char roles[LIST], headers[LIST], nulls[LIST], header_nulls[LIST];
-    if (select_lists(conn, config, info, roles, headers, nulls, header_nulls, LIST, err, errlen) !=
-        0)
-        return -1;
-
-    char header[LIST * 2 + 512], gaps_header[LIST * 2 + 512];
-    snprintf(header, sizeof header, header_format, nulls, 3, header_nulls);
-    snprintf(gaps_header, sizeof gaps_header, header_format, nulls, 4, header_nulls);
+    const char *id = parts.id, *roles = parts.roles, *headers = parts.headers;
+    char header[SELECT_LIST_MAX * 2 + 512], gaps_header[SELECT_LIST_MAX * 2 + 512];
+    statement_header(&parts, 3, header, sizeof header);
+    statement_header(&parts, 4, gaps_header, sizeof gaps_header);
 
     /* Whether a row is older than the margin is the relay's to judge (take_row), from its
      * created_at and the header's now(): the server does not spend an expression and a column
@@ -675,17 +695,13 @@ int64_t relay_batch_held_settles_in(const relay_batch *batch, int64_t margin_ms)
 int relay_source_prepare_reread(PGconn *conn, const relay_config *config,
                                 const relay_source_info *info, char *err, size_t errlen)
 {
-    char id[600];
-    if (relay_db_quote_ident(conn, config->columns.id, id, sizeof id, err, errlen) != 0)
+    statement_parts parts;
+    if (statement_parts_make(conn, config, info, &parts, err, errlen) != 0)
         return -1;
-    enum { LIST = 4096 };
-    char roles[LIST], headers[LIST], nulls[LIST], header_nulls[LIST];
-    if (select_lists(conn, config, info, roles, headers, nulls, header_nulls, LIST, err, errlen) !=
-        0)
-        return -1;
-    char range_header[LIST * 2 + 512], ids_header[LIST * 2 + 512];
-    snprintf(range_header, sizeof range_header, header_format, nulls, 5, header_nulls);
-    snprintf(ids_header, sizeof ids_header, header_format, nulls, 3, header_nulls);
+    const char *id = parts.id, *roles = parts.roles, *headers = parts.headers;
+    char range_header[SELECT_LIST_MAX * 2 + 512], ids_header[SELECT_LIST_MAX * 2 + 512];
+    statement_header(&parts, 5, range_header, sizeof range_header);
+    statement_header(&parts, 3, ids_header, sizeof ids_header);
 
     /* A replay sends again what the sink acknowledged: not the dead letters (never accepted:
      * `dead-letters retry` is theirs) nor the watched gaps (missing when the position passed
