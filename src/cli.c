@@ -215,8 +215,9 @@ static const cli_command commands[] = {
      "             letters (one transaction). An event the sink refuses again keeps its dead\n"
      "             letter (exit 1); one whose row is gone (retention) is named (exit 7) and keeps\n"
      "             it. Runs beside the relay.\n"
-     "  drop       removes the dead letters without delivering (retention may then delete the\n"
-     "             rows; a replay over their ids then delivers them like any other)\n"
+     "  drop       gives the events up undelivered: their dead letters are marked dropped, no\n"
+     "             longer listed nor retried, and retention may delete the rows (a replay\n"
+     "             still leaves the events out)\n"
      "\n"
      "An id that is not a dead letter of this relay refuses the command (exit 7) before anything\n"
      "is delivered or removed.\n",

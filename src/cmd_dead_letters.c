@@ -71,10 +71,10 @@ static int check_known(PGconn *conn, const relay_cli_options *opts, const relay_
     PGresult *res = PQexecParams(conn,
                                  locking ? "SELECT event_id FROM relay_dead_letters"
                                            " WHERE relay_name = $1 AND event_id = ANY($2::bigint[])"
-                                           " ORDER BY event_id FOR UPDATE"
+                                           "   AND dropped_at IS NULL ORDER BY event_id FOR UPDATE"
                                          : "SELECT DISTINCT event_id FROM relay_dead_letters"
                                            " WHERE relay_name = $1 AND event_id = ANY($2::bigint[])"
-                                           " ORDER BY event_id",
+                                           "   AND dropped_at IS NULL ORDER BY event_id",
                                  2, NULL, params, NULL, NULL, 0);
     free(array);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -110,10 +110,11 @@ static int check_known(PGconn *conn, const relay_cli_options *opts, const relay_
     return 0;
 }
 
-/* Removes the dead letters of this relay's events ids, in one statement. Returns 0, or -1 with
- * err. */
+/* Ends the dead letters of this relay's events ids, in one statement: deleted once delivered
+ * (retry), marked dropped otherwise (drop), so that a replay still leaves the event out. Returns
+ * 0, or -1 with err. */
 static int remove_dead_letters(PGconn *conn, const relay_config *config, const int64_t *ids,
-                               size_t n, int64_t *removed, char *err, size_t errlen)
+                               size_t n, bool delivered, int64_t *removed, char *err, size_t errlen)
 {
     *removed = 0;
     if (n == 0)
@@ -122,10 +123,15 @@ static int remove_dead_letters(PGconn *conn, const relay_config *config, const i
     if (relay_db_id_array(ids, n, &array, err, errlen) != 0)
         return -1;
     const char *params[2] = {config->name, array};
-    PGresult *res = PQexecParams(conn,
-                                 "DELETE FROM relay_dead_letters"
-                                 " WHERE relay_name = $1 AND event_id = ANY($2::bigint[])",
-                                 2, NULL, params, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn,
+                     delivered ? "DELETE FROM relay_dead_letters"
+                                 " WHERE relay_name = $1 AND event_id = ANY($2::bigint[])"
+                                 "   AND dropped_at IS NULL"
+                               : "UPDATE relay_dead_letters SET dropped_at = clock_timestamp()"
+                                 " WHERE relay_name = $1 AND event_id = ANY($2::bigint[])"
+                                 "   AND dropped_at IS NULL",
+                     2, NULL, params, NULL, NULL, 0);
     free(array);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (ok)
@@ -149,7 +155,8 @@ static int list(PGconn *conn, const relay_cli_options *opts, const relay_config 
     snprintf(sql, sizeof sql,
              "SELECT d.id, d.event_id, to_char(d.created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
              "       d.reason, EXISTS (SELECT 1 FROM %s t WHERE t.%s = d.event_id)"
-             "  FROM relay_dead_letters d WHERE d.relay_name = $1 ORDER BY d.event_id, d.id",
+             "  FROM relay_dead_letters d WHERE d.relay_name = $1 AND d.dropped_at IS NULL"
+             " ORDER BY d.event_id, d.id",
              table, id);
     const char *params[1] = {config->name};
     PGresult *res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
@@ -198,7 +205,7 @@ static int drop(PGconn *conn, const relay_cli_options *opts, const relay_config 
     size_t n_known;
     int rc = check_known(conn, opts, config, log, true, &known, &n_known);
     if (rc == 0 &&
-        (remove_dead_letters(conn, config, known, n_known, &removed, err, sizeof err) != 0 ||
+        (remove_dead_letters(conn, config, known, n_known, false, &removed, err, sizeof err) != 0 ||
          relay_db_exec(conn, "committing the drop", "COMMIT", err, sizeof err) != 0)) {
         relay_error(log, "%s", err);
         rc = RELAY_EXIT_DATABASE;
@@ -314,7 +321,7 @@ static int retry(relay_redelivery *r, const relay_cli_options *opts, const relay
      * retry would deliver it once more. */
     char err[1024];
     int64_t removed = 0;
-    if (remove_dead_letters(r->conn, config, o.delivered, o.n_delivered, &removed, err,
+    if (remove_dead_letters(r->conn, config, o.delivered, o.n_delivered, true, &removed, err,
                             sizeof err) != 0) {
         relay_error(log, "dead-letters retry: the sink acknowledged %zu event(s), but %s",
                     o.n_delivered, err);

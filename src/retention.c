@@ -144,7 +144,8 @@ static int delete_statement(PGconn *conn, const relay_config *config, const rela
         return -1;
     }
     /* Dead letters stay: relay_dead_letters keeps their ids, the table their contents, which the
-     * operator needs to send them again. A NULL created_at has no age, and stays too. */
+     * operator needs to send them again (unless the operator dropped them). A NULL created_at has
+     * no age, and stays too. */
     int n = snprintf(
         sql, len,
         "WITH " RELAY_RETENTION_BOUND_CTES ","
@@ -154,7 +155,7 @@ static int delete_statement(PGconn *conn, const relay_config *config, const rela
         "    WHERE t.%s <= (SELECT id FROM bound) AND (SELECT mine FROM turn)"
         "      AND t.%s < now() - $2::bigint * interval '1 millisecond'%s"
         "      AND NOT EXISTS (SELECT 1 FROM relay_dead_letters d"
-        "                       WHERE d.event_id = t.%s"
+        "                       WHERE d.event_id = t.%s AND d.dropped_at IS NULL"
         "                         AND d.relay_name IN (SELECT name FROM relays))"
         "    ORDER BY t.%s LIMIT $3::int)"
         "   RETURNING 1),"

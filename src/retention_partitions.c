@@ -94,6 +94,7 @@ static int candidate_statement(PGconn *conn, const relay_config *config,
         "           AND ($3::oid IS NOT NULL OR hi <= (SELECT max(t.%s) FROM %s t))"
         "           AND NOT EXISTS (SELECT 1 FROM relay_dead_letters d"
         "                            WHERE d.relay_name IN (SELECT name FROM relays)"
+        "                              AND d.dropped_at IS NULL"
         "                              AND d.event_id < hi AND (lo IS NULL OR d.event_id >= lo))"
         "           AND NOT EXISTS (SELECT 1 FROM (SELECT t.%s AS created FROM %s t"
         "                                           WHERE t.%s < hi AND (lo IS NULL OR t.%s >= lo)"

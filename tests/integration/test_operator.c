@@ -91,7 +91,8 @@ static void make_dead_letters(char rejecting_config[TH_PATH_MAX])
 static char *dead_letter_events(void)
 {
     char *ids = th_query_text(scope.conn, "SELECT coalesce(string_agg(event_id::text, ','"
-                                          " ORDER BY event_id), '') FROM relay_dead_letters");
+                                          " ORDER BY event_id), '') FROM relay_dead_letters"
+                                          " WHERE dropped_at IS NULL");
     cr_assert_not_null(ids);
     return ids;
 }
@@ -412,9 +413,83 @@ Test(operator, drop_removes_them_and_refuses_unknown_ids_whole)
     const char *drop7[] = {"dead-letters", "-c", config, "drop", "7", NULL};
     assert_cli(drop7, 0, NULL);
     assert_dead_letters("", "after drop 7");
-    /* Dropped, not delivered. */
+    /* Dropped, not delivered; marked, not deleted (a replay leaves them out); no longer a dead
+     * letter to retry or drop again. */
     const int64_t delivered[] = {1, 2, 4, 5, 6, 8, 9, 10};
     assert_sink_lines(sink_out, delivered, 8, false, "the relay's deliveries");
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_dead_letters"
+                                            " WHERE dropped_at IS NOT NULL"),
+                 2, "the dropped dead letters are not marked");
+    const char *retry3[] = {"dead-letters", "-c", config, "retry", "3", NULL};
+    assert_cli(retry3, 7, "event 3");
+    const char *drop3_again[] = {"dead-letters", "-c", config, "drop", "3", NULL};
+    assert_cli(drop3_again, 7, "event 3");
+    char *out, *err;
+    int code = th_run_cli(&out, &err, "dead-letters", "-c", config, "list");
+    cr_assert_eq(code, 0);
+    char none[128];
+    snprintf(none, sizeof none, "0 dead letters of '%s'\n", RELAY_NAME);
+    cr_assert_str_eq(out, none, "list shows dropped ones");
+    free(out);
+    free(err);
+}
+
+typedef struct count_goal {
+    const char *sql;
+    int64_t want;
+} count_goal;
+
+static bool count_is(void *arg)
+{
+    const count_goal *g = arg;
+    return th_query_int64(scope.conn, g->sql) == g->want;
+}
+
+/* Retention keeps the rows of dead letters (the only copy of what `retry` sends), and deletes a
+ * dropped one's like any other delivered row. */
+Test(operator, retention_keeps_dead_letters_until_they_are_dropped)
+{
+    char config[TH_PATH_MAX], sink_out[TH_PATH_MAX], err[TH_PATH_MAX];
+    th_path(&scope, "relay.sink", sink_out);
+    th_path(&scope, "relay.err", err);
+    th_write_config(&scope, config,
+                    "name: %s\ndatabase:\n  conninfo: %s\nsource:\n  safety_margin: 0s\n"
+                    "  poll_interval: 50ms\nsink:\n  plugin: %s\n  on_reject: dead_letter\n"
+                    "  options:\n    out: %s\n    reject_ids: \"3,7\"\n"
+                    "retention:\n  delete_after: 0s\n  interval: 50ms\n",
+                    RELAY_NAME, scope.conninfo_yaml, th_env("RELAY_TESTSINK"), sink_out);
+    th_migrate(config);
+    th_insert_events(scope.conn, 10, LONG_AGO);
+    pid_t pid = th_relay_start(&scope, config, NULL, err);
+    th_wait_position(&scope, RELAY_NAME, 10);
+    count_goal kept = {"SELECT count(*) FROM events", 2};
+    th_wait_until(&scope, TH_DEADLINE_MS, count_is, &kept, "retention to leave two rows");
+    char *left =
+        th_query_text(scope.conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM events");
+    cr_assert_str_eq(left, "3,7", "retention deleted a dead letter's row");
+    free(left);
+
+    const char *drop[] = {"dead-letters", "-c", config, "drop", "3", NULL};
+    assert_cli(drop, 0, NULL);
+    count_goal dropped = {"SELECT count(*) FROM events WHERE id = 3", 0};
+    th_wait_until(&scope, TH_DEADLINE_MS, count_is, &dropped, "retention to delete row 3");
+    cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM events WHERE id = 7"), 1);
+    th_relay_stop(&scope, pid);
+}
+
+/* A dropped dead letter's event was never delivered: a replay over its id does not send it. */
+Test(operator, replay_leaves_dropped_dead_letters_out)
+{
+    char rejecting[TH_PATH_MAX], replay[TH_PATH_MAX], replay_out[TH_PATH_MAX];
+    make_dead_letters(rejecting);
+    const char *drop[] = {"dead-letters", "-c", rejecting, "drop", "3", NULL};
+    assert_cli(drop, 0, NULL);
+    th_path(&scope, "replay.sink", replay_out);
+    write_testsink_config(replay, replay_out, NULL, 100);
+    const char *argv[] = {"replay", "-c", replay, "--from", "1", "--to", "10", NULL};
+    assert_cli(argv, 0, NULL);
+    const int64_t ids[] = {1, 2, 4, 5, 6, 8, 9, 10};
+    assert_sink_lines(replay_out, ids, 8, true, "the replay");
 }
 
 /* ---- replay -------------------------------------------------------------------------------- */
