@@ -502,17 +502,31 @@ static int parse_bool(parse_ctx *ctx, const field *f, yaml_node_t *node, void *d
     return 0;
 }
 
+/* The names of source.mode and sink.on_reject, by value: what the file says, and what a reload's
+ * diff writes back. */
+static const char *const mode_names[] = {
+    [RELAY_MODE_MARGIN] = "margin", [RELAY_MODE_SETTLED] = "settled"};
+static const char *const on_reject_names[] = {
+    [RELAY_ON_REJECT_STOP] = "stop", [RELAY_ON_REJECT_DEAD_LETTER] = "dead_letter"};
+
+/* The index of text in names, or -1. */
+static int name_index(const char *text, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(text, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
 static int parse_mode(parse_ctx *ctx, const field *f, yaml_node_t *node, void *dest)
 {
     const char *text = NULL;
     if (string_value(ctx, f, node, &text) < 0)
         return -1;
-    if (strcmp(text, "margin") == 0)
-        *(relay_source_mode *)dest = RELAY_MODE_MARGIN;
-    else if (strcmp(text, "settled") == 0)
-        *(relay_source_mode *)dest = RELAY_MODE_SETTLED;
-    else
+    int mode = name_index(text, mode_names, sizeof mode_names / sizeof mode_names[0]);
+    if (mode < 0)
         return fail(ctx, node->start_mark, "unknown mode \"%s\": expected margin or settled", text);
+    *(relay_source_mode *)dest = (relay_source_mode)mode;
     return 0;
 }
 
@@ -566,13 +580,12 @@ static int parse_on_reject(parse_ctx *ctx, const field *f, yaml_node_t *node, vo
     const char *text = NULL;
     if (string_value(ctx, f, node, &text) < 0)
         return -1;
-    if (strcmp(text, "stop") == 0)
-        *(relay_on_reject *)dest = RELAY_ON_REJECT_STOP;
-    else if (strcmp(text, "dead_letter") == 0)
-        *(relay_on_reject *)dest = RELAY_ON_REJECT_DEAD_LETTER;
-    else
+    int policy =
+        name_index(text, on_reject_names, sizeof on_reject_names / sizeof on_reject_names[0]);
+    if (policy < 0)
         return fail(ctx, node->start_mark, "unknown policy \"%s\": expected stop or dead_letter",
                     text);
+    *(relay_on_reject *)dest = (relay_on_reject)policy;
     return 0;
 }
 
@@ -1336,7 +1349,7 @@ static bool same_text(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static bool same_options(const relay_config *a, const relay_config *b)
+bool relay_config_same_sink_options(const relay_config *a, const relay_config *b)
 {
     if (a->n_sink_options != b->n_sink_options)
         return false;
@@ -1347,28 +1360,16 @@ static bool same_options(const relay_config *a, const relay_config *b)
     return true;
 }
 
-bool relay_config_same_sink_options(const relay_config *a, const relay_config *b)
-{
-    return same_options(a, b);
-}
-
-/* The enums' names, as the file spells them. */
+/* The enums' names, as the file spells them: from the tables their parsers read. */
 static const char *enum_text(const field *f, int value)
 {
-    static const char *const modes[] = {"margin", "settled"};
-    static const char *const rejects[] = {"stop", "dead_letter"};
-    static const char *const levels[] = {"debug", "info", "warn", "error"};
-    static const char *const formats[] = {"text", "json"};
-    const char *const *names = NULL;
-    size_t n = 0;
-    if (f->parse == parse_mode)
-        names = modes, n = 2;
-    else if (f->parse == parse_on_reject)
-        names = rejects, n = 2;
-    else if (f->parse == parse_log_level)
-        names = levels, n = 4;
-    else if (f->parse == parse_log_format)
-        names = formats, n = 2;
+    if (f->parse == parse_log_level)
+        return relay_log_level_name((relay_log_level)value);
+    if (f->parse == parse_log_format)
+        return relay_log_format_name((relay_log_format)value);
+    const char *const *names = f->parse == parse_mode ? mode_names : on_reject_names;
+    size_t n = f->parse == parse_mode ? sizeof mode_names / sizeof mode_names[0]
+                                      : sizeof on_reject_names / sizeof on_reject_names[0];
     return value >= 0 && (size_t)value < n ? names[value] : "?";
 }
 
@@ -1442,7 +1443,7 @@ static void diff_options(const relay_config *a, const relay_config *b, relay_con
         }
     }
     change->key = prefix;
-    if (!told && !same_options(a, b))
+    if (!told && !relay_config_same_sink_options(a, b))
         fn(change, arg);
 }
 

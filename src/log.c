@@ -7,6 +7,7 @@
 #include <time.h>
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const format_names[] = {"text", "json"};
 /* syslog's priorities, as sd-daemon.h's SD_DEBUG, SD_INFO, SD_WARNING and SD_ERR prefix them. */
 static const char *const journal_prefixes[] = {"<7>", "<6>", "<4>", "<3>"};
 
@@ -53,13 +54,24 @@ int relay_log_level_parse(const char *name, relay_log_level *out)
 
 int relay_log_format_parse(const char *name, relay_log_format *out)
 {
-    if (strcmp(name, "text") == 0)
-        *out = RELAY_LOG_TEXT;
-    else if (strcmp(name, "json") == 0)
-        *out = RELAY_LOG_JSON;
-    else
-        return -1;
-    return 0;
+    for (size_t i = 0; i < sizeof format_names / sizeof format_names[0]; i++) {
+        if (strcmp(name, format_names[i]) == 0) {
+            *out = (relay_log_format)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *relay_log_level_name(relay_log_level level)
+{
+    return (size_t)level < sizeof level_names / sizeof level_names[0] ? level_names[level] : "?";
+}
+
+const char *relay_log_format_name(relay_log_format format)
+{
+    return (size_t)format < sizeof format_names / sizeof format_names[0] ? format_names[format]
+                                                                         : "?";
 }
 
 /* Escapes msg as the contents of a JSON string into out, truncating rather than failing. */

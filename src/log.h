@@ -45,6 +45,9 @@ bool relay_log_stream_is_journal(FILE *out);
 int relay_log_level_parse(const char *name, relay_log_level *out);
 /* Parses "text", "json"; returns 0, or -1 when the name is unknown. */
 int relay_log_format_parse(const char *name, relay_log_format *out);
+/* The names those parse, "?" for a value out of range. Cannot fail. */
+const char *relay_log_level_name(relay_log_level level);
+const char *relay_log_format_name(relay_log_format format);
 
 void relay_log(const relay_logger *log, relay_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
