@@ -111,9 +111,7 @@ static int check_dead_letters_options(relay_cli_options *opts, char *err, size_t
         return -1;
     }
     for (size_t i = 1; i < opts->n_args; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "%s", action);
-        if (parse_id(opts->args[i], 1, what, &opts->ids[opts->n_ids], err, errlen) != 0)
+        if (parse_id(opts->args[i], 1, action, &opts->ids[opts->n_ids], err, errlen) != 0)
             return -1;
         opts->n_ids++;
     }

@@ -1,6 +1,6 @@
 #include "relay_observe.h"
 
-/* Sets the oldest event not delivered to row i of b (i < count), or to b's held row. */
+/* Sets the oldest event not delivered to b's first row, or to its held row when it has none. */
 static void set_pending(relay_metrics_counts *c, const relay_batch *b)
 {
     int64_t created;

@@ -726,6 +726,34 @@ void th_wait_position(th_scope *s, const char *name, int64_t want)
     th_wait_until(s, TH_DEADLINE_MS, th_position_reached, &goal, what);
 }
 
+typedef struct th_query_goal {
+    th_scope *s;
+    const char *sql;
+    int64_t want;
+} th_query_goal;
+
+static bool th_query_is(void *arg)
+{
+    const th_query_goal *g = arg;
+    return th_query_int64(g->s->conn, g->sql) == g->want;
+}
+
+void th_wait_query_int64(th_scope *s, const char *sql, int64_t want)
+{
+    th_query_goal goal = {s, sql, want};
+    char what[1200];
+    snprintf(what, sizeof what, "%.1000s to be %" PRId64, sql, want);
+    th_wait_until(s, TH_DEADLINE_MS, th_query_is, &goal, what);
+}
+
+void th_hold_query_int64(th_scope *s, const char *sql, int64_t want, int ms)
+{
+    th_query_goal goal = {s, sql, want};
+    char what[1200];
+    snprintf(what, sizeof what, "%.1000s staying %" PRId64, sql, want);
+    th_hold_for(s, ms, th_query_is, &goal, what);
+}
+
 static bool th_relay_sessions_gone(void *arg)
 {
     th_scope *s = arg;

@@ -138,6 +138,10 @@ int64_t th_position(th_scope *s, const char *name);
 bool th_checkpoint_exists(th_scope *s, const char *name);
 /* Waits until the position for name reaches want (TH_DEADLINE_MS). */
 void th_wait_position(th_scope *s, const char *name, int64_t want);
+/* Waits until the one value of sql, run on the scope's session, is want. */
+void th_wait_query_int64(th_scope *s, const char *sql, int64_t want);
+/* Watches that the one value of sql stays want for ms. */
+void th_hold_query_int64(th_scope *s, const char *sql, int64_t want, int ms);
 /* Waits until no session of the scope's application_name is left: a killed relay's backend may
  * still be finishing its last statement. */
 void th_wait_relay_sessions_gone(th_scope *s);

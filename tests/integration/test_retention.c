@@ -60,35 +60,6 @@ static void write_config(char path[TH_PATH_MAX], const char *source_yaml, const 
     sc_write_config_as(path, RELAY_NAME, NULL, source_yaml, extra);
 }
 
-typedef struct sql_goal {
-    const char *sql;
-    int64_t want;
-} sql_goal;
-
-static bool sql_is(void *arg)
-{
-    const sql_goal *g = arg;
-    return th_query_int64(scope.conn, g->sql) == g->want;
-}
-
-/* Waits until the one value of sql is want. */
-static void wait_sql(const char *sql, int64_t want)
-{
-    sql_goal goal = {sql, want};
-    char what[1200];
-    snprintf(what, sizeof what, "%.1000s to be %" PRId64, sql, want);
-    th_wait_until(&scope, TH_DEADLINE_MS, sql_is, &goal, what);
-}
-
-/* Watches that the one value of sql stays want for ms. */
-static void hold_sql(const char *sql, int64_t want, int ms)
-{
-    sql_goal goal = {sql, want};
-    char what[1200];
-    snprintf(what, sizeof what, "%.1000s staying %" PRId64, sql, want);
-    th_hold_for(&scope, ms, sql_is, &goal, what);
-}
-
 /* A text field of `status --json` (caller frees); NULL for a JSON null. */
 static char *status_text(const char *config, const char *field)
 {
@@ -184,7 +155,7 @@ Test(retention, gap_holds_deletion_until_the_late_row_is_delivered, .init = setu
     th_insert_events(scope.conn, 50000, LONG_AGO);
     th_wait_position(&scope, RELAY_NAME, 100001);
 
-    wait_sql("SELECT count(*) FROM events WHERE id < 50001", 0);
+    th_wait_query_int64(&scope, "SELECT count(*) FROM events WHERE id < 50001", 0);
     cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_gaps"
                                             " WHERE low_id = 50001 AND high_id = 50001"),
                  1, "the open id is not watched");
@@ -193,12 +164,12 @@ Test(retention, gap_holds_deletion_until_the_late_row_is_delivered, .init = setu
     cr_assert_str_eq(held_by, RELAY_NAME);
     free(held_by);
     /* Rounds run all along; none may touch the rows above the gap. */
-    hold_sql("SELECT count(*) FROM events WHERE id > 50001", 50000, HOLD_MS);
+    th_hold_query_int64(&scope, "SELECT count(*) FROM events WHERE id > 50001", 50000, HOLD_MS);
     cr_assert_eq(sc_status_field(config, "retention_bound"), 50000);
 
     th_exec(t1, "COMMIT");
-    wait_sql("SELECT late_events FROM relay_checkpoints", 1);
-    wait_sql("SELECT count(*) FROM events", 0);
+    th_wait_query_int64(&scope, "SELECT late_events FROM relay_checkpoints", 1);
+    th_wait_query_int64(&scope, "SELECT count(*) FROM events", 0);
     th_relay_stop(&scope, pid);
 
     char *line = sc_line_of(f.out, 50001);
@@ -235,16 +206,17 @@ Test(retention, slower_relay_holds_the_bound, .init = setup, .fini = teardown)
     th_insert_events(scope.conn, 1000, LONG_AGO);
     pid_t a_pid = sc_start_relay(a_config, &a);
     th_wait_position(&scope, RELAY_NAME, 2000);
-    wait_sql("SELECT count(*) FROM events WHERE id <= 1000", 0);
+    th_wait_query_int64(&scope, "SELECT count(*) FROM events WHERE id <= 1000", 0);
     cr_assert_eq(sc_status_field(a_config, "retention_bound"), 1000);
     char *held_by = status_text(a_config, "retention_held_by");
     cr_assert_str_eq(held_by, b_name, "the bound is held by %s, not by the stopped relay", held_by);
     free(held_by);
-    hold_sql("SELECT count(*) FROM events WHERE id BETWEEN 1001 AND 2000", 1000, HOLD_MS);
+    th_hold_query_int64(&scope, "SELECT count(*) FROM events WHERE id BETWEEN 1001 AND 2000", 1000,
+                        HOLD_MS);
 
     b_pid = sc_start_relay(b_config, &b2);
     th_wait_position(&scope, b_name, 2000);
-    wait_sql("SELECT count(*) FROM events", 0);
+    th_wait_query_int64(&scope, "SELECT count(*) FROM events", 0);
     th_relay_stop(&scope, b_pid);
     th_relay_stop(&scope, a_pid);
     assert_each_once(b1.out, 1, 1000);
@@ -302,8 +274,8 @@ Test(retention, registered_by_oid_by_name_or_none, .init = setup, .fini = teardo
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         snprintf(sql, sizeof sql, "SELECT count(*) FROM events WHERE id <= %" PRId64,
                  steps[i].bound);
-        wait_sql(sql, 0);
-        hold_sql("SELECT count(*) FROM events", 100 - steps[i].bound, HOLD_MS);
+        th_wait_query_int64(&scope, sql, 0);
+        th_hold_query_int64(&scope, "SELECT count(*) FROM events", 100 - steps[i].bound, HOLD_MS);
         cr_assert_eq(sc_status_field(config, "retention_bound"), steps[i].bound);
         char *held_by = status_text(config, "retention_held_by");
         cr_assert_str_eq(held_by, steps[i].holder);
@@ -313,7 +285,7 @@ Test(retention, registered_by_oid_by_name_or_none, .init = setup, .fini = teardo
         th_exec(scope.conn, sql);
     }
     /* Left: the relay itself and the relay of the other table, at 1, which holds nothing. */
-    wait_sql("SELECT count(*) FROM events", 0);
+    th_wait_query_int64(&scope, "SELECT count(*) FROM events", 0);
     th_relay_stop(&scope, pid);
     assert_each_once(f.out, 1, 100);
 }
@@ -333,8 +305,10 @@ Test(retention, only_rows_older_than_delete_after, .init = setup, .fini = teardo
     sc_relay_files f = sc_files_named("relay");
     pid_t pid = sc_start_relay(config, &f);
     th_wait_position(&scope, RELAY_NAME, 600);
-    wait_sql("SELECT count(*) FROM events WHERE created_at < now() - interval '1 hour'", 0);
-    hold_sql("SELECT count(*) FROM events WHERE id BETWEEN 301 AND 500", 200, HOLD_MS);
+    th_wait_query_int64(
+        &scope, "SELECT count(*) FROM events WHERE created_at < now() - interval '1 hour'", 0);
+    th_hold_query_int64(&scope, "SELECT count(*) FROM events WHERE id BETWEEN 301 AND 500", 200,
+                        HOLD_MS);
     cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM events"), 200);
     th_relay_stop(&scope, pid);
     assert_each_once(f.out, 1, 600);
@@ -414,23 +388,23 @@ Test(retention, partitions_dropped_current_kept, .init = setup, .fini = teardown
     insert_outbox(1000);
     th_wait_position(&scope, RELAY_NAME, 2500);
 
-    wait_sql("SELECT (to_regclass('outbox_1') IS NULL)::int", 1);
+    th_wait_query_int64(&scope, "SELECT (to_regclass('outbox_1') IS NULL)::int", 1);
     cr_assert_eq(th_query_int64(scope.conn, "SELECT count(*) FROM relay_gaps"
                                             " WHERE low_id = 1500 AND high_id = 1500"),
                  1, "the rolled-back id is not watched");
-    hold_sql("SELECT count(*) FROM outbox_2", 999, 1500);
+    th_hold_query_int64(&scope, "SELECT count(*) FROM outbox_2", 999, 1500);
     cr_assert_eq(sc_status_field(config, "retention_bound"), 1499);
 
     /* The floor passed, the gap is dead: outbox_2 goes; outbox_3 takes the next ids. */
-    wait_sql("SELECT (to_regclass('outbox_2') IS NULL)::int", 1);
-    hold_sql("SELECT count(*) FROM outbox_3", 500, HOLD_MS);
+    th_wait_query_int64(&scope, "SELECT (to_regclass('outbox_2') IS NULL)::int", 1);
+    th_hold_query_int64(&scope, "SELECT count(*) FROM outbox_3", 500, HOLD_MS);
 
     insert_outbox(500);
     th_wait_position(&scope, RELAY_NAME, 3000);
-    wait_sql("SELECT (to_regclass('outbox_3') IS NULL)::int", 1);
+    th_wait_query_int64(&scope, "SELECT (to_regclass('outbox_3') IS NULL)::int", 1);
     insert_outbox(10);
     th_wait_position(&scope, RELAY_NAME, 3010);
-    hold_sql("SELECT count(*) FROM outbox_4", 10, HOLD_MS);
+    th_hold_query_int64(&scope, "SELECT count(*) FROM outbox_4", 10, HOLD_MS);
     th_relay_stop(&scope, pid);
 
     cr_assert(partition_exists("outbox_4"));
@@ -461,8 +435,8 @@ Test(retention, partition_kept_until_old_enough, .init = setup, .fini = teardown
     sc_relay_files f = sc_files_named("relay");
     pid_t pid = sc_start_relay(config, &f);
     th_wait_position(&scope, RELAY_NAME, 2001);
-    wait_sql("SELECT (to_regclass('outbox_1') IS NULL)::int", 1);
-    hold_sql("SELECT count(*) FROM outbox_2", 1000, HOLD_MS);
+    th_wait_query_int64(&scope, "SELECT (to_regclass('outbox_1') IS NULL)::int", 1);
+    th_hold_query_int64(&scope, "SELECT count(*) FROM outbox_2", 1000, HOLD_MS);
     th_relay_stop(&scope, pid);
     cr_assert_eq(sc_status_field(config, "retention_partitions_dropped"), 1);
 }
@@ -532,7 +506,7 @@ Test(retention, failing_delete_is_logged_and_retried, .init = setup, .fini = tea
     char sql[256];
     snprintf(sql, sizeof sql, "GRANT DELETE ON events TO %s", relay_role);
     th_exec(scope.conn, sql);
-    wait_sql("SELECT count(*) FROM events", 0);
+    th_wait_query_int64(&scope, "SELECT count(*) FROM events", 0);
     wait_log(f.err, "retention works again after", 1);
     cr_assert_eq(lines_with(f.err, "retention failed: "), 1);
     th_relay_stop(&scope, pid);
@@ -565,7 +539,7 @@ Test(retention, lock_timeout_fails_the_round_not_delivery, .init = setup, .fini 
     cr_assert_eq(lines_with(f.err, "retention failed: "), 1);
 
     th_exec(locker, "COMMIT");
-    wait_sql("SELECT count(*) FROM events", 0);
+    th_wait_query_int64(&scope, "SELECT count(*) FROM events", 0);
     wait_log(f.err, "retention works again after", 1);
     th_relay_stop(&scope, pid);
     assert_each_once(f.out, 1, 3000);
