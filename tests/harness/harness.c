@@ -339,6 +339,35 @@ bool th_file_contains(const char *path, const char *text)
     return found;
 }
 
+size_t th_file_count(const char *path, const char *text)
+{
+    char *content = th_read_file(path, NULL);
+    size_t n = 0;
+    for (const char *at = content; (at = strstr(at, text)) != NULL; at += strlen(text))
+        n++;
+    free(content);
+    return n;
+}
+
+typedef struct th_count_goal {
+    const char *path, *text;
+    size_t n;
+} th_count_goal;
+
+static bool th_count_reached(void *arg)
+{
+    const th_count_goal *g = arg;
+    return th_file_count(g->path, g->text) >= g->n;
+}
+
+void th_wait_file_count(th_scope *s, const char *path, const char *text, size_t n)
+{
+    th_count_goal goal = {path, text, n};
+    char what[512];
+    snprintf(what, sizeof what, "%zu times '%.400s'", n, text);
+    th_wait_until(s, TH_DEADLINE_MS, th_count_reached, &goal, what);
+}
+
 static char *th_read_stream(FILE *f)
 {
     char *buf = NULL;

@@ -160,6 +160,10 @@ size_t th_read_stdout_ids(const char *path, int64_t **ids);
 
 /* Whether the file (missing: empty) contains text. */
 bool th_file_contains(const char *path, const char *text);
+/* How many times text occurs in the file at path (occurrences do not overlap). */
+size_t th_file_count(const char *path, const char *text);
+/* Waits until text occurs at least n times in the file at path. */
+void th_wait_file_count(th_scope *s, const char *path, const char *text, size_t n);
 
 /* The complete lines of a file, without their newlines. Returns the count; free with
  * th_free_lines. */

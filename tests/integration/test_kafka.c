@@ -1339,38 +1339,14 @@ Test(kafka, check_warns_of_a_message_timeout)
 
 /* ---- a stop, and the watchdog, during an outage ------------------------------------------ */
 
-/* How many times text occurs in the file at path. */
-static int times_in_file(const char *path, const char *text)
-{
-    char *content = th_read_file(path, NULL);
-    int n = 0;
-    for (const char *p = content; (p = strstr(p, text)) != NULL; p += strlen(text))
-        n++;
-    free(content);
-    return n;
-}
-
-typedef struct occurrences_goal {
-    const char *path;
-    const char *text;
-    int more_than;
-} occurrences_goal;
-
-static bool count_grew(void *arg)
-{
-    const occurrences_goal *g = arg;
-    return times_in_file(g->path, g->text) > g->more_than;
-}
-
 /* With the brokers down, waits until the relay hands a new batch to the sink, which then waits
  * in flush() for acknowledgements that cannot come. */
 static void hand_a_batch_to_a_dead_cluster(const char *err)
 {
-    occurrences_goal handed = {err, "pipeline: durable -> sink",
-                               times_in_file(err, "pipeline: durable -> sink")};
+    size_t handed = th_file_count(err, "pipeline: durable -> sink");
     cr_assert_eq(rd_kafka_mock_broker_set_down(kafka.mock, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
     insert_events(50);
-    th_wait_until(&scope, TH_DEADLINE_MS, count_grew, &handed, "a batch handed to the sink");
+    th_wait_file_count(&scope, err, "pipeline: durable -> sink", handed + 1);
 }
 
 /* A relay with the sink's default flush_timeout (30 s) that delivered 50 events; then the

@@ -108,32 +108,16 @@ static void wait_log(const char *text)
 /* How many times text occurs in the log. */
 static size_t log_count(const char *text)
 {
-    char *log = th_read_file(log_path, NULL);
-    size_t n = 0;
-    for (const char *at = log; (at = strstr(at, text)) != NULL; at += strlen(text))
-        n++;
-    free(log);
-    return n;
-}
-
-typedef struct count_goal {
-    const char *text;
-    size_t n;
-} count_goal;
-
-static bool log_count_reached(void *arg)
-{
-    const count_goal *g = arg;
-    return log_count(g->text) >= g->n;
+    return th_file_count(log_path, text);
 }
 
 /* Sends SIGHUP and waits until the reload is over: the n-th "configuration reloaded" (or, for a
  * file that does not load, the n-th "reload failed"). */
 static void reload_and_wait(pid_t pid, const char *end_text)
 {
-    count_goal goal = {end_text, log_count(end_text) + 1};
+    size_t n = log_count(end_text) + 1;
     th_relay_signal(pid, SIGHUP);
-    th_wait_until(&scope, TH_DEADLINE_MS, log_count_reached, &goal, end_text);
+    th_wait_file_count(&scope, log_path, end_text, n);
 }
 
 static pid_t start_relay(const char *level)
