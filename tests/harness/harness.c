@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -853,4 +854,16 @@ int th_free_port(void)
               "no free port: %s", strerror(errno));
     close(fd);
     return ntohs(a.sin_port);
+}
+
+int th_notify_socket(th_scope *s, char path[TH_PATH_MAX])
+{
+    th_path(s, "notify.sock", path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    cr_assert(fd >= 0, "socket: %s", strerror(errno));
+    cr_assert_lt(strlen(path), sizeof addr.sun_path, "socket path too long");
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0, "bind %s", path);
+    return fd;
 }

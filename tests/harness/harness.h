@@ -170,6 +170,10 @@ void th_wait_file_count(th_scope *s, const char *path, const char *text, size_t 
 size_t th_read_lines(const char *path, char ***lines);
 void th_free_lines(char **lines, size_t n);
 
+/* systemd's side of sd_notify: a datagram socket bound at the scope's "notify.sock", whose path
+ * goes into path (for NOTIFY_SOCKET). Returns its descriptor; the caller closes it. */
+int th_notify_socket(th_scope *s, char path[TH_PATH_MAX]);
+
 /* A loopback TCP port nothing listens on now (the kernel's pick for a socket bound to port 0,
  * closed again), for a relay's http.listen. */
 int th_free_port(void);

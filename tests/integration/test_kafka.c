@@ -11,7 +11,6 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1381,12 +1380,7 @@ Test(kafka, the_watchdog_is_fed_while_a_flush_waits)
 {
     /* systemd's side of sd_notify: a datagram socket named by NOTIFY_SOCKET. */
     char socket_path[TH_PATH_MAX];
-    th_path(&scope, "notify.sock", socket_path);
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    cr_assert_lt(strlen(socket_path), sizeof addr.sun_path, "socket path too long");
-    memcpy(addr.sun_path, socket_path, strlen(socket_path) + 1);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0, "bind %s", socket_path);
+    int fd = th_notify_socket(&scope, socket_path);
     setenv("NOTIFY_SOCKET", socket_path, 1);
     /* As the unit has it: WatchdogSec=30, and the sink's default flush_timeout of 30 s, which
      * left the watchdog without a ping for 30.1 s in an outage. A ping at least every 15 s. */

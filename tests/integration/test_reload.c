@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -427,12 +426,7 @@ static void assert_reload_notified(pid_t pid, int fd)
 Test(reload, systemd_hears_reloading_then_ready)
 {
     char socket_path[TH_PATH_MAX];
-    th_path(&scope, "notify.sock", socket_path);
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    cr_assert_lt(strlen(socket_path), sizeof addr.sun_path, "socket path too long");
-    memcpy(addr.sun_path, socket_path, strlen(socket_path) + 1);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0, "bind %s", socket_path);
+    int fd = th_notify_socket(&scope, socket_path);
 
     settings s = defaults();
     write_settings(&s);
